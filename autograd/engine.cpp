@@ -1,0 +1,148 @@
+// The backward engine.
+//
+// 1. Sort the nodes reachable from the root so that every node comes after
+//    all nodes that use its output (reverse topological order, by DFS).
+// 2. Seed the root's gradient (1 for a scalar loss), then visit the nodes in
+//    that order: each turns its output gradient into input gradients, which
+//    are summed per producer (a tensor used twice gets both contributions).
+// 3. Leaves (tensors made by the user with requires_grad) accumulate into
+//    their .grad(); intermediate gradients are dropped when done.
+#include "autograd/engine.h"
+
+#include <unordered_map>
+#include <unordered_set>
+
+#include "autograd/node.h"
+#include "autograd/ops.h"
+#include "core/error.h"
+
+namespace attn {
+
+namespace {
+thread_local bool g_grad_enabled = true;
+}
+
+bool grad_enabled() { return g_grad_enabled; }
+NoGradGuard::NoGradGuard() : previous_(g_grad_enabled) { g_grad_enabled = false; }
+NoGradGuard::~NoGradGuard() { g_grad_enabled = previous_; }
+
+Tensor record(Tensor out, const char* name, std::vector<Tensor> inputs, BackwardFn backward) {
+  if (!g_grad_enabled) return out;
+  bool any = false;
+  for (const Tensor& t : inputs) any = any || (t.defined() && t.requires_grad());
+  if (!any) return out;
+  auto node = std::make_shared<Node>();
+  node->name = name;
+  node->inputs = std::move(inputs);
+  node->backward = std::move(backward);
+  out.impl()->grad_fn = std::move(node);
+  return out;
+}
+
+namespace {
+
+// Holds shared_ptrs: releasing a node drops its inputs, which may be the
+// last owners of the nodes below it, and those must live until visited.
+std::vector<std::shared_ptr<Node>> topological_order(const std::shared_ptr<Node>& root) {
+  std::vector<std::shared_ptr<Node>> order;
+  std::unordered_set<Node*> seen;
+  // Iterative DFS: deep graphs (long training sequences) must not overflow the stack.
+  std::vector<std::pair<std::shared_ptr<Node>, size_t>> stack{{root, 0}};
+  seen.insert(root.get());
+  while (!stack.empty()) {
+    auto& [node, next] = stack.back();
+    if (next < node->inputs.size()) {
+      const Tensor& in = node->inputs[next++];
+      std::shared_ptr<Node> child = in.defined() ? in.impl()->grad_fn : nullptr;
+      if (child && seen.insert(child.get()).second) stack.push_back({child, 0});
+    } else {
+      order.push_back(node);
+      stack.pop_back();
+    }
+  }
+  return {order.rbegin(), order.rend()};  // root first
+}
+
+void accumulate(Tensor& slot, const Tensor& g) {
+  slot = slot.defined() ? add(slot, g) : g;
+}
+
+}  // namespace
+
+void run_backward(const Tensor& root, const Tensor& grad_in, bool retain_graph) {
+  check(root.requires_grad(), "backward: this tensor does not require grad and has no grad_fn; ",
+        "set requires_grad on an input before computing it");
+  Tensor seed = grad_in;
+  if (!seed.defined()) {
+    check(root.numel() == 1, "backward: output has shape ", shape_str(root.shape()),
+          "; backward() without a gradient needs a scalar (one element), or pass a gradient of "
+          "that shape");
+    seed = ones(root.shape(), DType::Float32, root.device());
+  }
+  check(seed.shape() == root.shape(), "backward: gradient has shape ", shape_str(seed.shape()),
+        ", expected the output's shape ", shape_str(root.shape()));
+
+  NoGradGuard no_grad;  // the backward pass itself is not recorded
+  const std::shared_ptr<Node> root_node = root.impl()->grad_fn;
+  if (!root_node) {  // backward on a leaf: its gradient is the seed
+    const Tensor old = root.grad();
+    root.impl()->grad = (old.defined() ? add(old, seed) : seed.clone()).impl_ptr();
+    return;
+  }
+  std::unordered_map<Node*, Tensor> grads;
+  grads[root_node.get()] = seed;
+  for (const std::shared_ptr<Node>& node : topological_order(root_node)) {
+    auto it = grads.find(node.get());
+    if (it == grads.end()) continue;
+    if (node->released)
+      fail("backward: the graph through '", node->name,
+           "' was freed by an earlier backward(); call backward(grad, /*retain_graph=*/true) the "
+           "first time to go through it twice");
+    const Tensor g = it->second;
+    grads.erase(it);
+    std::vector<Tensor> in_grads = node->backward(g);
+    for (size_t i = 0; i < node->inputs.size(); ++i) {
+      const Tensor& in = node->inputs[i];
+      if (i >= in_grads.size() || !in_grads[i].defined() || !in.requires_grad()) continue;
+      check(in_grads[i].shape() == in.shape(), "backward of ", node->name, ": gradient for input ",
+            i, " has shape ", shape_str(in_grads[i].shape()), ", expected ", shape_str(in.shape()));
+      if (Node* producer = in.impl()->grad_fn.get()) {
+        accumulate(grads[producer], in_grads[i]);
+      } else {
+        // A leaf owns its gradient (an optimizer may scale it in place), so
+        // the first contribution is copied rather than shared.
+        const Tensor old = in.grad();
+        const Tensor sum = old.defined() ? add(old, in_grads[i]) : in_grads[i].clone();
+        in.impl()->grad = sum.impl_ptr();
+      }
+    }
+    if (!retain_graph) node->release();
+  }
+}
+
+// --- the Tensor methods that belong to autograd ---
+
+bool Tensor::requires_grad() const { return impl_->requires_grad || impl_->grad_fn != nullptr; }
+
+Tensor& Tensor::set_requires_grad(bool on) {
+  check(!on || dtype() == DType::Float32, "requires_grad: only float32 tensors can require grad, ",
+        "got ", dtype_name(dtype()));
+  check(!impl_->grad_fn, "requires_grad: can only be set on a leaf (a tensor made by the user, ",
+        "not by an op); use detach() first");
+  impl_->requires_grad = on;
+  return *this;
+}
+
+Tensor Tensor::grad() const { return impl_->grad ? Tensor(impl_->grad) : Tensor(); }
+
+void Tensor::zero_grad() { impl_->grad.reset(); }
+
+Tensor Tensor::detach() const {
+  return make_view(*this, shape(), strides(), offset());
+}
+
+void Tensor::backward(const Tensor& grad, bool retain_graph) const {
+  run_backward(*this, grad, retain_graph);
+}
+
+}  // namespace attn

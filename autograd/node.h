@@ -1,0 +1,37 @@
+// A node of the autograd graph: "this tensor was made by op `name` from
+// `inputs`; here is how to turn the gradient of the output into gradients of
+// the inputs". That is the whole idea of reverse-mode autodiff.
+#pragma once
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "core/tensor.h"
+
+namespace attn {
+
+// Given dL/d(output), returns dL/d(input_i) for each input, in order. An
+// undefined Tensor means "no gradient for this input".
+using BackwardFn = std::function<std::vector<Tensor>(const Tensor& grad_output)>;
+
+struct Node {
+  std::string name;
+  std::vector<Tensor> inputs;
+  BackwardFn backward;
+  // Set once a backward pass has run without retain_graph: the closure and
+  // its saved tensors are gone.
+  bool released = false;
+
+  void release() {
+    backward = nullptr;
+    inputs.clear();
+    released = true;
+  }
+};
+
+// Attaches a node to `out` when grad mode is on and some input requires a
+// gradient; otherwise returns `out` untouched. Every differentiable op ends
+// with `return record(out, "name", {inputs...}, [captures](const Tensor& g) {...});`
+Tensor record(Tensor out, const char* name, std::vector<Tensor> inputs, BackwardFn backward);
+
+}  // namespace attn

@@ -1,0 +1,114 @@
+// Batched matrix product with batch broadcasting, and its gradient.
+//
+//   C = A @ B        A [..., M, K], B [..., K, N], C [..., M, N]
+//   dA = dC @ B^T    dB = A^T @ dC   (summed over broadcast batch dims)
+//
+// The transposes in the backward are free views: the kernel hands
+// "transposed" to BLAS instead of copying.
+#include "autograd/checks.h"
+#include "autograd/node.h"
+#include "autograd/ops.h"
+#include "core/dispatch.h"
+
+namespace attn {
+
+namespace {
+
+// How BLAS should read the last two dims of t: rows contiguous (ld = row
+// stride), or columns contiguous (a transposed view; ld = column stride).
+struct MatrixLayout {
+  bool ok = false, trans = false;
+  int64_t ld = 0;
+};
+
+MatrixLayout layout_of(const Tensor& t) {
+  const int n = t.dim();
+  const int64_t rows = t.shape()[n - 2], cols = t.shape()[n - 1];
+  // Strides of size-1 dims are arbitrary; pretend they are the natural ones.
+  const int64_t sc = cols == 1 ? 1 : t.strides()[n - 1];
+  const int64_t sr = rows == 1 ? std::max<int64_t>(cols, 1) : t.strides()[n - 2];
+  if (sc == 1 && sr >= std::max<int64_t>(cols, 1)) return {true, false, sr};
+  const int64_t sr2 = rows == 1 ? 1 : t.strides()[n - 2];
+  const int64_t sc2 = cols == 1 ? std::max<int64_t>(rows, 1) : t.strides()[n - 1];
+  if (sr2 == 1 && sc2 >= std::max<int64_t>(rows, 1)) return {true, true, sc2};
+  return {};
+}
+
+// Element offsets of each batch entry of t (broadcast to `batch`).
+std::vector<int64_t> batch_offsets(const Tensor& t, const Shape& batch) {
+  const int nb = static_cast<int>(batch.size());
+  Shape t_batch(t.shape().begin(), t.shape().end() - 2);
+  Tensor as_batch = make_view(t, t_batch, Shape(t.strides().begin(), t.strides().end() - 2), 0);
+  const View v = as_batch.view_desc(batch);
+  std::vector<int64_t> offsets(numel(batch));
+  std::vector<int64_t> idx(nb, 0);
+  for (size_t b = 0; b < offsets.size(); ++b) {
+    int64_t off = 0;
+    for (int d = 0; d < nb; ++d) off += idx[d] * v.strides[d];
+    offsets[b] = off;
+    for (int d = nb - 1; d >= 0; --d) {
+      if (++idx[d] < batch[d]) break;
+      idx[d] = 0;
+    }
+  }
+  return offsets;
+}
+
+Tensor matmul_forward(Tensor a, Tensor b) {
+  const int64_t m = a.shape()[a.dim() - 2], k = a.shape()[a.dim() - 1];
+  const int64_t n = b.shape()[b.dim() - 1];
+  const Shape batch = broadcast_shapes(Shape(a.shape().begin(), a.shape().end() - 2),
+                                       Shape(b.shape().begin(), b.shape().end() - 2), "matmul");
+  Shape out_shape = batch;
+  out_shape.push_back(m);
+  out_shape.push_back(n);
+  Tensor out = empty(out_shape, DType::Float32, a.device());
+  if (out.numel() == 0) return out;
+  Backend& be = backend_for(a.device());
+  if (k == 0) {
+    be.fill(out.view_desc(), 0.0);
+    return out;
+  }
+  MatrixLayout la = layout_of(a), lb = layout_of(b);
+  if (!la.ok) a = a.contiguous(), la = layout_of(a);
+  if (!lb.ok) b = b.contiguous(), lb = layout_of(b);
+  const std::vector<int64_t> a_off = batch_offsets(a, batch), b_off = batch_offsets(b, batch);
+  GemmArgs args;
+  args.batch = numel(batch);
+  args.m = m, args.n = n, args.k = k;
+  args.a = a.data<float>(), args.b = b.data<float>(), args.c = out.data<float>();
+  args.lda = la.ld, args.ldb = lb.ld;
+  args.trans_a = la.trans, args.trans_b = lb.trans;
+  args.a_offsets = a_off.data(), args.b_offsets = b_off.data();
+  be.gemm(args);
+  return out;
+}
+
+}  // namespace
+
+Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
+  require_defined("matmul", a_in);
+  require_defined("matmul", b_in);
+  common_device("matmul", {a_in, b_in});
+  check(a_in.dtype() == DType::Float32 && b_in.dtype() == DType::Float32,
+        "matmul: dtype mismatch: expected float32 inputs, got ", dtype_name(a_in.dtype()), " and ",
+        dtype_name(b_in.dtype()));
+  check(a_in.dim() >= 1 && b_in.dim() >= 1, "matmul: inputs must have at least 1 dim, got shapes ",
+        shape_str(a_in.shape()), " and ", shape_str(b_in.shape()));
+  // Vectors act as a 1-row (left) or 1-column (right) matrix, as in PyTorch.
+  const Tensor a = a_in.dim() == 1 ? unsqueeze(a_in, 0) : a_in;
+  const Tensor b = b_in.dim() == 1 ? unsqueeze(b_in, 1) : b_in;
+  const int64_t ka = a.shape()[a.dim() - 1], kb = b.shape()[b.dim() - 2];
+  check(ka == kb, "matmul: shapes ", shape_str(a_in.shape()), " and ", shape_str(b_in.shape()),
+        " do not match: ", ka, " != ", kb);
+  Tensor out = record(matmul_forward(a, b), "matmul", {a, b}, [a, b](const Tensor& g) {
+    return std::vector<Tensor>{
+        a.requires_grad() ? sum_to(matmul(g, transpose(b, -1, -2)), a.shape()) : Tensor(),
+        b.requires_grad() ? sum_to(matmul(transpose(a, -1, -2), g), b.shape()) : Tensor()};
+  });
+  if (a_in.dim() == 1) out = squeeze(out, -2);
+  if (b_in.dim() == 1) out = squeeze(out, -1);
+  return out;
+}
+
+}  // namespace attn

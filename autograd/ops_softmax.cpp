@@ -1,0 +1,45 @@
+// softmax and log_softmax over one dim, as fused kernels.
+//
+// Forward subtracts the row max before exponentiating (stability). Backward,
+// with y = softmax(x):      dx = y * (dy - sum(dy * y))
+//           y = log_softmax: dx = dy - softmax(x) * sum(dy)
+// The kernels work on contiguous rows, so another dim is first swapped to
+// the end (a free view) and made contiguous.
+#include "autograd/checks.h"
+#include "autograd/node.h"
+#include "autograd/ops.h"
+#include "core/dispatch.h"
+
+namespace attn {
+
+namespace {
+
+Tensor softmax_impl(bool log, const char* name, const Tensor& x, int64_t dim) {
+  require_defined(name, x);
+  require_float(name, x);
+  const int d = normalize_dim(dim, x.dim(), name);
+  const int last = std::max(x.dim() - 1, 0);
+  // Work on rows: move `d` to the end. Every view below is free.
+  const Tensor xt = (d == last ? x.detach() : transpose(x.detach(), d, last)).contiguous();
+  const int64_t cols = x.dim() == 0 ? 1 : x.shape()[d];
+  const int64_t rows = cols == 0 ? 0 : x.numel() / cols;
+  Tensor yt = empty(xt.shape(), DType::Float32, x.device());
+  if (yt.numel() > 0) backend_for(x.device()).softmax(log, yt.data<float>(), xt.data<float>(), rows, cols);
+  const Tensor y = d == last ? yt : transpose(yt, d, last);
+  // The closure keeps the output (detached: a tensor must not own itself).
+  return record(y, name, {x}, [log, d, last, rows, cols, yt = yt.detach()](const Tensor& g) {
+    const Tensor gt = (d == last ? g : transpose(g, d, last)).contiguous();
+    Tensor gx = empty(gt.shape(), DType::Float32, g.device());
+    if (gx.numel() > 0)
+      backend_for(g.device()).softmax_backward(log, gx.data<float>(), yt.data<float>(),
+                                               gt.data<float>(), rows, cols);
+    return std::vector<Tensor>{d == last ? gx : transpose(gx, d, last)};
+  });
+}
+
+}  // namespace
+
+Tensor softmax(const Tensor& x, int64_t dim) { return softmax_impl(false, "softmax", x, dim); }
+Tensor log_softmax(const Tensor& x, int64_t dim) { return softmax_impl(true, "log_softmax", x, dim); }
+
+}  // namespace attn

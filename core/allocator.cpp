@@ -1,0 +1,88 @@
+#include "core/allocator.h"
+
+#include <cstdlib>
+#include <new>
+
+namespace attn {
+
+CachingAllocator::CachingAllocator(RawAlloc raw_alloc, RawFree raw_free)
+    : raw_alloc_(std::move(raw_alloc)), raw_free_(std::move(raw_free)) {}
+
+CachingAllocator::~CachingAllocator() { empty_cache(); }
+
+std::size_t CachingAllocator::round_size(std::size_t bytes) {
+  // 512-byte granules for small blocks; above 1 MiB, steps of 1/8 of the
+  // next power of two, so a cached block wastes at most ~12%.
+  if (bytes == 0) return 512;
+  if (bytes <= (1u << 20)) return (bytes + 511) / 512 * 512;
+  std::size_t pow2 = 1u << 20;
+  while (pow2 < bytes) pow2 <<= 1;
+  const std::size_t step = pow2 / 8;
+  return (bytes + step - 1) / step * step;
+}
+
+void* CachingAllocator::allocate(std::size_t bytes) {
+  const std::size_t size = round_size(bytes);
+  std::lock_guard<std::mutex> lock(mutex_);
+  void* ptr = nullptr;
+  auto it = free_.find(size);
+  if (it != free_.end() && !it->second.empty()) {
+    ptr = it->second.back();
+    it->second.pop_back();
+    stats_.cached -= size;
+  } else {
+    ptr = raw_alloc_(size);
+    if (!ptr) {
+      // Drop the cache and try once more before giving up.
+      for (auto& [s, blocks] : free_)
+        for (void* p : blocks) raw_free_(p);
+      free_.clear();
+      stats_.cached = 0;
+      ptr = raw_alloc_(size);
+      if (!ptr) throw std::bad_alloc();
+    }
+    ++stats_.system_allocations;
+  }
+  ++stats_.allocations;
+  stats_.current += size;
+  if (stats_.current > stats_.peak) stats_.peak = stats_.current;
+  return ptr;
+}
+
+void CachingAllocator::deallocate(void* ptr, std::size_t bytes) {
+  if (!ptr) return;
+  const std::size_t size = round_size(bytes);
+  std::lock_guard<std::mutex> lock(mutex_);
+  free_[size].push_back(ptr);
+  stats_.current -= size;
+  stats_.cached += size;
+}
+
+MemoryStats CachingAllocator::stats() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return stats_;
+}
+
+void CachingAllocator::reset_peak() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  stats_.peak = stats_.current;
+}
+
+void CachingAllocator::empty_cache() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  for (auto& [size, blocks] : free_)
+    for (void* p : blocks) raw_free_(p);
+  free_.clear();
+  stats_.cached = 0;
+}
+
+CachingAllocator& cpu_allocator() {
+  // 64-byte alignment keeps SIMD loads and BLAS happy. Never destroyed, so
+  // tensors that outlive main() can still give their memory back.
+  static auto* alloc = new CachingAllocator(
+      [](std::size_t n) { return std::aligned_alloc(64, (n + 63) / 64 * 64); },
+      [](void* p) { std::free(p); });
+  return *alloc;
+}
+
+}  // namespace attn

@@ -1,0 +1,97 @@
+// The kernel interface: everything that touches tensor memory on a device.
+//
+// Each device implements this one class (core/cpu/, core/cuda/). It sees only
+// pointers, sizes and strides, never the Tensor class, and it is plain C++17
+// so that CUDA sources can include it. `backend_for(device)` (core/dispatch.h)
+// is the single place that picks an implementation.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+namespace attn {
+
+constexpr int kMaxDims = 8;
+
+// A strided window onto memory: element (i0, i1, ...) lives at
+// data + sum(i_k * strides[k]) elements. `dtype` is DType as an int.
+struct View {
+  void* data = nullptr;
+  int dtype = 0;
+  int ndim = 0;
+  int64_t shape[kMaxDims] = {};
+  int64_t strides[kMaxDims] = {};
+};
+
+enum class UnaryOp : int {
+  Neg, Exp, Log, Sqrt, Rsqrt, Abs, Sign, Relu, Step, Sigmoid, Tanh, Gelu, GeluGrad, Silu,
+  SiluGrad, Elu, EluGrad, Sin, Cos, Square, Reciprocal, AddScalar, MulScalar, PowScalar,
+  LogicalNot
+};
+enum class BinaryOp : int { Add, Sub, Mul, Div, Max, Min, Pow, Gt, Ge, Lt, Le, Eq, Ne, And, Or };
+enum class ReduceOp : int { Sum, Max, Min, ArgMax, ArgMin };
+
+// C[b] = alpha * op(A[b]) @ op(B[b]) + beta * C[b] for every batch b.
+// A[b] is M x K (after op), B[b] is K x N, C[b] is M x N row-major with
+// leading dimension N. A row-major matrix whose rows are contiguous has
+// trans=false and ld = row stride; one whose columns are contiguous (a
+// transposed view) has trans=true and ld = column stride: no copy needed.
+struct GemmArgs {
+  int64_t batch = 1, m = 0, n = 0, k = 0;
+  const float* a = nullptr;
+  const float* b = nullptr;
+  float* c = nullptr;
+  int64_t lda = 0, ldb = 0;
+  bool trans_a = false, trans_b = false;
+  // Per-batch element offsets into a and b (batch entries each); broadcast
+  // batch dims simply repeat an offset. C is contiguous: batch b starts at b*m*n.
+  const int64_t* a_offsets = nullptr;
+  const int64_t* b_offsets = nullptr;
+  float alpha = 1.0f, beta = 0.0f;
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+
+  // Memory, through the device's caching allocator.
+  virtual void* allocate(std::size_t bytes) = 0;
+  virtual void deallocate(void* ptr, std::size_t bytes) = 0;
+  virtual void copy_from_host(void* dst, const void* src, std::size_t bytes) = 0;
+  virtual void copy_to_host(void* dst, const void* src, std::size_t bytes) = 0;
+
+  // out[i] = value, converted to out's dtype.
+  virtual void fill(const View& out, double value) = 0;
+  // out[i] = in[i], converting dtype if they differ. Shapes are equal.
+  virtual void copy(const View& out, const View& in) = 0;
+
+  // Elementwise. All views have out's shape (broadcast inputs carry stride 0).
+  virtual void unary(UnaryOp op, const View& out, const View& in, float scalar) = 0;
+  virtual void binary(BinaryOp op, const View& out, const View& a, const View& b) = 0;
+  virtual void where(const View& out, const View& cond, const View& a, const View& b) = 0;
+
+  // out (contiguous, `outer` elements) = reduce over the trailing
+  // `in.ndim - outer_dims` dims of `in` for each index of its leading dims.
+  virtual void reduce(ReduceOp op, const View& out, const View& in, int outer_dims) = 0;
+
+  virtual void gemm(const GemmArgs& args) = 0;
+
+  // Row-wise over contiguous [rows, cols]; log=true gives log_softmax.
+  virtual void softmax(bool log, float* out, const float* in, int64_t rows, int64_t cols) = 0;
+  // grad_in from the forward output y and grad_out.
+  virtual void softmax_backward(bool log, float* grad_in, const float* y, const float* grad_out,
+                                int64_t rows, int64_t cols) = 0;
+
+  // out[i, :] = table[idx[i], :]. Returns -1 if all indices are in
+  // [0, table_rows), otherwise the position of the first bad index.
+  virtual int64_t gather_rows(float* out, const float* table, const int64_t* idx, int64_t n,
+                              int64_t row_size, int64_t table_rows) = 0;
+  // table[idx[i], :] += src[i, :]  (the backward of gather_rows).
+  virtual void scatter_add_rows(float* table, const int64_t* idx, const float* src, int64_t n,
+                                int64_t row_size) = 0;
+
+  // Running sum along contiguous rows; reverse=true sums from the right
+  // (the backward of cumsum).
+  virtual void cumsum(float* out, const float* in, int64_t rows, int64_t cols, bool reverse) = 0;
+};
+
+}  // namespace attn

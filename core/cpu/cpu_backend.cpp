@@ -1,0 +1,49 @@
+// Memory, fill and copy on the CPU.
+#include "core/cpu/cpu_backend.h"
+
+#include <cstring>
+
+#include "core/allocator.h"
+#include "core/cpu/strided.h"
+
+namespace attn {
+using namespace cpu;
+
+void* CpuBackend::allocate(std::size_t bytes) { return cpu_allocator().allocate(bytes); }
+void CpuBackend::deallocate(void* p, std::size_t bytes) { cpu_allocator().deallocate(p, bytes); }
+void CpuBackend::copy_from_host(void* dst, const void* src, std::size_t n) { std::memcpy(dst, src, n); }
+void CpuBackend::copy_to_host(void* dst, const void* src, std::size_t n) { std::memcpy(dst, src, n); }
+
+void CpuBackend::fill(const View& out, double value) {
+  if (out.dtype == static_cast<int>(DType::Float32) && is_dense(out)) {
+    float* p = static_cast<float*>(out.data);
+    const float v = static_cast<float>(value);
+    for (int64_t i = 0, n = view_numel(out); i < n; ++i) p[i] = v;
+    return;
+  }
+  strided_for_each<1>(out.ndim, out.shape, {out.strides},
+                      [&](const auto& o) { store(out, o[0], value); });
+}
+
+void CpuBackend::copy(const View& out, const View& in) {
+  if (out.dtype == in.dtype && is_dense(out) && is_dense(in)) {
+    std::memcpy(out.data, in.data, view_numel(out) * dtype_size(static_cast<DType>(out.dtype)));
+    return;
+  }
+  if (out.dtype == in.dtype && out.dtype == static_cast<int>(DType::Float32)) {
+    float* o = static_cast<float*>(out.data);
+    const float* i = static_cast<const float*>(in.data);
+    strided_for_each<2>(out.ndim, out.shape, {out.strides, in.strides},
+                        [&](const auto& off) { o[off[0]] = i[off[1]]; });
+    return;
+  }
+  strided_for_each<2>(out.ndim, out.shape, {out.strides, in.strides},
+                      [&](const auto& off) { store(out, off[0], load(in, off[1])); });
+}
+
+Backend& cpu_backend() {
+  static CpuBackend backend;
+  return backend;
+}
+
+}  // namespace attn

@@ -1,0 +1,34 @@
+// The CPU implementation of the kernel interface: plain loops (and OpenBLAS
+// for matrix products). Each group of kernels lives in its own file.
+#pragma once
+#include "core/backend.h"
+
+namespace attn {
+
+class CpuBackend final : public Backend {
+ public:
+  void* allocate(std::size_t bytes) override;
+  void deallocate(void* ptr, std::size_t bytes) override;
+  void copy_from_host(void* dst, const void* src, std::size_t bytes) override;
+  void copy_to_host(void* dst, const void* src, std::size_t bytes) override;
+  void fill(const View& out, double value) override;
+  void copy(const View& out, const View& in) override;
+
+  void unary(UnaryOp op, const View& out, const View& in, float scalar) override;
+  void binary(BinaryOp op, const View& out, const View& a, const View& b) override;
+  void where(const View& out, const View& cond, const View& a, const View& b) override;
+  void reduce(ReduceOp op, const View& out, const View& in, int outer_dims) override;
+  void gemm(const GemmArgs& args) override;
+  void softmax(bool log, float* out, const float* in, int64_t rows, int64_t cols) override;
+  void softmax_backward(bool log, float* grad_in, const float* y, const float* grad_out,
+                        int64_t rows, int64_t cols) override;
+  int64_t gather_rows(float* out, const float* table, const int64_t* idx, int64_t n,
+                      int64_t row_size, int64_t table_rows) override;
+  void scatter_add_rows(float* table, const int64_t* idx, const float* src, int64_t n,
+                        int64_t row_size) override;
+  void cumsum(float* out, const float* in, int64_t rows, int64_t cols, bool reverse) override;
+};
+
+Backend& cpu_backend();
+
+}  // namespace attn

@@ -1,0 +1,77 @@
+// Walking N strided views over one shape in row-major order.
+//
+// `strided_for_each<N>(ndim, shape, strides, f)` calls f(off) for every index,
+// where off[k] is the element offset of that index in view k. The innermost
+// dim is a tight loop; outer dims advance like an odometer.
+#pragma once
+#include <array>
+#include <cstdint>
+
+#include "core/backend.h"
+#include "core/dtype.h"
+
+namespace attn::cpu {
+
+template <int N, class F>
+void strided_for_each(int ndim, const int64_t* shape, const std::array<const int64_t*, N>& strides,
+                      F&& f) {
+  std::array<int64_t, N> off{};
+  if (ndim == 0) {
+    f(off);
+    return;
+  }
+  int64_t total = 1;
+  for (int d = 0; d < ndim; ++d) total *= shape[d];
+  if (total == 0) return;
+  const int last = ndim - 1;
+  const int64_t inner = shape[last];
+  int64_t idx[kMaxDims] = {};
+  for (int64_t row = 0; row < total / inner; ++row) {
+    std::array<int64_t, N> o = off;
+    for (int64_t i = 0; i < inner; ++i) {
+      f(o);
+      for (int k = 0; k < N; ++k) o[k] += strides[k][last];
+    }
+    for (int d = last - 1; d >= 0; --d) {
+      for (int k = 0; k < N; ++k) off[k] += strides[k][d];
+      if (++idx[d] < shape[d]) break;
+      for (int k = 0; k < N; ++k) off[k] -= strides[k][d] * shape[d];
+      idx[d] = 0;
+    }
+  }
+}
+
+inline bool is_dense(const View& v) {
+  int64_t expected = 1;
+  for (int d = v.ndim - 1; d >= 0; --d) {
+    if (v.shape[d] != 1 && v.strides[d] != expected) return false;
+    expected *= v.shape[d];
+  }
+  return true;
+}
+
+inline int64_t view_numel(const View& v) {
+  int64_t n = 1;
+  for (int d = 0; d < v.ndim; ++d) n *= v.shape[d];
+  return n;
+}
+
+// Reads/writes any dtype as double: the slow, general path.
+inline double load(const View& v, int64_t off) {
+  switch (static_cast<DType>(v.dtype)) {
+    case DType::Float32: return static_cast<const float*>(v.data)[off];
+    case DType::Int64: return static_cast<double>(static_cast<const int64_t*>(v.data)[off]);
+    case DType::Bool: return static_cast<const uint8_t*>(v.data)[off];
+  }
+  return 0;
+}
+
+inline void store(const View& v, int64_t off, double x) {
+  switch (static_cast<DType>(v.dtype)) {
+    case DType::Float32: static_cast<float*>(v.data)[off] = static_cast<float>(x); break;
+    case DType::Int64: static_cast<int64_t*>(v.data)[off] = static_cast<int64_t>(x); break;
+    case DType::Bool: static_cast<uint8_t*>(v.data)[off] = x != 0; break;
+  }
+}
+
+}  // namespace attn::cpu

@@ -1,0 +1,30 @@
+#include "core/dispatch.h"
+
+#include "core/cpu/cpu_backend.h"
+#include "core/error.h"
+
+namespace attn {
+
+#ifdef ATTNLAB_WITH_CUDA
+Backend& cuda_backend(int index);  // core/cuda/cuda_backend.cu
+bool cuda_device_present();
+#endif
+
+Backend& backend_for(const Device& device) {
+  if (device.is_cpu()) return cpu_backend();
+#ifdef ATTNLAB_WITH_CUDA
+  return cuda_backend(device.index);
+#else
+  fail("device ", device.str(), ": attnlab was built without CUDA; rebuild with -DATTNLAB_CUDA=ON");
+#endif
+}
+
+bool cuda_available() {
+#ifdef ATTNLAB_WITH_CUDA
+  return cuda_device_present();
+#else
+  return false;
+#endif
+}
+
+}  // namespace attn
