@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs what attnlab needs on Debian 12 / Ubuntu, as root or through sudo.
+# Safe to run twice: it only calls apt-get when a package is missing.
+set -euo pipefail
+
+packages=(g++ cmake ninja-build libopenblas-dev libgtest-dev libcli11-dev libstb-dev
+          nlohmann-json3-dev "$@")
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+  command -v sudo >/dev/null || { echo "install-deps: need root or sudo to install: ${missing[*]}" >&2; exit 1; }
+  sudo=sudo
+fi
+echo "install-deps: installing ${missing[*]}"
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
