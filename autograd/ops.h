@@ -105,6 +105,14 @@ Tensor matmul(const Tensor& a, const Tensor& b);  // ops_matmul.cpp
 Tensor softmax(const Tensor& x, int64_t dim);     // ops_softmax.cpp
 Tensor log_softmax(const Tensor& x, int64_t dim);
 
+// ---- fused layers (ops_norm.cpp, ops_loss.cpp): one kernel forward, one backward ----
+// Normalise over the last dim. weight/bias may be undefined Tensors (no affine).
+Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, float eps = 1e-5f);
+Tensor rms_norm(const Tensor& x, const Tensor& weight, float eps = 1e-5f);
+// Mean over rows of -log softmax(logits)[target]; logits [..., V], targets
+// int64 [...] (the same leading shape).
+Tensor cross_entropy(const Tensor& logits, const Tensor& targets);
+
 // ---- indexing and masks (ops_index.cpp) ----
 Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index);
 // weight [V, D], ids int64 of any shape -> [*ids.shape, D].

@@ -95,6 +95,14 @@ Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
         dtype_name(b_in.dtype()));
   check(a_in.dim() >= 1 && b_in.dim() >= 1, "matmul: inputs must have at least 1 dim, got shapes ",
         shape_str(a_in.shape()), " and ", shape_str(b_in.shape()));
+  // [..., M, K] @ [K, N] with contiguous rows is one big [(...*M), K] @ [K, N]
+  // product: one BLAS call instead of one per batch entry (every Linear layer).
+  if (a_in.dim() > 2 && b_in.dim() == 2 && a_in.is_contiguous() &&
+      a_in.shape().back() == b_in.shape()[0]) {
+    Shape out_shape = a_in.shape();
+    out_shape.back() = b_in.shape()[1];
+    return reshape(matmul(reshape(a_in, {-1, a_in.shape().back()}), b_in), out_shape);
+  }
   // Vectors act as a 1-row (left) or 1-column (right) matrix, as in PyTorch.
   const Tensor a = a_in.dim() == 1 ? unsqueeze(a_in, 0) : a_in;
   const Tensor b = b_in.dim() == 1 ? unsqueeze(b_in, 1) : b_in;

@@ -92,6 +92,40 @@ class Backend {
   // Running sum along contiguous rows; reverse=true sums from the right
   // (the backward of cumsum).
   virtual void cumsum(float* out, const float* in, int64_t rows, int64_t cols, bool reverse) = 0;
+
+  // ---- fused layers (one pass each; see core/cpu/fused.cpp for the math) ----
+
+  // LayerNorm over contiguous rows: y = (x - mean) * rstd * w + b, saving
+  // mean and rstd = 1/sqrt(var + eps) per row for the backward. w and b may
+  // be null (no affine part).
+  virtual void layer_norm(float* y, float* mean, float* rstd, const float* x, const float* w,
+                          const float* b, int64_t rows, int64_t cols, float eps) = 0;
+  // dx (written), dw and db (written; null when w/b are null).
+  virtual void layer_norm_backward(float* dx, float* dw, float* db, const float* dy,
+                                   const float* x, const float* mean, const float* rstd,
+                                   const float* w, int64_t rows, int64_t cols) = 0;
+  // RMSNorm: y = x * rstd * w with rstd = 1/sqrt(mean(x^2) + eps).
+  virtual void rms_norm(float* y, float* rstd, const float* x, const float* w, int64_t rows,
+                        int64_t cols, float eps) = 0;
+  virtual void rms_norm_backward(float* dx, float* dw, const float* dy, const float* x,
+                                 const float* rstd, const float* w, int64_t rows,
+                                 int64_t cols) = 0;
+  // Per-row cross-entropy -log softmax(logits)[target], saving each row's
+  // logsumexp. Returns -1, or the first row whose target is outside [0, cols).
+  virtual int64_t cross_entropy(float* loss, float* lse, const float* logits,
+                                const int64_t* targets, int64_t rows, int64_t cols) = 0;
+  // dlogits[r] = (softmax(logits[r]) - onehot(target[r])) * dloss[r].
+  virtual void cross_entropy_backward(float* dlogits, const float* logits, const float* lse,
+                                      const int64_t* targets, const float* dloss, int64_t rows,
+                                      int64_t cols) = 0;
+
+  // One AdamW update of n parameters in place (decoupled weight decay).
+  struct AdamW {
+    float lr, beta1, beta2, eps, weight_decay;
+    float bias_correction1, bias_correction2;  // 1 - beta^t
+  };
+  virtual void adamw(float* param, const float* grad, float* m, float* v, int64_t n,
+                     const AdamW& h) = 0;
 };
 
 }  // namespace attn

@@ -1,23 +1,28 @@
-// The `attnlab` command. For now one subcommand, `demo`: fit a small MLP to
-// y = sin(x) with the autograd engine and plain gradient descent, and print
-// the loss falling.
+// The `attnlab` command line: train, sample, demo.
 #include <CLI/CLI.hpp>
 #include <cmath>
 #include <cstdio>
+#include <iostream>
 
 #include "autograd/engine.h"
 #include "autograd/ops.h"
+#include "train/checkpoint.h"
+#include "train/sampling.h"
+#include "train/tokenizer.h"
+#include "train/trainer.h"
 
 namespace {
 
+using namespace attn;
+
+// Fits a small MLP to y = sin(x) with autograd and plain gradient descent:
+// the smallest end-to-end check that the engine learns.
 int run_demo(int steps, uint64_t seed) {
-  using namespace attn;
   Generator gen(seed);
   const int64_t n = 256, hidden = 32;
   const Tensor x = reshape(arange(-3.0, 3.0, 6.0 / n, DType::Float32), {n, 1});
   const Tensor y = sin(x);
-  // Small random weights; biases start at zero.
-  Tensor w1 = mul(randn({1, hidden}, gen), 1.0f).set_requires_grad();
+  Tensor w1 = randn({1, hidden}, gen).set_requires_grad();
   Tensor b1 = zeros({hidden}).set_requires_grad();
   Tensor w2 = mul(randn({hidden, 1}, gen), 1.0f / std::sqrt(static_cast<float>(hidden))).set_requires_grad();
   Tensor b2 = zeros({1}).set_requires_grad();
@@ -32,10 +37,55 @@ int run_demo(int steps, uint64_t seed) {
       NoGradGuard no_grad;  // the update itself is not part of the graph
       for (Tensor* p : params) *p = sub(*p, mul(p->grad(), lr)).set_requires_grad();
     }
-    if (step % (steps / 10 > 0 ? steps / 10 : 1) == 0)
-      std::printf("step %5d  mse %.6f\n", step, loss.item());
+    if (step % std::max(steps / 10, 1) == 0) std::printf("step %5d  mse %.6f\n", step, loss.item());
   }
   return 0;
+}
+
+int run_sample(const std::string& ckpt, const std::string& prompt, const SampleOptions& so,
+               uint64_t seed, const std::string& device) {
+  const CheckpointData d = load_checkpoint(checkpoint_path(ckpt));
+  const GPTConfig config = GPTConfig::from_json(d.model_config);
+  const CharTokenizer tok = CharTokenizer::from_json(d.tokenizer);
+  GPT model(config, 0);
+  model.to(Device::parse(device));
+  model.load_state_dict(d.model);
+  Generator gen(seed);
+  const std::vector<int64_t> ids = tok.encode(prompt.empty() ? "\n" : prompt);
+  std::cout << prompt << tok.decode(generate(model, ids, so, gen)) << std::endl;
+  return 0;
+}
+
+void add_train_options(CLI::App* cmd, TrainOptions& o) {
+  GPTConfig& m = o.model;
+  cmd->add_option("--data", o.data, "corpus: any UTF-8 text file")->required();
+  cmd->add_option("--out", o.out, "run folder for config, metrics, checkpoint, plots")->capture_default_str();
+  cmd->add_option("--resume", o.resume, "continue the run in this folder (or checkpoint file)");
+  cmd->add_option("--device", o.device, "cpu or cuda[:N]")->capture_default_str();
+  cmd->add_option("--steps", o.steps, "optimizer steps")->capture_default_str();
+  cmd->add_option("--seed", o.seed, "seed for init, batches and dropout")->capture_default_str();
+  cmd->add_option("--attention", m.attention, "attention variant, e.g. mha, gqa:kv_heads=2, mqa")->capture_default_str();
+  cmd->add_option("--layers", m.layers, "transformer blocks")->capture_default_str();
+  cmd->add_option("--heads", m.heads, "query heads per block")->capture_default_str();
+  cmd->add_option("--embd", m.embd, "model width")->capture_default_str();
+  cmd->add_option("--block", m.block_size, "context length in characters")->capture_default_str();
+  cmd->add_option("--batch", o.batch, "sequences per step")->capture_default_str();
+  cmd->add_option("--lr", o.lr, "peak learning rate")->capture_default_str();
+  cmd->add_option("--min-lr", o.min_lr, "learning rate at the end of the cosine decay")->capture_default_str();
+  cmd->add_option("--warmup", o.warmup, "linear warmup steps")->capture_default_str();
+  cmd->add_option("--weight-decay", o.weight_decay, "AdamW decoupled weight decay (matrices only)")->capture_default_str();
+  cmd->add_option("--grad-clip", o.grad_clip, "global gradient-norm clip, 0 = off")->capture_default_str();
+  cmd->add_option("--optimizer", o.optimizer, "adamw or sgd")->capture_default_str();
+  cmd->add_option("--dropout", m.dropout, "dropout probability")->capture_default_str();
+  cmd->add_option("--norm", m.norm, "layernorm or rmsnorm")->capture_default_str();
+  cmd->add_option("--norm-position", m.norm_position, "pre or post")->capture_default_str();
+  cmd->add_option("--mlp", m.mlp, "gelu or swiglu")->capture_default_str();
+  cmd->add_option("--eval-every", o.eval_every, "evaluate (and checkpoint) every N steps")->capture_default_str();
+  cmd->add_option("--eval-batches", o.eval_batches, "batches per evaluation")->capture_default_str();
+  cmd->add_option("--log-every", o.log_every, "log the batch loss every N steps")->capture_default_str();
+  cmd->add_option("--checkpoint-every", o.checkpoint_every, "extra checkpoints every N steps (0 = at evals)")->capture_default_str();
+  cmd->add_option("--sample-tokens", o.sample_tokens, "characters to sample at the end")->capture_default_str();
+  cmd->add_flag("--quiet", o.quiet, "no progress output");
 }
 
 }  // namespace
@@ -43,14 +93,40 @@ int run_demo(int steps, uint64_t seed) {
 int main(int argc, char** argv) {
   CLI::App app{"attnlab: a from-scratch training framework for learning attention"};
   app.require_subcommand(1);
-  int steps = 2000;
-  uint64_t seed = 0;
-  auto* demo = app.add_subcommand("demo", "fit a small MLP to sin(x) with autograd");
-  demo->add_option("--steps", steps, "gradient steps")->check(CLI::Range(1, 1000000));
-  demo->add_option("--seed", seed, "random seed");
+
+  TrainOptions train_opts;
+  auto* train_cmd = app.add_subcommand("train", "train a char-level GPT on a text file");
+  add_train_options(train_cmd, train_opts);
+
+  std::string ckpt, prompt, sample_device = "cpu";
+  SampleOptions so;
+  uint64_t sample_seed = 0;
+  auto* sample_cmd = app.add_subcommand("sample", "generate text from a checkpoint");
+  sample_cmd->add_option("--ckpt", ckpt, "run folder or checkpoint file")->required();
+  sample_cmd->add_option("--prompt", prompt, "text to continue");
+  sample_cmd->add_option("--tokens", so.tokens, "characters to generate")->capture_default_str();
+  sample_cmd->add_option("--temperature", so.temperature, "0 = greedy; <1 sharper, >1 flatter")->capture_default_str();
+  sample_cmd->add_option("--top-k", so.top_k, "sample from the k most likely only (0 = all)")->capture_default_str();
+  sample_cmd->add_option("--seed", sample_seed, "sampling seed")->capture_default_str();
+  sample_cmd->add_option("--device", sample_device, "cpu or cuda[:N]")->capture_default_str();
+
+  int demo_steps = 2000;
+  uint64_t demo_seed = 0;
+  auto* demo_cmd = app.add_subcommand("demo", "fit a small MLP to sin(x) with autograd");
+  demo_cmd->add_option("--steps", demo_steps, "gradient steps")->check(CLI::Range(1, 1000000));
+  demo_cmd->add_option("--seed", demo_seed, "random seed");
+
   CLI11_PARSE(app, argc, argv);
   try {
-    if (demo->parsed()) return run_demo(steps, seed);
+    if (demo_cmd->parsed()) return run_demo(demo_steps, demo_seed);
+    if (sample_cmd->parsed()) return run_sample(ckpt, prompt, so, sample_seed, sample_device);
+    if (train_cmd->parsed()) {
+      const TrainResult r = train(train_opts);
+      std::printf("trained %lld steps: train loss %.4f, val loss %.4f, %.0f tokens/s, %lld parameters\n",
+                  static_cast<long long>(r.steps), r.final_train_loss, r.final_val_loss,
+                  r.tokens_per_second, static_cast<long long>(r.parameters));
+      std::printf("run folder: %s\n", train_opts.out.c_str());
+    }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "attnlab: %s\n", e.what());
     return 1;

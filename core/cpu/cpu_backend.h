@@ -27,6 +27,23 @@ class CpuBackend final : public Backend {
   void scatter_add_rows(float* table, const int64_t* idx, const float* src, int64_t n,
                         int64_t row_size) override;
   void cumsum(float* out, const float* in, int64_t rows, int64_t cols, bool reverse) override;
+
+  void layer_norm(float* y, float* mean, float* rstd, const float* x, const float* w,
+                  const float* b, int64_t rows, int64_t cols, float eps) override;
+  void layer_norm_backward(float* dx, float* dw, float* db, const float* dy, const float* x,
+                           const float* mean, const float* rstd, const float* w, int64_t rows,
+                           int64_t cols) override;
+  void rms_norm(float* y, float* rstd, const float* x, const float* w, int64_t rows,
+                int64_t cols, float eps) override;
+  void rms_norm_backward(float* dx, float* dw, const float* dy, const float* x,
+                         const float* rstd, const float* w, int64_t rows, int64_t cols) override;
+  int64_t cross_entropy(float* loss, float* lse, const float* logits, const int64_t* targets,
+                        int64_t rows, int64_t cols) override;
+  void cross_entropy_backward(float* dlogits, const float* logits, const float* lse,
+                              const int64_t* targets, const float* dloss, int64_t rows,
+                              int64_t cols) override;
+  void adamw(float* param, const float* grad, float* m, float* v, int64_t n,
+             const AdamW& h) override;
 };
 
 Backend& cpu_backend();

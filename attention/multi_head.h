@@ -1,0 +1,25 @@
+// Multi-head attention with a kv_heads knob: MHA, GQA and MQA are one module.
+//   kv_heads == heads      -> MHA: every query head has its own K and V
+//   1 < kv_heads < heads   -> GQA: groups of heads/kv_heads query heads share one K/V head
+//   kv_heads == 1          -> MQA: all query heads share a single K/V head
+// Fewer K/V heads means a proportionally smaller KV cache when decoding.
+#pragma once
+#include "attention/attention.h"
+#include "nn/linear.h"
+
+namespace attn {
+
+class MultiHeadAttention : public Attention {
+ public:
+  MultiHeadAttention(const AttentionConfig& config, int64_t kv_heads, Generator& gen);
+  Tensor forward(const Tensor& x) override;
+  int64_t heads() const { return heads_; }
+  int64_t kv_heads() const { return kv_heads_; }
+  int64_t head_dim() const { return head_dim_; }
+
+ private:
+  int64_t heads_, kv_heads_, head_dim_;
+  std::shared_ptr<Linear> wq_, wk_, wv_, wo_;
+};
+
+}  // namespace attn

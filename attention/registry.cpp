@@ -1,0 +1,142 @@
+#include "attention/registry.h"
+
+#include <algorithm>
+
+#include "attention/multi_head.h"
+#include "core/error.h"
+
+namespace attn {
+
+namespace {
+
+struct Entry {
+  std::string help;
+  AttentionFactory factory;
+};
+
+std::map<std::string, Entry>& table();
+
+std::string known_list() {
+  std::string s;
+  for (const auto& [name, e] : table()) s += (s.empty() ? "" : ", ") + name;
+  return s;
+}
+
+bool valid_word(const std::string& w) {
+  return !w.empty() && std::all_of(w.begin(), w.end(), [](char c) {
+           return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.';
+         });
+}
+
+// The built-in variants of the reference library.
+void register_builtins(std::map<std::string, Entry>& t) {
+  t["mha"] = {"multi-head attention: every query head has its own K/V head",
+              [](const VariantSpec& s, const AttentionConfig& c, Generator& g) {
+                check_options(s, {});
+                return std::make_shared<MultiHeadAttention>(c, c.heads, g);
+              }};
+  t["gqa"] = {"grouped-query attention: kv_heads=N K/V heads shared by groups of query heads",
+              [](const VariantSpec& s, const AttentionConfig& c, Generator& g) {
+                check_options(s, {"kv_heads"});
+                check(s.options.count("kv_heads"), "attention gqa: needs the option kv_heads=N, ",
+                      "e.g. gqa:kv_heads=2");
+                return std::make_shared<MultiHeadAttention>(c, option_int(s, "kv_heads", 0), g);
+              }};
+  t["mqa"] = {"multi-query attention: one K/V head shared by all query heads",
+              [](const VariantSpec& s, const AttentionConfig& c, Generator& g) {
+                check_options(s, {});
+                return std::make_shared<MultiHeadAttention>(c, 1, g);
+              }};
+}
+
+std::map<std::string, Entry>& table() {
+  static std::map<std::string, Entry> t = [] {
+    std::map<std::string, Entry> init;
+    register_builtins(init);
+    return init;
+  }();
+  return t;
+}
+
+}  // namespace
+
+std::string VariantSpec::str() const {
+  std::string s = name;
+  char sep = ':';
+  for (const auto& [k, v] : options) {
+    s += sep + k + (v == "true" ? "" : "=" + v);
+    sep = ',';
+  }
+  return s;
+}
+
+VariantSpec parse_variant(const std::string& text) {
+  VariantSpec spec;
+  const std::size_t colon = text.find(':');
+  // "student:gqa" is a name of its own: the student's variants are
+  // registered with the prefix.
+  std::size_t name_end = colon;
+  if (text.rfind("student:", 0) == 0) name_end = text.find(':', 8);
+  spec.name = text.substr(0, name_end);
+  check(valid_word(spec.name.rfind("student:", 0) == 0 ? spec.name.substr(8) : spec.name),
+        "attention: '", text, "' does not start with a variant name; expected e.g. mha or ",
+        "gqa:kv_heads=2");
+  if (name_end == std::string::npos) return spec;
+  std::size_t pos = name_end + 1;
+  while (pos <= text.size()) {
+    const std::size_t comma = std::min(text.find(',', pos), text.size());
+    const std::string item = text.substr(pos, comma - pos);
+    const std::size_t eq = item.find('=');
+    const std::string key = item.substr(0, eq);
+    const std::string value = eq == std::string::npos ? "true" : item.substr(eq + 1);
+    check(valid_word(key) && valid_word(value), "attention: bad option '", item, "' at position ",
+          pos, " of '", text, "'; expected key=value or a flag, separated by commas");
+    check(!spec.options.count(key), "attention: option '", key, "' is given twice in '", text, "'");
+    spec.options[key] = value;
+    pos = comma + 1;
+  }
+  return spec;
+}
+
+void register_attention(const std::string& name, const std::string& help,
+                        AttentionFactory factory) {
+  table()[name] = {help, std::move(factory)};
+}
+
+std::vector<std::string> attention_names() {
+  std::vector<std::string> names;
+  for (const auto& [name, e] : table()) names.push_back(name);
+  return names;
+}
+
+std::shared_ptr<Attention> make_attention(const std::string& text, const AttentionConfig& config,
+                                          Generator& gen) {
+  const VariantSpec spec = parse_variant(text);
+  auto it = table().find(spec.name);
+  check(it != table().end(), "attention: unknown variant '", spec.name, "'; known variants: ",
+        known_list());
+  return it->second.factory(spec, config, gen);
+}
+
+int64_t option_int(const VariantSpec& spec, const std::string& key, int64_t fallback) {
+  auto it = spec.options.find(key);
+  if (it == spec.options.end()) return fallback;
+  const std::string& v = it->second;
+  const bool digits = !v.empty() && v.size() < 10 &&
+                      std::all_of(v.begin(), v.end(), [](char c) { return c >= '0' && c <= '9'; });
+  check(digits, "attention ", spec.name, ": option ", key, "=", v,
+        " is not a non-negative integer");
+  return std::stoll(v);
+}
+
+void check_options(const VariantSpec& spec, const std::vector<std::string>& allowed) {
+  for (const auto& [key, value] : spec.options) {
+    if (std::find(allowed.begin(), allowed.end(), key) != allowed.end()) continue;
+    std::string list;
+    for (const auto& a : allowed) list += (list.empty() ? "" : ", ") + a;
+    fail("attention ", spec.name, ": unknown option '", key, "'; ",
+         allowed.empty() ? std::string("this variant takes no options") : "options: " + list);
+  }
+}
+
+}  // namespace attn

@@ -1,0 +1,45 @@
+// Scaled dot-product attention, the readable way:
+//   scores  = q @ k^T / sqrt(d)       [B, H, Tq, Tk]
+//   scores  = -inf where not allowed
+//   weights = softmax(scores, -1)
+//   out     = weights @ v             [B, H, Tq, d]
+// Dividing by sqrt(d) keeps the scores' variance near 1 whatever the head
+// size, so softmax does not saturate into a one-hot at initialisation.
+#include <cmath>
+#include <limits>
+
+#include "attention/attention.h"
+#include "autograd/ops.h"
+#include "core/error.h"
+
+namespace attn {
+
+Tensor causal_mask(int64_t tq, int64_t tk, int64_t offset, const Device& device) {
+  const Tensor i = reshape(arange(static_cast<double>(offset), static_cast<double>(offset + tq), 1,
+                                  DType::Float32, device), {tq, 1});
+  const Tensor j = reshape(arange(0, static_cast<double>(tk), 1, DType::Float32, device), {1, tk});
+  return logical_not(gt(j, i));
+}
+
+Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v,
+                                    const Tensor& keep, float scale, Tensor* weights_out) {
+  check(q.dim() == 4 && k.dim() == 4 && v.dim() == 4,
+        "scaled_dot_product_attention: expected q, k, v of shape [B, H, T, d], got ",
+        shape_str(q.shape()), ", ", shape_str(k.shape()), ", ", shape_str(v.shape()));
+  Tensor scores = mul(matmul(q, transpose(k, -2, -1)), scale);
+  Tensor weights;
+  if (keep.defined()) {
+    scores = masked_fill(scores, logical_not(keep), -std::numeric_limits<float>::infinity());
+    // A row with every key masked has no distribution to speak of: output
+    // zeros for it (softmax of all -inf would be 0/0).
+    const Tensor one = ones({}, DType::Float32, q.device()), zero = zeros({}, DType::Float32, q.device());
+    const Tensor row_has_key = ne(sum(where(keep, one, zero), {-1}, true), 0.0);
+    weights = where(row_has_key, softmax(scores, -1), zero);
+  } else {
+    weights = softmax(scores, -1);
+  }
+  if (weights_out) *weights_out = weights;
+  return matmul(weights, v);
+}
+
+}  // namespace attn

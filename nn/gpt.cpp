@@ -1,0 +1,138 @@
+#include "nn/gpt.h"
+
+#include <nlohmann/json.hpp>
+
+#include "attention/registry.h"
+#include "autograd/ops.h"
+#include "core/error.h"
+
+namespace attn {
+
+// ---- config ----
+
+void GPTConfig::validate() const {
+  check(vocab >= 1, "model: vocab must be >= 1, got ", vocab);
+  check(block_size >= 1 && block_size <= 65536, "model: --block must be in 1..65536, got ", block_size);
+  check(layers >= 1 && layers <= 128, "model: --layers must be in 1..128, got ", layers);
+  check(heads >= 1, "model: --heads must be >= 1, got ", heads);
+  check(embd >= 1 && embd <= 16384, "model: --embd must be in 1..16384, got ", embd);
+  check(embd % heads == 0, "model: --heads ", heads, " must divide --embd ", embd, " (", embd,
+        " % ", heads, " = ", embd % heads, ")");
+  check(dropout >= 0 && dropout < 1, "model: --dropout must be in [0, 1), got ", dropout);
+  check(norm == "layernorm" || norm == "rmsnorm", "model: --norm must be layernorm or rmsnorm, got '",
+        norm, "'");
+  check(norm_position == "pre" || norm_position == "post",
+        "model: --norm-position must be pre or post, got '", norm_position, "'");
+  check(mlp == "gelu" || mlp == "swiglu", "model: --mlp must be gelu or swiglu, got '", mlp, "'");
+}
+
+std::string GPTConfig::to_json() const {
+  nlohmann::json j = {{"vocab", vocab},         {"block_size", block_size},
+                      {"layers", layers},       {"heads", heads},
+                      {"embd", embd},           {"dropout", dropout},
+                      {"attention", attention}, {"norm", norm},
+                      {"norm_position", norm_position}, {"mlp", mlp},
+                      {"tie_weights", tie_weights},     {"bias", bias}};
+  return j.dump();
+}
+
+GPTConfig GPTConfig::from_json(const std::string& text) {
+  GPTConfig c;
+  try {
+    const auto j = nlohmann::json::parse(text);
+    c.vocab = j.at("vocab").get<int64_t>();
+    c.block_size = j.at("block_size").get<int64_t>();
+    c.layers = j.at("layers").get<int64_t>();
+    c.heads = j.at("heads").get<int64_t>();
+    c.embd = j.at("embd").get<int64_t>();
+    c.dropout = j.at("dropout").get<float>();
+    c.attention = j.at("attention").get<std::string>();
+    c.norm = j.at("norm").get<std::string>();
+    c.norm_position = j.at("norm_position").get<std::string>();
+    c.mlp = j.at("mlp").get<std::string>();
+    c.tie_weights = j.at("tie_weights").get<bool>();
+    c.bias = j.at("bias").get<bool>();
+  } catch (const nlohmann::json::exception& e) {
+    fail("model: config is not valid: ", e.what());
+  }
+  c.validate();
+  return c;
+}
+
+// ---- block ----
+
+namespace {
+AttentionConfig attention_config(const GPTConfig& c) {
+  AttentionConfig ac;
+  ac.embd = c.embd;
+  ac.heads = c.heads;
+  ac.block_size = c.block_size;
+  ac.layers = c.layers;
+  ac.dropout = c.dropout;
+  ac.bias = c.bias;
+  return ac;
+}
+}  // namespace
+
+Block::Block(const GPTConfig& c, Generator& gen, Generator& dropout_gen)
+    : pre_(c.norm_position == "pre"), dropout_(c.dropout), dropout_gen_(&dropout_gen) {
+  norm1_ = register_module("norm1", std::make_shared<Norm>(c.norm, c.embd));
+  attn_ = register_module("attn", make_attention(c.attention, attention_config(c), gen));
+  norm2_ = register_module("norm2", std::make_shared<Norm>(c.norm, c.embd));
+  if (c.mlp == "swiglu")
+    mlp_ = register_module("mlp", std::shared_ptr<FeedForward>(std::make_shared<SwiGLU>(c.embd, c.layers, c.bias, gen)));
+  else
+    mlp_ = register_module("mlp", std::shared_ptr<FeedForward>(std::make_shared<MLP>(c.embd, c.layers, c.bias, gen)));
+}
+
+void Block::set_attention(std::shared_ptr<Attention> replacement) {
+  attn_ = replacement;
+  replace_module("attn", replacement);
+}
+
+Tensor Block::forward(const Tensor& x) {
+  const bool train = training();
+  auto branch = [&](const Tensor& y) { return dropout(y, dropout_, train, *dropout_gen_); };
+  if (pre_) {
+    const Tensor h = add(x, branch(attn_->forward(norm1_->forward(x))));
+    return add(h, branch(mlp_->forward(norm2_->forward(h))));
+  }
+  const Tensor h = norm1_->forward(add(x, branch(attn_->forward(x))));
+  return norm2_->forward(add(h, branch(mlp_->forward(h))));
+}
+
+// ---- GPT ----
+
+GPT::GPT(const GPTConfig& c, uint64_t seed) : config_(c), dropout_gen_(seed ^ 0x5eedULL) {
+  c.validate();
+  Generator gen(seed);
+  wte_ = register_module("wte", std::make_shared<Embedding>(c.vocab, c.embd, gen));
+  for (int64_t i = 0; i < c.layers; ++i)
+    blocks_.push_back(register_module("blocks." + std::to_string(i),
+                                      std::make_shared<Block>(c, gen, dropout_gen_)));
+  // RoPE and ALiBi put positions into the attention itself.
+  if (!blocks_.front()->attention().encodes_positions())
+    wpe_ = register_module("wpe", std::make_shared<Embedding>(c.block_size, c.embd, gen));
+  final_norm_ = register_module("norm_f", std::make_shared<Norm>(c.norm, c.embd));
+  if (!c.tie_weights)
+    head_ = register_module("head", std::make_shared<Linear>(c.embd, c.vocab, false, gen));
+}
+
+Tensor GPT::forward(const Tensor& ids) {
+  check(ids.dim() == 2 && ids.dtype() == DType::Int64, "model: expected int64 token ids [B, T], got ",
+        dtype_name(ids.dtype()), " ", shape_str(ids.shape()));
+  const int64_t T = ids.shape()[1];
+  check(T >= 1 && T <= config_.block_size, "model: sequence length ", T,
+        " is outside 1..block_size=", config_.block_size);
+  Tensor x = wte_->forward(ids);  // [B, T, C]
+  if (wpe_) x = add(x, wpe_->forward(arange(T, DType::Int64, ids.device())));
+  x = dropout(x, config_.dropout, training(), dropout_gen_);
+  for (auto& block : blocks_) x = block->forward(x);
+  x = final_norm_->forward(x);
+  // Weight tying: the output layer reuses the embedding matrix, since
+  // "which token is this vector" and "which vector is this token" are the
+  // same question asked both ways.
+  return head_ ? head_->forward(x) : matmul(x, transpose(wte_->weight(), 0, 1));
+}
+
+}  // namespace attn

@@ -1,0 +1,74 @@
+// The char-level GPT: token embedding (+ learned positions unless the
+// attention encodes positions itself), N transformer blocks, a final norm
+// and the LM head that turns each position's vector into next-token logits.
+#pragma once
+#include <string>
+
+#include "attention/attention.h"
+#include "nn/layers.h"
+
+namespace attn {
+
+struct GPTConfig {
+  int64_t vocab = 0;
+  int64_t block_size = 64;
+  int64_t layers = 2;
+  int64_t heads = 4;
+  int64_t embd = 64;
+  float dropout = 0;
+  std::string attention = "mha";      // a registry spec, e.g. "gqa:kv_heads=2"
+  std::string norm = "layernorm";     // layernorm | rmsnorm
+  std::string norm_position = "pre";  // pre | post
+  std::string mlp = "gelu";           // gelu | swiglu
+  bool tie_weights = true;            // LM head shares the token embedding
+  bool bias = true;
+
+  // One line per problem, naming the field, the value and what is allowed.
+  void validate() const;
+  std::string to_json() const;
+  static GPTConfig from_json(const std::string& text);
+};
+
+// One transformer block.
+//   pre-norm:  x = x + attn(norm1(x));  x = x + mlp(norm2(x))
+//   post-norm: x = norm1(x + attn(x));  x = norm2(x + mlp(x))
+// Pre-norm keeps an untouched residual path from input to output, which is
+// why deep pre-norm stacks train without warmup tricks.
+class Block : public Module {
+ public:
+  Block(const GPTConfig& config, Generator& gen, Generator& dropout_gen);
+  Tensor forward(const Tensor& x);
+  Attention& attention() { return *attn_; }
+
+  // Swaps in another attention (attention surgery); same input/output shape.
+  void set_attention(std::shared_ptr<Attention> replacement);
+
+ private:
+  bool pre_;
+  float dropout_;
+  Generator* dropout_gen_;
+  std::shared_ptr<Norm> norm1_, norm2_;
+  std::shared_ptr<Attention> attn_;
+  std::shared_ptr<FeedForward> mlp_;
+};
+
+class GPT : public Module {
+ public:
+  GPT(const GPTConfig& config, uint64_t seed);
+  // ids int64 [B, T] with T <= block_size -> logits [B, T, vocab].
+  Tensor forward(const Tensor& ids);
+  const GPTConfig& config() const { return config_; }
+  std::vector<std::shared_ptr<Block>>& blocks() { return blocks_; }
+  // Dropout draws from this generator; checkpoints save its state.
+  Generator& dropout_generator() { return dropout_gen_; }
+
+ private:
+  GPTConfig config_;
+  Generator dropout_gen_;
+  std::shared_ptr<Embedding> wte_, wpe_;
+  std::vector<std::shared_ptr<Block>> blocks_;
+  std::shared_ptr<Norm> final_norm_;
+  std::shared_ptr<Linear> head_;  // only without weight tying
+};
+
+}  // namespace attn

@@ -1,0 +1,87 @@
+#include "train/checkpoint.h"
+
+#include <cstring>
+#include <filesystem>
+
+#include "core/error.h"
+#include "train/safetensors.h"
+
+namespace attn {
+
+namespace {
+
+constexpr const char* kFormat = "attnlab-checkpoint-1";
+
+// The generator's four 64-bit words, bit for bit, as an int64 tensor.
+Tensor rng_tensor(const std::array<uint64_t, 4>& s) {
+  std::vector<int64_t> v(4);
+  std::memcpy(v.data(), s.data(), sizeof(uint64_t) * 4);
+  return from_ints(v, {4});
+}
+
+std::array<uint64_t, 4> rng_state(const std::string& path, const std::map<std::string, Tensor>& t,
+                                   const std::string& name) {
+  auto it = t.find(name);
+  check(it != t.end() && it->second.dtype() == DType::Int64 && it->second.numel() == 4,
+        "checkpoint '", path, "': tensor '", name, "' is missing or is not int64 [4]");
+  const std::vector<int64_t> v = it->second.to_int_vector();
+  std::array<uint64_t, 4> s{};
+  std::memcpy(s.data(), v.data(), sizeof(uint64_t) * 4);
+  return s;
+}
+
+const std::string& meta(const std::string& path, const std::map<std::string, std::string>& m,
+                        const std::string& key) {
+  auto it = m.find(key);
+  check(it != m.end(), "checkpoint '", path, "': metadata field '", key, "' is missing");
+  return it->second;
+}
+
+}  // namespace
+
+std::string checkpoint_path(const std::string& p) {
+  return std::filesystem::is_directory(p) ? (std::filesystem::path(p) / "checkpoint.safetensors").string()
+                                          : p;
+}
+
+void save_checkpoint(const std::string& path, const CheckpointData& d) {
+  std::vector<std::pair<std::string, Tensor>> tensors;
+  for (const auto& [name, t] : d.model) tensors.emplace_back("model." + name, t);
+  for (const auto& [name, t] : d.optimizer) tensors.emplace_back("optim." + name, t);
+  tensors.emplace_back("rng.batches", rng_tensor(d.batch_rng));
+  tensors.emplace_back("rng.dropout", rng_tensor(d.dropout_rng));
+  const std::map<std::string, std::string> metadata = {
+      {"format", kFormat},
+      {"step", std::to_string(d.step)},
+      {"model_config", d.model_config},
+      {"tokenizer", d.tokenizer},
+      {"train_options", d.train_options}};
+  safetensors::save(path, tensors, metadata);
+}
+
+CheckpointData load_checkpoint(const std::string& path) {
+  const safetensors::Checkpoint file = safetensors::load(path);
+  const std::string& format = meta(path, file.metadata, "format");
+  check(format == kFormat, "checkpoint '", path, "': format is '", format, "', expected '", kFormat,
+        "' (not an attnlab checkpoint, or from another version)");
+  CheckpointData d;
+  const std::string& step = meta(path, file.metadata, "step");
+  try {
+    d.step = std::stoll(step);
+  } catch (const std::exception&) {
+    fail("checkpoint '", path, "': step '", step, "' is not a number");
+  }
+  check(d.step >= 0, "checkpoint '", path, "': step ", d.step, " is negative");
+  d.model_config = meta(path, file.metadata, "model_config");
+  d.tokenizer = meta(path, file.metadata, "tokenizer");
+  d.train_options = meta(path, file.metadata, "train_options");
+  for (const auto& [name, t] : file.tensors) {
+    if (name.rfind("model.", 0) == 0) d.model.emplace(name.substr(6), t);
+    else if (name.rfind("optim.", 0) == 0) d.optimizer.emplace_back(name.substr(6), t);
+  }
+  d.batch_rng = rng_state(path, file.tensors, "rng.batches");
+  d.dropout_rng = rng_state(path, file.tensors, "rng.dropout");
+  return d;
+}
+
+}  // namespace attn

@@ -1,0 +1,72 @@
+#include "train/sampling.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+#include "autograd/engine.h"
+#include "autograd/ops.h"
+#include "core/error.h"
+
+namespace attn {
+
+namespace {
+
+// Draws an index from the (unnormalised) probabilities p.
+int64_t draw(const std::vector<double>& p, Generator& gen) {
+  const double total = std::accumulate(p.begin(), p.end(), 0.0);
+  double u = gen.uniform() * total;
+  for (size_t i = 0; i < p.size(); ++i) {
+    if (u < p[i]) return static_cast<int64_t>(i);
+    u -= p[i];
+  }
+  // Rounding can leave u just past the end: take the last nonzero entry.
+  for (size_t i = p.size(); i-- > 0;)
+    if (p[i] > 0) return static_cast<int64_t>(i);
+  return 0;
+}
+
+}  // namespace
+
+std::vector<int64_t> generate(GPT& model, const std::vector<int64_t>& prompt,
+                              const SampleOptions& o, Generator& gen) {
+  check(!prompt.empty(), "sample: the prompt must contain at least one character");
+  check(o.tokens >= 0, "sample: --tokens must be >= 0, got ", o.tokens);
+  check(o.temperature >= 0, "sample: --temperature must be >= 0, got ", o.temperature);
+  check(o.top_k >= 0, "sample: --top-k must be >= 0, got ", o.top_k);
+  const int64_t vocab = model.config().vocab, block = model.config().block_size;
+  for (int64_t id : prompt)
+    check(id >= 0 && id < vocab, "sample: token id ", id, " is outside the vocabulary of ", vocab);
+  NoGradGuard no_grad;
+  model.eval();
+  const Device device = model.parameters().front()->device();
+  std::vector<int64_t> context = prompt, out;
+  for (int64_t n = 0; n < o.tokens; ++n) {
+    const int64_t t = std::min<int64_t>(static_cast<int64_t>(context.size()), block);
+    const std::vector<int64_t> window(context.end() - t, context.end());
+    const Tensor logits = model.forward(from_ints(window, {1, t}, device));
+    const std::vector<float> last = select(select(logits, 0, 0), 0, t - 1).to_vector();
+    std::vector<double> p(last.begin(), last.end());
+    int64_t next;
+    if (o.temperature == 0) {
+      next = std::max_element(p.begin(), p.end()) - p.begin();
+    } else {
+      // Only the k largest logits survive; then softmax(logits / T).
+      double cutoff = -INFINITY;
+      if (o.top_k > 0 && o.top_k < vocab) {
+        std::vector<double> sorted = p;
+        std::nth_element(sorted.begin(), sorted.begin() + (o.top_k - 1), sorted.end(),
+                         std::greater<double>());
+        cutoff = sorted[o.top_k - 1];
+      }
+      const double mx = *std::max_element(p.begin(), p.end());
+      for (double& x : p) x = x < cutoff ? 0.0 : std::exp((x - mx) / o.temperature);
+      next = draw(p, gen);
+    }
+    context.push_back(next);
+    out.push_back(next);
+  }
+  return out;
+}
+
+}  // namespace attn

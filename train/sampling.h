@@ -1,0 +1,20 @@
+// Text generation from a trained model, one token at a time.
+#pragma once
+#include <vector>
+
+#include "nn/gpt.h"
+
+namespace attn {
+
+struct SampleOptions {
+  int64_t tokens = 200;      // how many new tokens
+  float temperature = 1.0f;  // < 1 sharpens the distribution, > 1 flattens it; 0 = greedy
+  int64_t top_k = 0;         // keep only the k most likely tokens (0 = all)
+};
+
+// Continues `prompt` (token ids, at least one) and returns only the new ids.
+// The context is cropped to the model's block size.
+std::vector<int64_t> generate(GPT& model, const std::vector<int64_t>& prompt,
+                              const SampleOptions& options, Generator& gen);
+
+}  // namespace attn

@@ -1,0 +1,323 @@
+#include "train/trainer.h"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "autograd/engine.h"
+#include "autograd/ops.h"
+#include "core/allocator.h"
+#include "core/error.h"
+#include "train/checkpoint.h"
+#include "train/dataset.h"
+#include "train/optim.h"
+#include "train/plot.h"
+#include "train/sampling.h"
+#include "train/tokenizer.h"
+
+namespace attn {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+// ---- options ----
+
+void TrainOptions::validate() const {
+  check(steps >= 1 && steps <= 100000000, "train: --steps must be in 1..100000000, got ", steps);
+  check(batch >= 1 && batch <= 65536, "train: --batch must be in 1..65536, got ", batch);
+  check(std::isfinite(lr) && lr > 0 && lr < 10, "train: --lr must be in (0, 10), got ", lr);
+  check(min_lr >= 0 && min_lr <= lr, "train: --min-lr must be in [0, lr], got ", min_lr);
+  check(warmup >= 0, "train: --warmup must be >= 0, got ", warmup);
+  check(weight_decay >= 0, "train: --weight-decay must be >= 0, got ", weight_decay);
+  check(grad_clip >= 0, "train: --grad-clip must be >= 0 (0 = off), got ", grad_clip);
+  check(eval_every >= 1, "train: --eval-every must be >= 1, got ", eval_every);
+  check(eval_batches >= 1, "train: --eval-batches must be >= 1, got ", eval_batches);
+  check(log_every >= 1, "train: --log-every must be >= 1, got ", log_every);
+  check(checkpoint_every >= 0, "train: --checkpoint-every must be >= 0, got ", checkpoint_every);
+  check(optimizer == "adamw" || optimizer == "sgd", "train: --optimizer must be adamw or sgd, got '",
+        optimizer, "'");
+  Device::parse(device);
+}
+
+std::string TrainOptions::to_json() const {
+  json j = {{"data", data},
+            {"out", out},
+            {"device", device},
+            {"optimizer", optimizer},
+            {"steps", steps},
+            {"seed", seed},
+            {"batch", batch},
+            {"lr", lr},
+            {"min_lr", min_lr},
+            {"warmup", warmup},
+            {"weight_decay", weight_decay},
+            {"grad_clip", grad_clip},
+            {"eval_every", eval_every},
+            {"eval_batches", eval_batches},
+            {"log_every", log_every},
+            {"checkpoint_every", checkpoint_every},
+            {"sample_tokens", sample_tokens},
+            {"sample_prompt", sample_prompt},
+            {"model", json::parse(model.to_json())}};
+  return j.dump(2);
+}
+
+TrainOptions TrainOptions::from_json(const std::string& text) {
+  TrainOptions o;
+  try {
+    const json j = json::parse(text);
+    o.data = j.at("data");
+    o.out = j.at("out");
+    o.device = j.at("device");
+    o.optimizer = j.at("optimizer");
+    o.steps = j.at("steps");
+    o.seed = j.at("seed");
+    o.batch = j.at("batch");
+    o.lr = j.at("lr");
+    o.min_lr = j.at("min_lr");
+    o.warmup = j.at("warmup");
+    o.weight_decay = j.at("weight_decay");
+    o.grad_clip = j.at("grad_clip");
+    o.eval_every = j.at("eval_every");
+    o.eval_batches = j.at("eval_batches");
+    o.log_every = j.at("log_every");
+    o.checkpoint_every = j.at("checkpoint_every");
+    o.sample_tokens = j.at("sample_tokens");
+    o.sample_prompt = j.at("sample_prompt");
+    o.model = GPTConfig::from_json(j.at("model").dump());
+  } catch (const json::exception& e) {
+    fail("train: stored options are not valid: ", e.what());
+  }
+  return o;
+}
+
+namespace {
+
+// ---- small helpers of the loop ----
+
+void write_file_atomically(const fs::path& path, const std::string& text) {
+  const fs::path tmp = path.string() + ".tmp";
+  {
+    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
+    check(f.good(), "train: cannot write '", tmp.string(), "'");
+    f << text;
+    f.flush();
+    check(f.good(), "train: writing '", tmp.string(), "' failed (disk full?)");
+  }
+  fs::rename(tmp, path);
+}
+
+// Mean loss over `batches` batches drawn with a fixed generator, so every
+// evaluation (and every variant in a comparison) sees the same windows.
+float evaluate(GPT& model, const TextDataset& data, Split split, const TrainOptions& o,
+               const Device& device) {
+  NoGradGuard no_grad;
+  model.eval();
+  Generator gen(o.seed + (split == Split::Val ? 2 : 1));
+  double total = 0;
+  for (int64_t i = 0; i < o.eval_batches; ++i) {
+    const Batch b = data.get_batch(split, o.batch, o.model.block_size, gen, device);
+    total += cross_entropy(model.forward(b.x), b.y).item();
+  }
+  model.train();
+  return static_cast<float>(total / o.eval_batches);
+}
+
+std::string format_duration(double seconds) {
+  const int64_t s = static_cast<int64_t>(seconds);
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%02lld:%02lld:%02lld", static_cast<long long>(s / 3600),
+                static_cast<long long>(s / 60 % 60), static_cast<long long>(s % 60));
+  return buf;
+}
+
+// Keeps the metrics of steps up to `step` (a resumed run rewrites what a
+// crashed run logged after its last checkpoint).
+std::vector<json> read_metrics(const fs::path& path, int64_t up_to_step) {
+  std::vector<json> rows;
+  std::ifstream f(path);
+  std::string line;
+  while (std::getline(f, line)) {
+    if (line.empty()) continue;
+    try {
+      json j = json::parse(line);
+      if (j.value("step", int64_t{-1}) <= up_to_step) rows.push_back(j);
+    } catch (const json::exception&) {
+      // A line cut off by a crash: drop it.
+    }
+  }
+  return rows;
+}
+
+void plot_losses(const fs::path& path, const std::vector<json>& rows) {
+  if (!plot::available()) return;
+  // The per-step batch loss (noisy, frequent) and the evaluated val loss.
+  plot::Series train{"train (batch)", {}, {}}, val{"val", {}, {}};
+  for (const json& r : rows) {
+    const std::string split = r.value("split", "");
+    if (split != "train_step" && split != "val") continue;
+    plot::Series& s = split == "val" ? val : train;
+    s.x.push_back(r.at("step").get<double>());
+    s.y.push_back(r.at("loss").get<double>());
+  }
+  plot::LineChart chart;
+  chart.title = "loss";
+  chart.x_label = "step";
+  chart.y_label = "cross-entropy (nats/char)";
+  if (!train.x.empty()) chart.series.push_back(train);
+  if (!val.x.empty()) chart.series.push_back(val);
+  if (!chart.series.empty()) plot::write_line_chart(path.string(), chart);
+}
+
+}  // namespace
+
+TrainResult train(const TrainOptions& options_in) {
+  TrainOptions o = options_in;
+  o.validate();
+  CheckpointData resume;
+  const bool resuming = !o.resume.empty();
+  if (resuming) {
+    resume = load_checkpoint(checkpoint_path(o.resume));
+    // The stored run decides the model and data; the command line may only
+    // extend the number of steps and move the output.
+    TrainOptions stored = TrainOptions::from_json(resume.train_options);
+    stored.steps = std::max(o.steps, resume.step);
+    stored.out = o.out;
+    stored.resume = o.resume;
+    stored.quiet = o.quiet;
+    stored.device = o.device;
+    o = stored;
+  }
+  const Device device = Device::parse(o.device);
+
+  // Data: the corpus, its vocabulary, the split.
+  const std::string text = read_corpus(o.data);
+  const CharTokenizer tok = resuming ? CharTokenizer::from_json(resume.tokenizer)
+                                     : CharTokenizer::from_text(text, o.data);
+  o.model.vocab = tok.vocab_size();
+  o.model.validate();
+  const TextDataset data(tok.encode(text));
+  check(data.size(Split::Val) > o.model.block_size && data.size(Split::Train) > o.model.block_size,
+        "train: --block ", o.model.block_size, " is larger than the corpus allows (train split ",
+        data.size(Split::Train), " tokens, val split ", data.size(Split::Val),
+        "); use a smaller --block or a larger corpus");
+
+  GPT model(o.model, o.seed);
+  model.to(device);
+  std::unique_ptr<Optimizer> opt;
+  if (o.optimizer == "sgd") opt = std::make_unique<SGD>(model.named_parameters(), o.lr);
+  else opt = std::make_unique<AdamW>(model.named_parameters(), o.lr, 0.9f, 0.95f, 1e-8f, o.weight_decay);
+  Generator batch_gen(o.seed + 3);
+  int64_t start = 0;
+  if (resuming) {
+    model.load_state_dict(resume.model);
+    opt->load_state(resume.optimizer);
+    batch_gen.set_state(resume.batch_rng);
+    model.dropout_generator().set_state(resume.dropout_rng);
+    start = resume.step;
+  }
+
+  const fs::path out(o.out);
+  fs::create_directories(out);
+  write_file_atomically(out / "config.json", o.to_json() + "\n");
+  std::vector<json> metrics = read_metrics(out / "metrics.jsonl", resuming ? start : -1);
+  std::ofstream metrics_file(out / "metrics.jsonl", std::ios::trunc);
+  for (const json& r : metrics) metrics_file << r.dump() << "\n";
+  metrics_file.flush();
+
+  auto save = [&](int64_t step) {
+    CheckpointData d;
+    d.step = step;
+    d.model_config = o.model.to_json();
+    d.tokenizer = tok.to_json();
+    d.train_options = o.to_json();
+    d.model = model.state_dict();
+    d.optimizer = opt->state();
+    d.batch_rng = batch_gen.state();
+    d.dropout_rng = model.dropout_generator().state();
+    save_checkpoint((out / "checkpoint.safetensors").string(), d);
+  };
+  auto log = [&](int64_t step, const char* split, float loss, float lr, double tps, double elapsed) {
+    const json row = {{"step", step},  {"split", split},        {"loss", loss},
+                      {"lr", lr},      {"tokens_per_s", tps},   {"elapsed_s", elapsed}};
+    metrics.push_back(row);
+    metrics_file << row.dump() << "\n";
+    metrics_file.flush();
+  };
+
+  const bool tty = !o.quiet && isatty(STDERR_FILENO);
+  const auto t0 = std::chrono::steady_clock::now();
+  auto elapsed = [&] {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  };
+  cpu_allocator().reset_peak();
+  const int64_t tokens_per_step = o.batch * o.model.block_size;
+  TrainResult result;
+  result.parameters = model.num_parameters();
+  model.train();
+  float train_loss = 0;
+  for (int64_t step = start; step < o.steps; ++step) {
+    const float lr = lr_at(step, o.lr, o.warmup, o.steps, o.min_lr);
+    opt->set_lr(lr);
+    const Batch b = data.get_batch(Split::Train, o.batch, o.model.block_size, batch_gen, device);
+    const Tensor loss = cross_entropy(model.forward(b.x), b.y);
+    opt->zero_grad();
+    loss.backward();
+    if (o.grad_clip > 0) clip_grad_norm(model.parameters(), o.grad_clip);
+    opt->step();
+    train_loss = loss.item();
+    check(std::isfinite(train_loss), "train: loss became ", train_loss, " at step ", step + 1,
+          "; lower --lr or enable --grad-clip");
+
+    const int64_t done = step + 1;
+    const double secs = elapsed();
+    const double tps = static_cast<double>((done - start) * tokens_per_step) / std::max(secs, 1e-9);
+    if (done % o.log_every == 0 || done == o.steps) log(done, "train_step", train_loss, lr, tps, secs);
+    const bool eval_now = done % o.eval_every == 0 || done == o.steps;
+    if (eval_now) {
+      result.final_train_loss = evaluate(model, data, Split::Train, o, device);
+      result.final_val_loss = evaluate(model, data, Split::Val, o, device);
+      log(done, "train", result.final_train_loss, lr, tps, secs);
+      log(done, "val", result.final_val_loss, lr, tps, secs);
+    }
+    if (eval_now || (o.checkpoint_every > 0 && done % o.checkpoint_every == 0)) save(done);
+    if (tty) {
+      const double eta = (o.steps - done) * secs / std::max<int64_t>(done - start, 1);
+      std::fprintf(stderr, "\rstep %lld/%lld  loss %.4f  %.0f tok/s  ETA %s   ",
+                   static_cast<long long>(done), static_cast<long long>(o.steps), train_loss, tps,
+                   format_duration(eta).c_str());
+      if (done == o.steps) std::fprintf(stderr, "\n");
+    } else if (!o.quiet && (eval_now || done % o.log_every == 0)) {
+      std::fprintf(stderr, "step %lld/%lld loss %.4f%s %.0f tok/s\n", static_cast<long long>(done),
+                   static_cast<long long>(o.steps), train_loss,
+                   eval_now ? str("  val ", result.final_val_loss).c_str() : "", tps);
+    }
+  }
+  result.steps = o.steps;
+  result.seconds = elapsed();
+  result.tokens_per_second =
+      static_cast<double>((o.steps - start) * tokens_per_step) / std::max(result.seconds, 1e-9);
+  result.peak_bytes = cpu_allocator().stats().peak;
+  if (start == o.steps) save(o.steps);  // nothing to do, but leave a complete run folder
+
+  plot_losses(out / "loss.png", metrics);
+  if (o.sample_tokens > 0) {
+    Generator sample_gen(o.seed + 4);
+    SampleOptions so;
+    so.tokens = o.sample_tokens;
+    so.temperature = 0.8f;
+    so.top_k = 0;
+    const std::vector<int64_t> prompt = tok.encode(o.sample_prompt);
+    const std::string sample = o.sample_prompt + tok.decode(generate(model, prompt, so, sample_gen));
+    write_file_atomically(out / "sample.txt", sample + "\n");
+  }
+  return result;
+}
+
+}  // namespace attn

@@ -1,0 +1,54 @@
+// The training loop and the run folder it writes.
+//
+//   <out>/config.json        the options and model config of the run
+//   <out>/metrics.jsonl      one JSON object per log/eval point
+//   <out>/checkpoint.safetensors   model + optimizer + RNG + data position
+//   <out>/loss.png           train and val loss against step
+//   <out>/sample.txt         text sampled at the end
+#pragma once
+#include <string>
+
+#include "nn/gpt.h"
+
+namespace attn {
+
+struct TrainOptions {
+  std::string data;                 // corpus file
+  std::string out = "runs/latest";  // run folder
+  std::string resume;               // run folder or checkpoint file to continue
+  std::string device = "cpu";
+  std::string optimizer = "adamw";  // adamw | sgd
+  int64_t steps = 500;
+  uint64_t seed = 1337;
+  int64_t batch = 16;
+  float lr = 1e-3f;
+  float min_lr = 1e-4f;
+  int64_t warmup = 50;
+  float weight_decay = 0.1f;
+  float grad_clip = 1.0f;           // 0 = off
+  int64_t eval_every = 100;
+  int64_t eval_batches = 10;
+  int64_t log_every = 10;
+  int64_t checkpoint_every = 0;     // 0 = at eval points and at the end
+  int64_t sample_tokens = 300;
+  std::string sample_prompt = "\n";
+  bool quiet = false;               // no progress output
+  GPTConfig model;                  // vocab is filled in from the corpus
+
+  void validate() const;
+  std::string to_json() const;
+  static TrainOptions from_json(const std::string& text);
+};
+
+struct TrainResult {
+  int64_t steps = 0;
+  int64_t parameters = 0;
+  float final_train_loss = 0, final_val_loss = 0;
+  double tokens_per_second = 0;
+  double seconds = 0;
+  std::size_t peak_bytes = 0;  // allocator peak during training
+};
+
+TrainResult train(const TrainOptions& options);
+
+}  // namespace attn
