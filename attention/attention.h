@@ -37,8 +37,11 @@ class Attention : public Module {
 // `keep` (bool, broadcastable to [B, H, Tq, Tk]) marks the allowed pairs;
 // undefined means "no mask". Rows with no allowed key give zeros, not NaN.
 // Returns the output and, through `weights_out` when non-null, the weights.
+// `bias` (optional, broadcastable to the scores) is added before masking:
+// ALiBi's distance penalty.
 Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v,
-                                    const Tensor& keep, float scale, Tensor* weights_out = nullptr);
+                                    const Tensor& keep, float scale, Tensor* weights_out = nullptr,
+                                    const Tensor& bias = Tensor());
 
 // keep[i, j] = j <= i + offset: the causal mask for Tq queries that sit at
 // positions offset..offset+Tq-1 over Tk keys. Shape [Tq, Tk].

@@ -9,15 +9,27 @@
 
 namespace attn {
 
+// How the module knows where tokens are (none: the model adds learned
+// position embeddings to its input).
+struct PositionOptions {
+  bool rope = false;
+  float rope_base = 10000.0f;
+  float ntk_scale = 1.0f;  // > 1 stretches RoPE's context (NTK-aware)
+  bool alibi = false;
+};
+
 class MultiHeadAttention : public Attention {
  public:
-  MultiHeadAttention(const AttentionConfig& config, int64_t kv_heads, Generator& gen);
+  MultiHeadAttention(const AttentionConfig& config, int64_t kv_heads, Generator& gen,
+                     PositionOptions positions = {});
   Tensor forward(const Tensor& x) override;
+  bool encodes_positions() const override { return pos_.rope || pos_.alibi; }
   int64_t heads() const { return heads_; }
   int64_t kv_heads() const { return kv_heads_; }
   int64_t head_dim() const { return head_dim_; }
 
  private:
+  PositionOptions pos_;
   int64_t heads_, kv_heads_, head_dim_;
   std::shared_ptr<Linear> wq_, wk_, wv_, wo_;
 };

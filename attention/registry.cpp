@@ -1,6 +1,7 @@
 #include "attention/registry.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include "attention/multi_head.h"
 #include "core/error.h"
@@ -28,24 +29,45 @@ bool valid_word(const std::string& w) {
          });
 }
 
+// rope, rope_base=B, ntk=S, alibi: the position options every multi-head
+// variant accepts.
+const std::vector<std::string> kPositionKeys = {"rope", "rope_base", "ntk", "alibi"};
+
+PositionOptions position_options(const VariantSpec& s) {
+  PositionOptions p;
+  p.rope = option_flag(s, "rope");
+  p.alibi = option_flag(s, "alibi");
+  p.rope_base = option_float(s, "rope_base", p.rope_base);
+  p.ntk_scale = option_float(s, "ntk", p.ntk_scale);
+  check(p.rope || (!s.options.count("rope_base") && !s.options.count("ntk")), "attention ", s.name,
+        ": rope_base and ntk only apply together with rope");
+  return p;
+}
+
+std::vector<std::string> with_positions(std::vector<std::string> keys) {
+  keys.insert(keys.end(), kPositionKeys.begin(), kPositionKeys.end());
+  return keys;
+}
+
 // The built-in variants of the reference library.
 void register_builtins(std::map<std::string, Entry>& t) {
   t["mha"] = {"multi-head attention: every query head has its own K/V head",
               [](const VariantSpec& s, const AttentionConfig& c, Generator& g) {
-                check_options(s, {});
-                return std::make_shared<MultiHeadAttention>(c, c.heads, g);
+                check_options(s, with_positions({}));
+                return std::make_shared<MultiHeadAttention>(c, c.heads, g, position_options(s));
               }};
   t["gqa"] = {"grouped-query attention: kv_heads=N K/V heads shared by groups of query heads",
               [](const VariantSpec& s, const AttentionConfig& c, Generator& g) {
-                check_options(s, {"kv_heads"});
+                check_options(s, with_positions({"kv_heads"}));
                 check(s.options.count("kv_heads"), "attention gqa: needs the option kv_heads=N, ",
                       "e.g. gqa:kv_heads=2");
-                return std::make_shared<MultiHeadAttention>(c, option_int(s, "kv_heads", 0), g);
+                return std::make_shared<MultiHeadAttention>(c, option_int(s, "kv_heads", 0), g,
+                                                            position_options(s));
               }};
   t["mqa"] = {"multi-query attention: one K/V head shared by all query heads",
               [](const VariantSpec& s, const AttentionConfig& c, Generator& g) {
-                check_options(s, {});
-                return std::make_shared<MultiHeadAttention>(c, 1, g);
+                check_options(s, with_positions({}));
+                return std::make_shared<MultiHeadAttention>(c, 1, g, position_options(s));
               }};
 }
 
@@ -127,6 +149,29 @@ int64_t option_int(const VariantSpec& spec, const std::string& key, int64_t fall
   check(digits, "attention ", spec.name, ": option ", key, "=", v,
         " is not a non-negative integer");
   return std::stoll(v);
+}
+
+bool option_flag(const VariantSpec& spec, const std::string& key) {
+  auto it = spec.options.find(key);
+  if (it == spec.options.end()) return false;
+  check(it->second == "true" || it->second == "false", "attention ", spec.name, ": option ", key,
+        "=", it->second, " must be a bare flag (", key, ") or true/false");
+  return it->second == "true";
+}
+
+float option_float(const VariantSpec& spec, const std::string& key, float fallback) {
+  auto it = spec.options.find(key);
+  if (it == spec.options.end()) return fallback;
+  std::size_t used = 0;
+  float v = 0;
+  try {
+    v = std::stof(it->second, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  check(used == it->second.size() && std::isfinite(v), "attention ", spec.name, ": option ", key,
+        "=", it->second, " is not a number");
+  return v;
 }
 
 void check_options(const VariantSpec& spec, const std::vector<std::string>& allowed) {

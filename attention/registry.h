@@ -36,6 +36,8 @@ std::shared_ptr<Attention> make_attention(const std::string& spec, const Attenti
 // Option helpers for factories: the value, or the default; a malformed
 // value is an error naming the variant and the option.
 int64_t option_int(const VariantSpec& spec, const std::string& key, int64_t fallback);
+float option_float(const VariantSpec& spec, const std::string& key, float fallback);
+bool option_flag(const VariantSpec& spec, const std::string& key);
 void check_options(const VariantSpec& spec, const std::vector<std::string>& allowed);
 
 }  // namespace attn

@@ -22,11 +22,13 @@ Tensor causal_mask(int64_t tq, int64_t tk, int64_t offset, const Device& device)
 }
 
 Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v,
-                                    const Tensor& keep, float scale, Tensor* weights_out) {
+                                    const Tensor& keep, float scale, Tensor* weights_out,
+                                    const Tensor& bias) {
   check(q.dim() == 4 && k.dim() == 4 && v.dim() == 4,
         "scaled_dot_product_attention: expected q, k, v of shape [B, H, T, d], got ",
         shape_str(q.shape()), ", ", shape_str(k.shape()), ", ", shape_str(v.shape()));
   Tensor scores = mul(matmul(q, transpose(k, -2, -1)), scale);
+  if (bias.defined()) scores = add(scores, bias);
   Tensor weights;
   if (keep.defined()) {
     scores = masked_fill(scores, logical_not(keep), -std::numeric_limits<float>::infinity());
