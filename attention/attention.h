@@ -21,9 +21,17 @@ struct AttentionConfig {
   bool bias = true;        // biases in the projections
 };
 
+class KVCache;
+
 class Attention : public Module {
  public:
   virtual Tensor forward(const Tensor& x) = 0;
+  // Decoding with a cache: x holds the new tokens only ([B, T_new, C]);
+  // their K/V go into `cache` at `layer`. Variants without a cache say so.
+  virtual Tensor forward_cached(const Tensor& x, KVCache& cache, int64_t layer);
+  // What one cached token of this layer holds: heads x dim, for K and V.
+  virtual int64_t cache_heads() const { return 0; }
+  virtual int64_t cache_head_dim() const { return 0; }
   // True when the variant encodes positions itself (RoPE, ALiBi): the model
   // then adds no learned position embedding.
   virtual bool encodes_positions() const { return false; }

@@ -1,7 +1,9 @@
 #include "attention/multi_head.h"
 
 #include <cmath>
+#include <tuple>
 
+#include "attention/kv_cache.h"
 #include "attention/positions.h"
 #include "autograd/ops.h"
 #include "core/error.h"
@@ -9,8 +11,8 @@
 namespace attn {
 
 MultiHeadAttention::MultiHeadAttention(const AttentionConfig& c, int64_t kv_heads, Generator& gen,
-                                       PositionOptions positions)
-    : pos_(positions), heads_(c.heads), kv_heads_(kv_heads) {
+                                       PositionOptions positions, AttentionKernel kernel)
+    : pos_(positions), kernel_(std::move(kernel)), heads_(c.heads), kv_heads_(kv_heads) {
   check(!(positions.rope && positions.alibi), "attention: choose rope or alibi, not both");
   check(c.heads > 0 && c.embd % c.heads == 0, "attention: heads=", c.heads,
         " must divide embd=", c.embd);
@@ -28,31 +30,35 @@ MultiHeadAttention::MultiHeadAttention(const AttentionConfig& c, int64_t kv_head
   wo_ = register_module("wo", std::make_shared<Linear>(c.embd, c.embd, c.bias, gen, out_std));
 }
 
-Tensor MultiHeadAttention::forward(const Tensor& x) {
+Tensor MultiHeadAttention::forward(const Tensor& x) { return attend(x, 0, nullptr, 0); }
+
+Tensor MultiHeadAttention::forward_cached(const Tensor& x, KVCache& cache, int64_t layer) {
+  return attend(x, cache.length(), &cache, layer);
+}
+
+Tensor MultiHeadAttention::attend(const Tensor& x, int64_t offset, KVCache* cache, int64_t layer) {
   check(x.dim() == 3, "attention: expected x of shape [B, T, C], got ", shape_str(x.shape()));
   const int64_t B = x.shape()[0], T = x.shape()[1], C = x.shape()[2];
   // [B, T, C] -> [B, T, heads, d] -> [B, heads, T, d]
-  Tensor q = transpose(view(wq_->forward(x), {B, T, heads_, head_dim_}), 1, 2);
-  Tensor k = transpose(view(wk_->forward(x), {B, T, kv_heads_, head_dim_}), 1, 2);
-  Tensor v = transpose(view(wv_->forward(x), {B, T, kv_heads_, head_dim_}), 1, 2);
+  AttentionCall call;
+  call.q = transpose(view(wq_->forward(x), {B, T, heads_, head_dim_}), 1, 2);
+  call.k = transpose(view(wk_->forward(x), {B, T, kv_heads_, head_dim_}), 1, 2);
+  call.v = transpose(view(wv_->forward(x), {B, T, kv_heads_, head_dim_}), 1, 2);
   if (pos_.rope) {
-    const RopeTables tables = rope_tables(T, head_dim_, 0, pos_.rope_base, pos_.ntk_scale, x.device());
-    q = apply_rope(q, tables);
-    k = apply_rope(k, tables);
+    // Rotate by absolute position; only the difference survives in q.k.
+    const RopeTables tables =
+        rope_tables(T, head_dim_, offset, pos_.rope_base, pos_.ntk_scale, x.device());
+    call.q = apply_rope(call.q, tables);
+    call.k = apply_rope(call.k, tables);
   }
-  if (kv_heads_ < heads_) {
-    // Query head h uses K/V head h / group: repeat each K/V head `group`
-    // times in place (k0 k0 k1 k1, not k0 k1 k0 k1).
-    const int64_t group = heads_ / kv_heads_;
-    k = repeat_interleave(k, group, 1);
-    v = repeat_interleave(v, group, 1);
-  }
-  const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim_));
-  Tensor weights;
-  const Tensor bias = pos_.alibi ? alibi_bias(heads_, T, T, 0, x.device()) : Tensor();
-  const Tensor out = scaled_dot_product_attention(q, k, v, causal_mask(T, T, 0, x.device()), scale,
-                                                  keep_weights ? &weights : nullptr, bias);
-  if (keep_weights) last_weights = weights.detach();
+  if (cache) std::tie(call.k, call.v) = cache->append(layer, call.k, call.v);
+  const int64_t tk = call.k.shape()[2];
+  call.offset = offset;
+  call.scale = 1.0f / std::sqrt(static_cast<float>(head_dim_));
+  if (pos_.alibi) call.bias = alibi_bias(heads_, T, tk, offset, x.device());
+  call.want_weights = keep_weights;
+  const Tensor out = kernel_(call);
+  if (keep_weights) last_weights = call.weights.defined() ? call.weights.detach() : Tensor();
   // [B, heads, T, d] -> [B, T, heads, d] -> [B, T, C]
   return wo_->forward(reshape(transpose(out, 1, 2), {B, T, C}));
 }

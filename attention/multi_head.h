@@ -5,6 +5,7 @@
 // Fewer K/V heads means a proportionally smaller KV cache when decoding.
 #pragma once
 #include "attention/attention.h"
+#include "attention/kernel.h"
 #include "nn/linear.h"
 
 namespace attn {
@@ -20,16 +21,24 @@ struct PositionOptions {
 
 class MultiHeadAttention : public Attention {
  public:
+  // `kernel` is what the variant computes on the heads (dense by default).
   MultiHeadAttention(const AttentionConfig& config, int64_t kv_heads, Generator& gen,
-                     PositionOptions positions = {});
+                     PositionOptions positions = {}, AttentionKernel kernel = dense_causal_attention);
   Tensor forward(const Tensor& x) override;
+  Tensor forward_cached(const Tensor& x, KVCache& cache, int64_t layer) override;
+  int64_t cache_heads() const override { return kv_heads_; }
+  int64_t cache_head_dim() const override { return head_dim_; }
   bool encodes_positions() const override { return pos_.rope || pos_.alibi; }
   int64_t heads() const { return heads_; }
   int64_t kv_heads() const { return kv_heads_; }
   int64_t head_dim() const { return head_dim_; }
 
  private:
+  // Shared by forward and forward_cached: x holds tokens at positions
+  // offset..offset+T-1; `cache` (optional) supplies and stores K/V.
+  Tensor attend(const Tensor& x, int64_t offset, KVCache* cache, int64_t layer);
   PositionOptions pos_;
+  AttentionKernel kernel_;
   int64_t heads_, kv_heads_, head_dim_;
   std::shared_ptr<Linear> wq_, wk_, wv_, wo_;
 };

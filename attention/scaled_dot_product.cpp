@@ -9,6 +9,7 @@
 #include <limits>
 
 #include "attention/attention.h"
+#include "attention/kernel.h"
 #include "autograd/ops.h"
 #include "core/error.h"
 
@@ -42,6 +43,30 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
   }
   if (weights_out) *weights_out = weights;
   return matmul(weights, v);
+}
+
+}  // namespace attn
+
+namespace attn {
+
+Tensor Attention::forward_cached(const Tensor&, KVCache&, int64_t) {
+  fail("attention: this variant does not support a KV cache; generate without one");
+}
+
+Tensor repeat_kv(const Tensor& kv, int64_t heads) {
+  const int64_t kv_heads = kv.shape()[1];
+  check(heads % kv_heads == 0, "repeat_kv: ", kv_heads, " K/V heads do not divide ", heads,
+        " query heads");
+  // Each K/V head is repeated in place (k0 k0 k1 k1), matching h / group;
+  // a plain repeat (k0 k1 k0 k1) would pair query heads with the wrong K/V.
+  return kv_heads == heads ? kv : repeat_interleave(kv, heads / kv_heads, 1);
+}
+
+Tensor dense_causal_attention(const AttentionCall& c) {
+  const int64_t heads = c.q.shape()[1], tq = c.q.shape()[2], tk = c.k.shape()[2];
+  return scaled_dot_product_attention(c.q, repeat_kv(c.k, heads), repeat_kv(c.v, heads),
+                                      causal_mask(tq, tk, c.offset, c.q.device()), c.scale,
+                                      c.want_weights ? &c.weights : nullptr, c.bias);
 }
 
 }  // namespace attn

@@ -90,14 +90,23 @@ void Block::set_attention(std::shared_ptr<Attention> replacement) {
   replace_module("attn", replacement);
 }
 
-Tensor Block::forward(const Tensor& x) {
+Tensor Block::forward(const Tensor& x) { return run(x, nullptr, 0); }
+
+Tensor Block::forward_cached(const Tensor& x, KVCache& cache, int64_t layer) {
+  return run(x, &cache, layer);
+}
+
+Tensor Block::run(const Tensor& x, KVCache* cache, int64_t layer) {
   const bool train = training();
   auto branch = [&](const Tensor& y) { return dropout(y, dropout_, train, *dropout_gen_); };
+  auto attend = [&](const Tensor& y) {
+    return cache ? attn_->forward_cached(y, *cache, layer) : attn_->forward(y);
+  };
   if (pre_) {
-    const Tensor h = add(x, branch(attn_->forward(norm1_->forward(x))));
+    const Tensor h = add(x, branch(attend(norm1_->forward(x))));
     return add(h, branch(mlp_->forward(norm2_->forward(h))));
   }
-  const Tensor h = norm1_->forward(add(x, branch(attn_->forward(x))));
+  const Tensor h = norm1_->forward(add(x, branch(attend(x))));
   return norm2_->forward(add(h, branch(mlp_->forward(h))));
 }
 
@@ -118,16 +127,42 @@ GPT::GPT(const GPTConfig& c, uint64_t seed) : config_(c), dropout_gen_(seed ^ 0x
     head_ = register_module("head", std::make_shared<Linear>(c.embd, c.vocab, false, gen));
 }
 
-Tensor GPT::forward(const Tensor& ids) {
+Tensor GPT::embed(const Tensor& ids, int64_t offset) {
   check(ids.dim() == 2 && ids.dtype() == DType::Int64, "model: expected int64 token ids [B, T], got ",
         dtype_name(ids.dtype()), " ", shape_str(ids.shape()));
   const int64_t T = ids.shape()[1];
-  check(T >= 1 && T <= config_.block_size, "model: sequence length ", T,
-        " is outside 1..block_size=", config_.block_size);
+  check(T >= 1 && offset + T <= config_.block_size, "model: positions ", offset, "..",
+        offset + T - 1, " are outside 0..block_size-1=", config_.block_size - 1);
   Tensor x = wte_->forward(ids);  // [B, T, C]
-  if (wpe_) x = add(x, wpe_->forward(arange(T, DType::Int64, ids.device())));
-  x = dropout(x, config_.dropout, training(), dropout_gen_);
+  if (wpe_)
+    x = add(x, wpe_->forward(arange(static_cast<double>(offset), static_cast<double>(offset + T), 1,
+                                    DType::Int64, ids.device())));
+  return dropout(x, config_.dropout, training(), dropout_gen_);
+}
+
+Tensor GPT::forward(const Tensor& ids) {
+  Tensor x = embed(ids, 0);
   for (auto& block : blocks_) x = block->forward(x);
+  return head(x);
+}
+
+Tensor GPT::forward_cached(const Tensor& ids, KVCache& cache) {
+  Tensor x = embed(ids, cache.length());
+  for (size_t l = 0; l < blocks_.size(); ++l)
+    x = blocks_[l]->forward_cached(x, cache, static_cast<int64_t>(l));
+  cache.commit(ids.shape()[1]);
+  return head(x);
+}
+
+KVCache GPT::make_cache(int64_t batch) {
+  Attention& a = blocks_.front()->attention();
+  check(a.cache_heads() > 0, "model: attention '", config_.attention, "' has no KV cache");
+  return KVCache(config_.layers, batch, a.cache_heads(), a.cache_head_dim(), config_.block_size,
+                 parameters().front()->device());
+}
+
+Tensor GPT::head(const Tensor& x_in) {
+  Tensor x = x_in;
   x = final_norm_->forward(x);
   // Weight tying: the output layer reuses the embedding matrix, since
   // "which token is this vector" and "which vector is this token" are the

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "attention/attention.h"
+#include "attention/kv_cache.h"
 #include "nn/layers.h"
 
 namespace attn {
@@ -38,12 +39,14 @@ class Block : public Module {
  public:
   Block(const GPTConfig& config, Generator& gen, Generator& dropout_gen);
   Tensor forward(const Tensor& x);
+  Tensor forward_cached(const Tensor& x, KVCache& cache, int64_t layer);
   Attention& attention() { return *attn_; }
 
   // Swaps in another attention (attention surgery); same input/output shape.
   void set_attention(std::shared_ptr<Attention> replacement);
 
  private:
+  Tensor run(const Tensor& x, KVCache* cache, int64_t layer);
   bool pre_;
   float dropout_;
   Generator* dropout_gen_;
@@ -57,12 +60,19 @@ class GPT : public Module {
   GPT(const GPTConfig& config, uint64_t seed);
   // ids int64 [B, T] with T <= block_size -> logits [B, T, vocab].
   Tensor forward(const Tensor& ids);
+  // The same, for new tokens only, reusing (and extending) the K/V of the
+  // tokens in `cache`: positions continue at cache.length().
+  Tensor forward_cached(const Tensor& ids, KVCache& cache);
+  // A cache for `batch` sequences of up to block_size tokens.
+  KVCache make_cache(int64_t batch);
   const GPTConfig& config() const { return config_; }
   std::vector<std::shared_ptr<Block>>& blocks() { return blocks_; }
   // Dropout draws from this generator; checkpoints save its state.
   Generator& dropout_generator() { return dropout_gen_; }
 
  private:
+  Tensor embed(const Tensor& ids, int64_t offset);
+  Tensor head(const Tensor& x);
   GPTConfig config_;
   Generator dropout_gen_;
   std::shared_ptr<Embedding> wte_, wpe_;

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <numeric>
+#include <optional>
 
 #include "autograd/engine.h"
 #include "autograd/ops.h"
@@ -40,12 +41,28 @@ std::vector<int64_t> generate(GPT& model, const std::vector<int64_t>& prompt,
   NoGradGuard no_grad;
   model.eval();
   const Device device = model.parameters().front()->device();
+  const bool cached = o.use_cache && model.blocks().front()->attention().cache_heads() > 0;
+  std::optional<KVCache> cache;
+  if (cached) cache.emplace(model.make_cache(1));
   std::vector<int64_t> context = prompt, out;
   for (int64_t n = 0; n < o.tokens; ++n) {
-    const int64_t t = std::min<int64_t>(static_cast<int64_t>(context.size()), block);
-    const std::vector<int64_t> window(context.end() - t, context.end());
-    const Tensor logits = model.forward(from_ints(window, {1, t}, device));
-    const std::vector<float> last = select(select(logits, 0, 0), 0, t - 1).to_vector();
+    Tensor logits;
+    if (cached && cache->length() > 0 && cache->length() < block) {
+      // Decode: only the newest token goes through the model.
+      logits = model.forward_cached(from_ints({context.back()}, {1, 1}, device), *cache);
+    } else {
+      // Prefill the last <= block tokens. When the context outgrows the
+      // block, the window slides and positions restart: refill the cache.
+      const int64_t t = std::min<int64_t>(static_cast<int64_t>(context.size()), block);
+      const Tensor ids = from_ints(std::vector<int64_t>(context.end() - t, context.end()), {1, t}, device);
+      if (cached) {
+        cache->clear();
+        logits = model.forward_cached(ids, *cache);
+      } else {
+        logits = model.forward(ids);
+      }
+    }
+    const std::vector<float> last = select(select(logits, 0, 0), 0, logits.shape()[1] - 1).to_vector();
     std::vector<double> p(last.begin(), last.end());
     int64_t next;
     if (o.temperature == 0) {

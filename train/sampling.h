@@ -10,6 +10,7 @@ struct SampleOptions {
   int64_t tokens = 200;      // how many new tokens
   float temperature = 1.0f;  // < 1 sharpens the distribution, > 1 flattens it; 0 = greedy
   int64_t top_k = 0;         // keep only the k most likely tokens (0 = all)
+  bool use_cache = true;     // decode with a KV cache where the attention has one
 };
 
 // Continues `prompt` (token ids, at least one) and returns only the new ids.

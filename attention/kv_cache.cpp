@@ -1,0 +1,47 @@
+#include "attention/kv_cache.h"
+
+#include "autograd/ops.h"
+#include "core/dispatch.h"
+#include "core/error.h"
+
+namespace attn {
+
+KVCache::KVCache(int64_t layers, int64_t batch, int64_t kv_heads, int64_t head_dim,
+                 int64_t capacity, const Device& device)
+    : layers_(layers), batch_(batch), kv_heads_(kv_heads), head_dim_(head_dim), capacity_(capacity) {
+  check(layers > 0 && batch > 0 && kv_heads > 0 && head_dim > 0 && capacity > 0,
+        "kv cache: every size must be positive, got layers=", layers, " batch=", batch,
+        " kv_heads=", kv_heads, " head_dim=", head_dim, " capacity=", capacity);
+  for (int64_t l = 0; l < layers; ++l) {
+    k_.push_back(zeros({batch, kv_heads, capacity, head_dim}, DType::Float32, device));
+    v_.push_back(zeros({batch, kv_heads, capacity, head_dim}, DType::Float32, device));
+  }
+}
+
+std::pair<Tensor, Tensor> KVCache::append(int64_t layer, const Tensor& k, const Tensor& v) {
+  check(layer >= 0 && layer < layers_, "kv cache: layer ", layer, " is outside 0..", layers_ - 1);
+  const Shape want = {batch_, kv_heads_, k.shape().size() == 4 ? k.shape()[2] : -1, head_dim_};
+  check(k.shape() == want && v.shape() == want, "kv cache: expected k and v of shape ",
+        shape_str(want), ", got ", shape_str(k.shape()), " and ", shape_str(v.shape()));
+  const int64_t t = k.shape()[2];
+  check(length_ + t <= capacity_, "kv cache: ", length_, " cached + ", t,
+        " new tokens exceed the capacity of ", capacity_);
+  // The cache holds values, not graph: decoding runs without gradients.
+  Backend& be = backend_for(k.device());
+  be.copy(narrow(k_[layer], 2, length_, t).view_desc(), k.view_desc());
+  be.copy(narrow(v_[layer], 2, length_, t).view_desc(), v.view_desc());
+  return {narrow(k_[layer], 2, 0, length_ + t), narrow(v_[layer], 2, 0, length_ + t)};
+}
+
+void KVCache::commit(int64_t tokens) {
+  check(length_ + tokens <= capacity_, "kv cache: commit of ", tokens, " tokens overflows");
+  length_ += tokens;
+}
+
+std::size_t KVCache::bytes_per_token() const {
+  return static_cast<std::size_t>(2 * layers_ * batch_ * kv_heads_ * head_dim_) * sizeof(float);
+}
+
+std::size_t KVCache::bytes() const { return bytes_per_token() * length_; }
+
+}  // namespace attn

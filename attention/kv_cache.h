@@ -1,0 +1,44 @@
+// The KV cache: when generating one token at a time, the keys and values of
+// earlier tokens never change, so each layer keeps them instead of
+// recomputing them for the whole prefix at every step.
+//
+//   prefill: run the prompt (T tokens) once, storing its K and V
+//   decode:  run 1 new token, append its K and V, attend over all of them
+//
+// Memory per token = 2 (K and V) x layers x kv_heads x head_dim x 4 bytes:
+// this is the number GQA and MQA shrink by sharing K/V heads, and MLA by
+// caching a small latent instead.
+#pragma once
+#include <vector>
+
+#include "core/tensor.h"
+
+namespace attn {
+
+class KVCache {
+ public:
+  // Room for `capacity` tokens of `batch` sequences in each of `layers` layers.
+  KVCache(int64_t layers, int64_t batch, int64_t kv_heads, int64_t head_dim, int64_t capacity,
+          const Device& device);
+
+  // Appends [B, kv_heads, T, d] keys and values to `layer`'s cache; returns
+  // views of everything cached so far, [B, kv_heads, length + T, d].
+  std::pair<Tensor, Tensor> append(int64_t layer, const Tensor& k, const Tensor& v);
+
+  // Tokens cached (the same for every layer once a forward pass is done).
+  int64_t length() const { return length_; }
+  int64_t capacity() const { return capacity_; }
+  // Advances the length after all layers appended one forward pass.
+  void commit(int64_t tokens);
+  void clear() { length_ = 0; }
+
+  // Bytes held by the cached tokens, and bytes one more token costs.
+  std::size_t bytes() const;
+  std::size_t bytes_per_token() const;
+
+ private:
+  int64_t layers_, batch_, kv_heads_, head_dim_, capacity_, length_ = 0;
+  std::vector<Tensor> k_, v_;  // one [B, kv_heads, capacity, d] buffer each per layer
+};
+
+}  // namespace attn
