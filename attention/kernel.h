@@ -4,6 +4,7 @@
 // kernel, so each one is a single function of this signature.
 #pragma once
 #include <functional>
+#include <vector>
 
 #include "core/tensor.h"
 
@@ -14,7 +15,11 @@ struct AttentionCall {
   Tensor k, v;         // [B, Hkv, Tk, d]: every key so far (Tk >= Tq with a cache)
   int64_t offset = 0;  // position of q's first row; causal means key j <= offset + i
   float scale = 1;     // 1/sqrt(d)
-  Tensor bias;         // optional additive bias [H, Tq, Tk] (ALiBi)
+  std::vector<float> alibi;  // ALiBi slope per query head; empty = no ALiBi
+  // The ALiBi bias as a dense [H, Tq, Tk] tensor (undefined without ALiBi),
+  // for kernels that add it to materialised scores. Flash attention uses
+  // the slopes directly and never builds it.
+  Tensor bias() const;
   bool want_weights = false;  // fill `weights` ([B, H, Tq, Tk]) if the kernel has them
   mutable Tensor weights;
 };

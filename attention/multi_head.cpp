@@ -52,10 +52,9 @@ Tensor MultiHeadAttention::attend(const Tensor& x, int64_t offset, KVCache* cach
     call.k = apply_rope(call.k, tables);
   }
   if (cache) std::tie(call.k, call.v) = cache->append(layer, call.k, call.v);
-  const int64_t tk = call.k.shape()[2];
   call.offset = offset;
   call.scale = 1.0f / std::sqrt(static_cast<float>(head_dim_));
-  if (pos_.alibi) call.bias = alibi_bias(heads_, T, tk, offset, x.device());
+  if (pos_.alibi) call.alibi = alibi_slopes(heads_);
   call.want_weights = keep_weights;
   const Tensor out = kernel_(call);
   if (keep_weights) last_weights = call.weights.defined() ? call.weights.detach() : Tensor();

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "attention/flash.h"
 #include "attention/multi_head.h"
 #include "core/error.h"
 
@@ -64,6 +65,13 @@ void register_builtins(std::map<std::string, Entry>& t) {
                 return std::make_shared<MultiHeadAttention>(c, option_int(s, "kv_heads", 0), g,
                                                             position_options(s));
               }};
+  t["flash"] = {"flash attention: tiled online softmax, never a T x T matrix; options kv_heads=N, window=W",
+                [](const VariantSpec& s, const AttentionConfig& c, Generator& g) {
+                  check_options(s, with_positions({"kv_heads", "window"}));
+                  return std::make_shared<MultiHeadAttention>(
+                      c, option_int(s, "kv_heads", c.heads), g, position_options(s),
+                      flash_kernel(option_int(s, "window", 0)));
+                }};
   t["mqa"] = {"multi-query attention: one K/V head shared by all query heads",
               [](const VariantSpec& s, const AttentionConfig& c, Generator& g) {
                 check_options(s, with_positions({}));

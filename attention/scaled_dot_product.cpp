@@ -10,6 +10,7 @@
 
 #include "attention/attention.h"
 #include "attention/kernel.h"
+#include "attention/positions.h"
 #include "autograd/ops.h"
 #include "core/error.h"
 
@@ -62,11 +63,16 @@ Tensor repeat_kv(const Tensor& kv, int64_t heads) {
   return kv_heads == heads ? kv : repeat_interleave(kv, heads / kv_heads, 1);
 }
 
+Tensor AttentionCall::bias() const {
+  if (alibi.empty()) return Tensor();
+  return alibi_bias(q.shape()[1], q.shape()[2], k.shape()[2], offset, q.device());
+}
+
 Tensor dense_causal_attention(const AttentionCall& c) {
   const int64_t heads = c.q.shape()[1], tq = c.q.shape()[2], tk = c.k.shape()[2];
   return scaled_dot_product_attention(c.q, repeat_kv(c.k, heads), repeat_kv(c.v, heads),
                                       causal_mask(tq, tk, c.offset, c.q.device()), c.scale,
-                                      c.want_weights ? &c.weights : nullptr, c.bias);
+                                      c.want_weights ? &c.weights : nullptr, c.bias());
 }
 
 }  // namespace attn

@@ -49,6 +49,22 @@ struct GemmArgs {
   float alpha = 1.0f, beta = 0.0f;
 };
 
+// Flash attention on contiguous q/out [B, H, Tq, d] and k/v [B, Hkv, Tk, d].
+// Query head h reads K/V head h / (H / Hkv). Key j is allowed for query i
+// when j <= offset + i (if causal) and j > offset + i - window (if window > 0).
+struct FlashArgs {
+  const float* q = nullptr;
+  const float* k = nullptr;
+  const float* v = nullptr;
+  float* out = nullptr;
+  float* lse = nullptr;  // [B, H, Tq]: log of each row's softmax denominator (-inf if empty)
+  int64_t batch = 0, heads = 0, kv_heads = 0, tq = 0, tk = 0, dim = 0;
+  int64_t offset = 0, window = 0;
+  bool causal = true;
+  float scale = 1;
+  const float* alibi = nullptr;  // slope per query head (host memory), or null
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -126,6 +142,14 @@ class Backend {
   };
   virtual void adamw(float* param, const float* grad, float* m, float* v, int64_t n,
                      const AdamW& h) = 0;
+
+  // Tiled attention with an online softmax: never holds a Tq x Tk matrix.
+  // The backward recomputes the probabilities from q, k and the saved lse;
+  // dq, dk, dv are written (dk/dv summed over the query heads sharing them).
+  // Devices without it fail with a message naming the device.
+  virtual void flash_attention_forward(const FlashArgs& args);
+  virtual void flash_attention_backward(const FlashArgs& args, const float* dout, float* dq,
+                                        float* dk, float* dv);
 };
 
 }  // namespace attn

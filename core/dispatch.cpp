@@ -10,6 +10,14 @@ Backend& cuda_backend(int index);  // core/cuda/cuda_backend.cu
 bool cuda_device_present();
 #endif
 
+void Backend::flash_attention_forward(const FlashArgs&) {
+  fail("flash_attention: this device has no flash attention kernel yet");
+}
+
+void Backend::flash_attention_backward(const FlashArgs&, const float*, float*, float*, float*) {
+  fail("flash_attention: this device has no flash attention backward kernel yet");
+}
+
 Backend& backend_for(const Device& device) {
   if (device.is_cpu()) return cpu_backend();
 #ifdef ATTNLAB_WITH_CUDA

@@ -44,6 +44,9 @@ class CpuBackend final : public Backend {
                               int64_t cols) override;
   void adamw(float* param, const float* grad, float* m, float* v, int64_t n,
              const AdamW& h) override;
+  void flash_attention_forward(const FlashArgs& args) override;
+  void flash_attention_backward(const FlashArgs& args, const float* dout, float* dq, float* dk,
+                                float* dv) override;
 };
 
 Backend& cpu_backend();

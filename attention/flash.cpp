@@ -1,0 +1,70 @@
+#include "attention/flash.h"
+
+#include <cmath>
+
+#include "autograd/checks.h"
+#include "autograd/node.h"
+#include "autograd/ops.h"
+#include "core/dispatch.h"
+
+namespace attn {
+
+Tensor flash_attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in,
+                       const FlashOptions& o, Tensor* lse_out) {
+  const char* op = "flash_attention";
+  for (const Tensor* t : {&q_in, &k_in, &v_in}) {
+    require_defined(op, *t);
+    require_float(op, *t);
+  }
+  const Device device = common_device(op, {q_in, k_in, v_in});
+  check(q_in.dim() == 4 && k_in.dim() == 4 && v_in.dim() == 4 && k_in.shape() == v_in.shape(),
+        op, ": expected q [B, H, Tq, d] and k, v [B, Hkv, Tk, d], got ", shape_str(q_in.shape()),
+        ", ", shape_str(k_in.shape()), ", ", shape_str(v_in.shape()));
+  const int64_t B = q_in.shape()[0], H = q_in.shape()[1], Tq = q_in.shape()[2], d = q_in.shape()[3];
+  const int64_t Hkv = k_in.shape()[1], Tk = k_in.shape()[2];
+  check(k_in.shape()[0] == B && k_in.shape()[3] == d, op, ": q ", shape_str(q_in.shape()),
+        " and k ", shape_str(k_in.shape()), " disagree on batch or head dim");
+  check(Hkv > 0 && H % Hkv == 0, op, ": ", Hkv, " K/V heads do not divide ", H, " query heads");
+  check(o.window >= 0, op, ": window must be >= 0, got ", o.window);
+  check(o.alibi.empty() || static_cast<int64_t>(o.alibi.size()) == H, op, ": ", o.alibi.size(),
+        " ALiBi slopes for ", H, " heads");
+  const Tensor q = q_in.detach().contiguous(), k = k_in.detach().contiguous(),
+               v = v_in.detach().contiguous();
+  Tensor out = empty(q.shape(), DType::Float32, device);
+  Tensor lse = empty({B, H, Tq}, DType::Float32, device);
+  FlashArgs a;
+  a.q = q.data<float>(), a.k = k.data<float>(), a.v = v.data<float>();
+  a.out = out.data<float>(), a.lse = lse.data<float>();
+  a.batch = B, a.heads = H, a.kv_heads = Hkv, a.tq = Tq, a.tk = Tk, a.dim = d;
+  a.offset = o.offset, a.window = o.window, a.causal = o.causal;
+  a.scale = o.scale > 0 ? o.scale : 1.0f / std::sqrt(static_cast<float>(d));
+  a.alibi = o.alibi.empty() ? nullptr : o.alibi.data();
+  if (out.numel() > 0) backend_for(device).flash_attention_forward(a);
+  if (lse_out) *lse_out = lse;
+  // The backward keeps q, k, v, out and lse: O(T d), never the T x T weights.
+  return record(out, op, {q_in, k_in, v_in},
+                [a, q, k, v, out = out.detach(), lse, alibi = o.alibi](const Tensor& g) mutable {
+    const Tensor dout = g.contiguous();
+    Tensor dq = empty(q.shape(), DType::Float32, q.device());
+    Tensor dk = empty(k.shape(), DType::Float32, k.device());
+    Tensor dv = empty(v.shape(), DType::Float32, v.device());
+    a.alibi = alibi.empty() ? nullptr : alibi.data();
+    if (dq.numel() > 0 && dk.numel() > 0)
+      backend_for(q.device()).flash_attention_backward(a, dout.data<float>(), dq.data<float>(),
+                                                       dk.data<float>(), dv.data<float>());
+    return std::vector<Tensor>{dq, dk, dv};
+  });
+}
+
+AttentionKernel flash_kernel(int64_t window) {
+  return [window](const AttentionCall& c) {
+    FlashOptions o;
+    o.offset = c.offset;
+    o.window = window;
+    o.alibi = c.alibi;
+    o.scale = c.scale;
+    return flash_attention(c.q, c.k, c.v, o);
+  };
+}
+
+}  // namespace attn
