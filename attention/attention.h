@@ -8,6 +8,7 @@
 #include <memory>
 #include <string>
 
+#include "attention/kv_cache.h"
 #include "nn/module.h"
 
 namespace attn {
@@ -21,7 +22,6 @@ struct AttentionConfig {
   bool bias = true;        // biases in the projections
 };
 
-class KVCache;
 
 class Attention : public Module {
  public:
@@ -29,9 +29,8 @@ class Attention : public Module {
   // Decoding with a cache: x holds the new tokens only ([B, T_new, C]);
   // their K/V go into `cache` at `layer`. Variants without a cache say so.
   virtual Tensor forward_cached(const Tensor& x, KVCache& cache, int64_t layer);
-  // What one cached token of this layer holds: heads x dim, for K and V.
-  virtual int64_t cache_heads() const { return 0; }
-  virtual int64_t cache_head_dim() const { return 0; }
+  // What one cached token of this layer holds (heads 0: no cache).
+  virtual CacheLayout cache_layout() const { return {}; }
   // True when the variant encodes positions itself (RoPE, ALiBi): the model
   // then adds no learned position embedding.
   virtual bool encodes_positions() const { return false; }

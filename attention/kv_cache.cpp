@@ -6,23 +6,27 @@
 
 namespace attn {
 
-KVCache::KVCache(int64_t layers, int64_t batch, int64_t kv_heads, int64_t head_dim,
-                 int64_t capacity, const Device& device)
-    : layers_(layers), batch_(batch), kv_heads_(kv_heads), head_dim_(head_dim), capacity_(capacity) {
-  check(layers > 0 && batch > 0 && kv_heads > 0 && head_dim > 0 && capacity > 0,
+KVCache::KVCache(int64_t layers, int64_t batch, const CacheLayout& layout, int64_t capacity,
+                 const Device& device)
+    : layers_(layers), batch_(batch), layout_(layout), capacity_(capacity) {
+  check(layers > 0 && batch > 0 && layout.heads > 0 && layout.k_dim > 0 && layout.v_dim > 0 &&
+            capacity > 0,
         "kv cache: every size must be positive, got layers=", layers, " batch=", batch,
-        " kv_heads=", kv_heads, " head_dim=", head_dim, " capacity=", capacity);
+        " heads=", layout.heads, " k_dim=", layout.k_dim, " v_dim=", layout.v_dim,
+        " capacity=", capacity);
   for (int64_t l = 0; l < layers; ++l) {
-    k_.push_back(zeros({batch, kv_heads, capacity, head_dim}, DType::Float32, device));
-    v_.push_back(zeros({batch, kv_heads, capacity, head_dim}, DType::Float32, device));
+    k_.push_back(zeros({batch, layout.heads, capacity, layout.k_dim}, DType::Float32, device));
+    v_.push_back(zeros({batch, layout.heads, capacity, layout.v_dim}, DType::Float32, device));
   }
 }
 
 std::pair<Tensor, Tensor> KVCache::append(int64_t layer, const Tensor& k, const Tensor& v) {
   check(layer >= 0 && layer < layers_, "kv cache: layer ", layer, " is outside 0..", layers_ - 1);
-  const Shape want = {batch_, kv_heads_, k.shape().size() == 4 ? k.shape()[2] : -1, head_dim_};
-  check(k.shape() == want && v.shape() == want, "kv cache: expected k and v of shape ",
-        shape_str(want), ", got ", shape_str(k.shape()), " and ", shape_str(v.shape()));
+  const int64_t new_tokens = k.dim() == 4 ? k.shape()[2] : -1;
+  const Shape want_k = {batch_, layout_.heads, new_tokens, layout_.k_dim};
+  const Shape want_v = {batch_, layout_.heads, new_tokens, layout_.v_dim};
+  check(k.shape() == want_k && v.shape() == want_v, "kv cache: expected k ", shape_str(want_k),
+        " and v ", shape_str(want_v), ", got ", shape_str(k.shape()), " and ", shape_str(v.shape()));
   const int64_t t = k.shape()[2];
   check(length_ + t <= capacity_, "kv cache: ", length_, " cached + ", t,
         " new tokens exceed the capacity of ", capacity_);
@@ -39,7 +43,8 @@ void KVCache::commit(int64_t tokens) {
 }
 
 std::size_t KVCache::bytes_per_token() const {
-  return static_cast<std::size_t>(2 * layers_ * batch_ * kv_heads_ * head_dim_) * sizeof(float);
+  return static_cast<std::size_t>(layers_ * batch_ * layout_.heads * (layout_.k_dim + layout_.v_dim)) *
+         sizeof(float);
 }
 
 std::size_t KVCache::bytes() const { return bytes_per_token() * length_; }

@@ -15,14 +15,21 @@
 
 namespace attn {
 
+// What one layer caches per token: `heads` rows of k_dim for the first
+// tensor ("K") and of v_dim for the second ("V"). MHA/GQA cache K and V;
+// MLA caches its latent and its shared RoPE key in the same two slots.
+struct CacheLayout {
+  int64_t heads = 0, k_dim = 0, v_dim = 0;
+};
+
 class KVCache {
  public:
   // Room for `capacity` tokens of `batch` sequences in each of `layers` layers.
-  KVCache(int64_t layers, int64_t batch, int64_t kv_heads, int64_t head_dim, int64_t capacity,
+  KVCache(int64_t layers, int64_t batch, const CacheLayout& layout, int64_t capacity,
           const Device& device);
 
-  // Appends [B, kv_heads, T, d] keys and values to `layer`'s cache; returns
-  // views of everything cached so far, [B, kv_heads, length + T, d].
+  // Appends [B, heads, T, k_dim] keys and [B, heads, T, v_dim] values to
+  // `layer`'s cache; returns views of everything cached so far.
   std::pair<Tensor, Tensor> append(int64_t layer, const Tensor& k, const Tensor& v);
 
   // Tokens cached (the same for every layer once a forward pass is done).
@@ -37,8 +44,10 @@ class KVCache {
   std::size_t bytes_per_token() const;
 
  private:
-  int64_t layers_, batch_, kv_heads_, head_dim_, capacity_, length_ = 0;
-  std::vector<Tensor> k_, v_;  // one [B, kv_heads, capacity, d] buffer each per layer
+  int64_t layers_, batch_;
+  CacheLayout layout_;
+  int64_t capacity_, length_ = 0;
+  std::vector<Tensor> k_, v_;  // one [B, heads, capacity, dim] buffer each per layer
 };
 
 }  // namespace attn

@@ -26,8 +26,7 @@ class MultiHeadAttention : public Attention {
                      PositionOptions positions = {}, AttentionKernel kernel = dense_causal_attention);
   Tensor forward(const Tensor& x) override;
   Tensor forward_cached(const Tensor& x, KVCache& cache, int64_t layer) override;
-  int64_t cache_heads() const override { return kv_heads_; }
-  int64_t cache_head_dim() const override { return head_dim_; }
+  CacheLayout cache_layout() const override { return {kv_heads_, head_dim_, head_dim_}; }
   bool encodes_positions() const override { return pos_.rope || pos_.alibi; }
   int64_t heads() const { return heads_; }
   int64_t kv_heads() const { return kv_heads_; }

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "attention/flash.h"
+#include "attention/mla.h"
 #include "attention/multi_head.h"
 #include "core/error.h"
 
@@ -72,6 +73,14 @@ void register_builtins(std::map<std::string, Entry>& t) {
                       c, option_int(s, "kv_heads", c.heads), g, position_options(s),
                       flash_kernel(option_int(s, "window", 0)));
                 }};
+  t["mla"] = {"multi-head latent attention: caches a latent=N vector (+ a shared rope_dim=R RoPE key) per token",
+              [](const VariantSpec& s, const AttentionConfig& c, Generator& g) {
+                check_options(s, {"latent", "rope_dim"});
+                const int64_t head_dim = c.heads > 0 ? c.embd / c.heads : 0;
+                return std::make_shared<MultiHeadLatentAttention>(
+                    c, option_int(s, "latent", std::max<int64_t>(c.embd / 4, 1)),
+                    option_int(s, "rope_dim", std::max<int64_t>(head_dim / 2 / 2 * 2, 2)), g);
+              }};
   t["mqa"] = {"multi-query attention: one K/V head shared by all query heads",
               [](const VariantSpec& s, const AttentionConfig& c, Generator& g) {
                 check_options(s, with_positions({}));

@@ -156,8 +156,8 @@ Tensor GPT::forward_cached(const Tensor& ids, KVCache& cache) {
 
 KVCache GPT::make_cache(int64_t batch) {
   Attention& a = blocks_.front()->attention();
-  check(a.cache_heads() > 0, "model: attention '", config_.attention, "' has no KV cache");
-  return KVCache(config_.layers, batch, a.cache_heads(), a.cache_head_dim(), config_.block_size,
+  check(a.cache_layout().heads > 0, "model: attention '", config_.attention, "' has no KV cache");
+  return KVCache(config_.layers, batch, a.cache_layout(), config_.block_size,
                  parameters().front()->device());
 }
 

@@ -41,7 +41,7 @@ std::vector<int64_t> generate(GPT& model, const std::vector<int64_t>& prompt,
   NoGradGuard no_grad;
   model.eval();
   const Device device = model.parameters().front()->device();
-  const bool cached = o.use_cache && model.blocks().front()->attention().cache_heads() > 0;
+  const bool cached = o.use_cache && model.blocks().front()->attention().cache_layout().heads > 0;
   std::optional<KVCache> cache;
   if (cached) cache.emplace(model.make_cache(1));
   std::vector<int64_t> context = prompt, out;

@@ -59,7 +59,7 @@ TEST(KvCache, BytesPerTokenFollowTheFormula) {
 }
 
 TEST(KvCache, OverflowAndShapeErrors) {
-  KVCache cache(1, 1, 2, 4, 3, Device::cpu());
+  KVCache cache(1, 1, CacheLayout{2, 4, 4}, 3, Device::cpu());
   const Tensor kv = zeros({1, 2, 2, 4});
   cache.append(0, kv, kv);
   cache.commit(2);
