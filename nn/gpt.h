@@ -66,6 +66,8 @@ class GPT : public Module {
   // A cache for `batch` sequences of up to block_size tokens.
   KVCache make_cache(int64_t batch);
   const GPTConfig& config() const { return config_; }
+  // Records a new attention spec after surgery (nn/surgery.h).
+  void set_attention_spec(const std::string& spec) { config_.attention = spec; }
   std::vector<std::shared_ptr<Block>>& blocks() { return blocks_; }
   // Dropout draws from this generator; checkpoints save its state.
   Generator& dropout_generator() { return dropout_gen_; }
