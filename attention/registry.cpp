@@ -4,8 +4,11 @@
 #include <cmath>
 
 #include "attention/flash.h"
+#include "attention/linear.h"
 #include "attention/mla.h"
 #include "attention/multi_head.h"
+#include "attention/sparse.h"
+#include "attention/window.h"
 #include "core/error.h"
 
 namespace attn {
@@ -86,6 +89,53 @@ void register_builtins(std::map<std::string, Entry>& t) {
                 check_options(s, with_positions({}));
                 return std::make_shared<MultiHeadAttention>(c, 1, g, position_options(s));
               }};
+  // Options that must be given and be >= 1 (window sizes, strides, blocks):
+  // a missing one names an example, a zero names the rule.
+  auto required_size = [](const VariantSpec& s, const std::string& key, const char* example) {
+    check(s.options.count(key), "attention ", s.name, ": needs the option ", key, "=N, e.g. ",
+          example);
+    const int64_t n = option_int(s, key, 0);
+    check(n >= 1, "attention ", s.name, ": ", key, " must be >= 1, got ", n);
+    return n;
+  };
+  t["window"] = {"sliding-window attention: each query sees its last size=W keys (itself included), "
+                 "in O(T W) memory; option kv_heads=N",
+                 [required_size](const VariantSpec& s, const AttentionConfig& c, Generator& g) {
+                   check_options(s, with_positions({"size", "kv_heads"}));
+                   const int64_t w = required_size(s, "size", "window:size=64");
+                   return std::make_shared<MultiHeadAttention>(
+                       c, option_int(s, "kv_heads", c.heads), g, position_options(s),
+                       window_kernel(w));
+                 }};
+  t["sparse"] = {"strided sparse attention: the last local=L keys plus every stride=S-th "
+                 "(summary) key; option kv_heads=N",
+                 [required_size](const VariantSpec& s, const AttentionConfig& c, Generator& g) {
+                   check_options(s, with_positions({"local", "stride", "kv_heads"}));
+                   const int64_t local = required_size(s, "local", "sparse:local=8,stride=8");
+                   const int64_t stride = required_size(s, "stride", "sparse:local=8,stride=8");
+                   return std::make_shared<MultiHeadAttention>(
+                       c, option_int(s, "kv_heads", c.heads), g, position_options(s),
+                       strided_sparse_kernel(local, stride));
+                 }};
+  t["blocksparse"] = {"block-sparse attention: blocks of block=B positions; a block sees itself "
+                      "(causally), the previous block and the first; option kv_heads=N",
+                      [required_size](const VariantSpec& s, const AttentionConfig& c, Generator& g) {
+                        check_options(s, with_positions({"block", "kv_heads"}));
+                        const int64_t block = required_size(s, "block", "blocksparse:block=16");
+                        return std::make_shared<MultiHeadAttention>(
+                            c, option_int(s, "kv_heads", c.heads), g, position_options(s),
+                            block_sparse_kernel(block));
+                      }};
+  t["linear"] = {"linear attention: phi(q) (sum phi(k) v^T) with phi = elu + 1, O(T) memory, "
+                 "no weights, no KV cache; option kv_heads=N",
+                 [](const VariantSpec& s, const AttentionConfig& c, Generator& g) {
+                   check_options(s, with_positions({"kv_heads"}));
+                   const PositionOptions p = position_options(s);
+                   check(!p.alibi, "attention linear: alibi adds a bias to the scores, and linear "
+                         "attention never forms scores; use rope or no position option");
+                   return std::make_shared<LinearMultiHeadAttention>(
+                       c, option_int(s, "kv_heads", c.heads), g, p);
+                 }};
 }
 
 std::map<std::string, Entry>& table() {

@@ -68,7 +68,11 @@ GradcheckResult gradcheck(const GradFn& fn, const std::vector<Tensor>& inputs, d
       const double err = std::fabs(numeric - analytic[i]);
       const double allowed = atol + rtol * std::fabs(numeric);
       // Rank by how far past its tolerance each element is.
-      const double badness = err / allowed;
+      // A NaN (from the backward, or a forward that is NaN near x) compares
+      // false with every tolerance and used to pass silently: rank it worst.
+      // (An exact match stays fine even with zero tolerances.)
+      double badness = err == 0 ? 0 : err / allowed;
+      if (std::isnan(badness)) badness = HUGE_VAL;
       if (badness > worst) {
         worst = badness;
         result.input = static_cast<int>(k);

@@ -22,6 +22,15 @@ struct Node {
   // its saved tensors are gone.
   bool released = false;
 
+  // Dismantles the graph below this node iteratively (engine.cpp): the
+  // implicit destructor recursed once per node (tensor -> node -> inputs ->
+  // tensor ...) and overflowed the stack on deep graphs that were never
+  // backpropagated or were retained.
+  Node() = default;
+  ~Node();
+  Node(const Node&) = delete;
+  Node& operator=(const Node&) = delete;
+
   void release() {
     backward = nullptr;
     inputs.clear();

@@ -97,8 +97,10 @@ Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
         shape_str(a_in.shape()), " and ", shape_str(b_in.shape()));
   // [..., M, K] @ [K, N] with contiguous rows is one big [(...*M), K] @ [K, N]
   // product: one BLAS call instead of one per batch entry (every Linear layer).
+  // Not for K = 0: reshape cannot infer the -1 of [-1, 0]; the general path
+  // below gives the zeros.
   if (a_in.dim() > 2 && b_in.dim() == 2 && a_in.is_contiguous() &&
-      a_in.shape().back() == b_in.shape()[0]) {
+      a_in.shape().back() == b_in.shape()[0] && a_in.shape().back() > 0) {
     Shape out_shape = a_in.shape();
     out_shape.back() = b_in.shape()[1];
     return reshape(matmul(reshape(a_in, {-1, a_in.shape().back()}), b_in), out_shape);

@@ -12,7 +12,9 @@ CachingAllocator::~CachingAllocator() { empty_cache(); }
 
 std::size_t CachingAllocator::round_size(std::size_t bytes) {
   // 512-byte granules for small blocks; above 1 MiB, steps of 1/8 of the
-  // next power of two, so a cached block wastes at most ~12%.
+  // next power of two, so a cached block wastes less than 1/8 of that power
+  // of two: under 25% of the request (just above a power of two) and under
+  // 12.5% once the request is past 3/4 of it.
   if (bytes == 0) return 512;
   if (bytes <= (1u << 20)) return (bytes + 511) / 512 * 512;
   std::size_t pow2 = 1u << 20;

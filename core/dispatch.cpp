@@ -1,5 +1,7 @@
 #include "core/dispatch.h"
 
+#include <string>
+
 #include "core/cpu/cpu_backend.h"
 #include "core/error.h"
 
@@ -7,7 +9,8 @@ namespace attn {
 
 #ifdef ATTNLAB_WITH_CUDA
 Backend& cuda_backend(int index);  // core/cuda/cuda_backend.cu
-bool cuda_device_present();
+bool cuda_device_present();        // false (no exception) without a GPU or driver
+std::string cuda_unavailable_reason();
 #endif
 
 void Backend::flash_attention_forward(const FlashArgs&) {
@@ -21,6 +24,9 @@ void Backend::flash_attention_backward(const FlashArgs&, const float*, float*, f
 Backend& backend_for(const Device& device) {
   if (device.is_cpu()) return cpu_backend();
 #ifdef ATTNLAB_WITH_CUDA
+  // A CUDA build on a machine without a usable GPU says why.
+  if (!cuda_device_present())
+    fail("device ", device.str(), ": no CUDA device is available (", cuda_unavailable_reason(), ")");
   return cuda_backend(device.index);
 #else
   fail("device ", device.str(), ": attnlab was built without CUDA; rebuild with -DATTNLAB_CUDA=ON");

@@ -1,4 +1,4 @@
-// The `attnlab` command line: train, sample, demo.
+// The `attnlab` command line: train, sample, compare, convert, bench, variants, demo.
 #include <CLI/CLI.hpp>
 #include <cmath>
 #include <cstdio>
@@ -6,7 +6,11 @@
 
 #include "autograd/engine.h"
 #include "autograd/ops.h"
+#include "attention/registry.h"
+#include "train/bench_attention.h"
 #include "train/checkpoint.h"
+#include "train/compare.h"
+#include "train/convert.h"
 #include "train/sampling.h"
 #include "train/tokenizer.h"
 #include "train/trainer.h"
@@ -63,6 +67,7 @@ void add_train_options(CLI::App* cmd, TrainOptions& o) {
   cmd->add_option("--resume", o.resume, "continue the run in this folder (or checkpoint file)");
   cmd->add_option("--device", o.device, "cpu or cuda[:N]")->capture_default_str();
   cmd->add_option("--steps", o.steps, "optimizer steps")->capture_default_str();
+  cmd->add_option("--stop-at", o.stop_at, "end this run after that step; --resume continues it (0 = off)")->capture_default_str();
   cmd->add_option("--seed", o.seed, "seed for init, batches and dropout")->capture_default_str();
   cmd->add_option("--attention", m.attention, "attention variant, e.g. mha, gqa:kv_heads=2, mqa")->capture_default_str();
   cmd->add_option("--layers", m.layers, "transformer blocks")->capture_default_str();
@@ -93,6 +98,8 @@ void add_train_options(CLI::App* cmd, TrainOptions& o) {
 int main(int argc, char** argv) {
   CLI::App app{"attnlab: a from-scratch training framework for learning attention"};
   app.require_subcommand(1);
+  // A value given twice: the last one wins (handy when editing long commands).
+  app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
 
   TrainOptions train_opts;
   auto* train_cmd = app.add_subcommand("train", "train a char-level GPT on a text file");
@@ -110,6 +117,46 @@ int main(int argc, char** argv) {
   sample_cmd->add_option("--seed", sample_seed, "sampling seed")->capture_default_str();
   sample_cmd->add_option("--device", sample_device, "cpu or cuda[:N]")->capture_default_str();
 
+  TrainOptions compare_opts;
+  std::vector<std::string> compare_variants;
+  std::string compare_prompt = "Call me Ishmael.";
+  auto* compare_cmd = app.add_subcommand("compare", "train the same model once per attention variant and write a report");
+  add_train_options(compare_cmd, compare_opts);
+  compare_cmd->remove_option(compare_cmd->get_option("--attention"));
+  compare_cmd->remove_option(compare_cmd->get_option("--resume"));
+  compare_cmd->add_option("--attention", compare_variants,
+                          "variants to compare, e.g. mha,gqa:kv_heads=2,mqa (or repeat the option)")->required();
+  compare_cmd->add_option("--prompt", compare_prompt, "prompt for the attention heatmaps")->capture_default_str();
+
+  BenchAttentionOptions bench_opts;
+  auto* bench_cmd = app.add_subcommand("bench", "benchmarks");
+  bench_cmd->require_subcommand(1);
+  auto* bench_attn = bench_cmd->add_subcommand("attention", "time and memory of attention methods against sequence length");
+  bench_attn->add_option("--lengths", bench_opts.lengths, "sequence lengths")->delimiter(',')->capture_default_str();
+  bench_attn->add_option("--methods", bench_opts.methods, "methods (default: all)")->delimiter(',');
+  bench_attn->add_option("--heads", bench_opts.heads, "heads")->capture_default_str();
+  bench_attn->add_option("--dim", bench_opts.dim, "head dim")->capture_default_str();
+  bench_attn->add_option("--window", bench_opts.window, "window size for windowed methods")->capture_default_str();
+  bench_attn->add_option("--repeats", bench_opts.repeats, "runs per point (best is kept)")->capture_default_str();
+  bench_attn->add_option("--max-dense-gib", bench_opts.max_dense_gib, "skip T x T methods above this")->capture_default_str();
+  bench_attn->add_option("--device", bench_opts.device, "cpu or cuda[:N]")->capture_default_str();
+  bench_attn->add_option("--out", bench_opts.out, "folder for report.md and plots")->capture_default_str();
+  bool forward_only = false;
+  bench_attn->add_flag("--forward-only", forward_only, "skip the backward pass");
+
+  ConvertOptions convert_opts;
+  auto* convert_cmd = app.add_subcommand("convert", "attention surgery: MHA checkpoint -> GQA/MQA, with a short fine-tune");
+  convert_cmd->add_option("--ckpt", convert_opts.ckpt, "run folder or checkpoint of an MHA model")->required();
+  convert_cmd->add_option("--to", convert_opts.to, "target variant, e.g. gqa:kv_heads=2 or mqa")->required();
+  convert_cmd->add_option("--out", convert_opts.out, "run folder for the converted model")->required();
+  convert_cmd->add_option("--data", convert_opts.data, "corpus (default: the one the model trained on)");
+  convert_cmd->add_option("--finetune-steps", convert_opts.finetune_steps, "fine-tuning steps")->capture_default_str();
+  convert_cmd->add_option("--lr", convert_opts.lr, "fine-tuning lr (0 = original / 10)")->capture_default_str();
+  convert_cmd->add_option("--device", convert_opts.device, "cpu or cuda[:N]")->capture_default_str();
+  convert_cmd->add_flag("--quiet", convert_opts.quiet, "no progress output");
+
+  auto* list_cmd = app.add_subcommand("variants", "list the registered attention variants");
+
   int demo_steps = 2000;
   uint64_t demo_seed = 0;
   auto* demo_cmd = app.add_subcommand("demo", "fit a small MLP to sin(x) with autograd");
@@ -120,6 +167,36 @@ int main(int argc, char** argv) {
   try {
     if (demo_cmd->parsed()) return run_demo(demo_steps, demo_seed);
     if (sample_cmd->parsed()) return run_sample(ckpt, prompt, so, sample_seed, sample_device);
+    if (list_cmd->parsed()) {
+      for (const std::string& n : attention_names()) std::printf("%s\n", n.c_str());
+      return 0;
+    }
+    if (compare_cmd->parsed()) {
+      CompareOptions co;
+      co.base = compare_opts;
+      co.prompt = compare_prompt;
+      for (const std::string& list : compare_variants)
+        for (const std::string& v : split_variants(list)) co.variants.push_back(v);
+      const auto reports = compare(co);
+      for (const auto& r : reports)
+        std::printf("%-28s val loss %.4f  %8.0f tokens/s  KV cache %zu B/token\n", r.spec.c_str(),
+                    r.result.final_val_loss, r.result.tokens_per_second, r.kv_bytes_per_token);
+      std::printf("report: %s/report.md\n", compare_opts.out.c_str());
+      return 0;
+    }
+    if (bench_attn->parsed()) {
+      bench_opts.backward = !forward_only;
+      bench_attention(bench_opts);
+      std::printf("report: %s/report.md\n", bench_opts.out.c_str());
+      return 0;
+    }
+    if (convert_cmd->parsed()) {
+      const ConvertResult r = convert(convert_opts);
+      std::printf("val loss: before %.4f, after pooling %.4f, after fine-tune %.4f (parameters %lld -> %lld)\n",
+                  r.before, r.after_conversion, r.after_finetune,
+                  static_cast<long long>(r.params_before), static_cast<long long>(r.params_after));
+      return 0;
+    }
     if (train_cmd->parsed()) {
       const TrainResult r = train(train_opts);
       std::printf("trained %lld steps: train loss %.4f, val loss %.4f, %.0f tokens/s, %lld parameters\n",

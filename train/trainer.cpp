@@ -16,6 +16,7 @@
 #include "core/error.h"
 #include "train/checkpoint.h"
 #include "train/dataset.h"
+#include "train/files.h"
 #include "train/optim.h"
 #include "train/plot.h"
 #include "train/sampling.h"
@@ -39,6 +40,7 @@ void TrainOptions::validate() const {
   check(eval_every >= 1, "train: --eval-every must be >= 1, got ", eval_every);
   check(eval_batches >= 1, "train: --eval-batches must be >= 1, got ", eval_batches);
   check(log_every >= 1, "train: --log-every must be >= 1, got ", log_every);
+  check(stop_at >= 0, "train: --stop-at must be >= 0, got ", stop_at);
   check(checkpoint_every >= 0, "train: --checkpoint-every must be >= 0, got ", checkpoint_every);
   check(optimizer == "adamw" || optimizer == "sgd", "train: --optimizer must be adamw or sgd, got '",
         optimizer, "'");
@@ -100,18 +102,6 @@ TrainOptions TrainOptions::from_json(const std::string& text) {
 namespace {
 
 // ---- small helpers of the loop ----
-
-void write_file_atomically(const fs::path& path, const std::string& text) {
-  const fs::path tmp = path.string() + ".tmp";
-  {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    check(f.good(), "train: cannot write '", tmp.string(), "'");
-    f << text;
-    f.flush();
-    check(f.good(), "train: writing '", tmp.string(), "' failed (disk full?)");
-  }
-  fs::rename(tmp, path);
-}
 
 // Mean loss over `batches` batches drawn with a fixed generator, so every
 // evaluation (and every variant in a comparison) sees the same windows.
@@ -177,6 +167,12 @@ void plot_losses(const fs::path& path, const std::vector<json>& rows) {
 
 }  // namespace
 
+float validation_loss(GPT& model, const TrainOptions& o, const std::string& tokenizer_json) {
+  const CharTokenizer tok = CharTokenizer::from_json(tokenizer_json);
+  const TextDataset data(tok.encode(read_corpus(o.data)));
+  return evaluate(model, data, Split::Val, o, model.parameters().front()->device());
+}
+
 TrainResult train(const TrainOptions& options_in) {
   TrainOptions o = options_in;
   o.validate();
@@ -192,6 +188,7 @@ TrainResult train(const TrainOptions& options_in) {
     stored.resume = o.resume;
     stored.quiet = o.quiet;
     stored.device = o.device;
+    stored.stop_at = o.stop_at;
     o = stored;
   }
   const Device device = Device::parse(o.device);
@@ -225,11 +222,15 @@ TrainResult train(const TrainOptions& options_in) {
 
   const fs::path out(o.out);
   fs::create_directories(out);
-  write_file_atomically(out / "config.json", o.to_json() + "\n");
+  write_text_atomically((out / "config.json").string(), o.to_json() + "\n");
   std::vector<json> metrics = read_metrics(out / "metrics.jsonl", resuming ? start : -1);
-  std::ofstream metrics_file(out / "metrics.jsonl", std::ios::trunc);
-  for (const json& r : metrics) metrics_file << r.dump() << "\n";
-  metrics_file.flush();
+  {
+    // Rewrite the kept rows atomically, then append to them.
+    std::string kept;
+    for (const json& r : metrics) kept += r.dump() + "\n";
+    write_text_atomically((out / "metrics.jsonl").string(), kept);
+  }
+  std::ofstream metrics_file(out / "metrics.jsonl", std::ios::app);
 
   auto save = [&](int64_t step) {
     CheckpointData d;
@@ -262,7 +263,8 @@ TrainResult train(const TrainOptions& options_in) {
   result.parameters = model.num_parameters();
   model.train();
   float train_loss = 0;
-  for (int64_t step = start; step < o.steps; ++step) {
+  const int64_t end = o.stop_at > 0 ? std::min(o.stop_at, o.steps) : o.steps;
+  for (int64_t step = start; step < end; ++step) {
     const float lr = lr_at(step, o.lr, o.warmup, o.steps, o.min_lr);
     opt->set_lr(lr);
     const Batch b = data.get_batch(Split::Train, o.batch, o.model.block_size, batch_gen, device);
@@ -278,8 +280,8 @@ TrainResult train(const TrainOptions& options_in) {
     const int64_t done = step + 1;
     const double secs = elapsed();
     const double tps = static_cast<double>((done - start) * tokens_per_step) / std::max(secs, 1e-9);
-    if (done % o.log_every == 0 || done == o.steps) log(done, "train_step", train_loss, lr, tps, secs);
-    const bool eval_now = done % o.eval_every == 0 || done == o.steps;
+    if (done % o.log_every == 0 || done == end) log(done, "train_step", train_loss, lr, tps, secs);
+    const bool eval_now = done % o.eval_every == 0 || done == o.steps || done == end;
     if (eval_now) {
       result.final_train_loss = evaluate(model, data, Split::Train, o, device);
       result.final_val_loss = evaluate(model, data, Split::Val, o, device);
@@ -292,19 +294,19 @@ TrainResult train(const TrainOptions& options_in) {
       std::fprintf(stderr, "\rstep %lld/%lld  loss %.4f  %.0f tok/s  ETA %s   ",
                    static_cast<long long>(done), static_cast<long long>(o.steps), train_loss, tps,
                    format_duration(eta).c_str());
-      if (done == o.steps) std::fprintf(stderr, "\n");
+      if (done == end) std::fprintf(stderr, "\n");
     } else if (!o.quiet && (eval_now || done % o.log_every == 0)) {
       std::fprintf(stderr, "step %lld/%lld loss %.4f%s %.0f tok/s\n", static_cast<long long>(done),
                    static_cast<long long>(o.steps), train_loss,
                    eval_now ? str("  val ", result.final_val_loss).c_str() : "", tps);
     }
   }
-  result.steps = o.steps;
+  result.steps = end;
   result.seconds = elapsed();
   result.tokens_per_second =
-      static_cast<double>((o.steps - start) * tokens_per_step) / std::max(result.seconds, 1e-9);
+      static_cast<double>((end - start) * tokens_per_step) / std::max(result.seconds, 1e-9);
   result.peak_bytes = cpu_allocator().stats().peak;
-  if (start == o.steps) save(o.steps);  // nothing to do, but leave a complete run folder
+  if (start >= end) save(start);  // nothing to do, but leave a complete run folder
 
   plot_losses(out / "loss.png", metrics);
   if (o.sample_tokens > 0) {
@@ -315,7 +317,7 @@ TrainResult train(const TrainOptions& options_in) {
     so.top_k = 0;
     const std::vector<int64_t> prompt = tok.encode(o.sample_prompt);
     const std::string sample = o.sample_prompt + tok.decode(generate(model, prompt, so, sample_gen));
-    write_file_atomically(out / "sample.txt", sample + "\n");
+    write_text_atomically((out / "sample.txt").string(), sample + "\n");
   }
   return result;
 }

@@ -19,6 +19,7 @@ struct TrainOptions {
   std::string device = "cpu";
   std::string optimizer = "adamw";  // adamw | sgd
   int64_t steps = 500;
+  int64_t stop_at = 0;              // end this invocation after that step (0 = run to `steps`)
   uint64_t seed = 1337;
   int64_t batch = 16;
   float lr = 1e-3f;
@@ -50,5 +51,10 @@ struct TrainResult {
 };
 
 TrainResult train(const TrainOptions& options);
+
+// Mean val loss of `model` on the corpus o.data, tokenized with the
+// tokenizer stored as JSON, over o.eval_batches fixed batches: the same
+// batches train() evaluates on.
+float validation_loss(GPT& model, const TrainOptions& o, const std::string& tokenizer_json);
 
 }  // namespace attn

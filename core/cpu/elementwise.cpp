@@ -50,9 +50,19 @@ void map_binary(const View& out, const View& a, const View& b, F f) {
 }
 
 // Comparisons and logic write bools and may read any dtype: the general path.
+// Two int64 inputs are compared as int64: through double, ids above 2^53
+// would round and compare equal when they are not.
 template <class F>
 void map_to_bool(const View& out, const View& a, const View& b, F f) {
   uint8_t* o = static_cast<uint8_t*>(out.data);
+  const int i64 = static_cast<int>(DType::Int64);
+  if (a.dtype == i64 && b.dtype == i64) {
+    const int64_t* pa = static_cast<const int64_t*>(a.data);
+    const int64_t* pb = static_cast<const int64_t*>(b.data);
+    strided_for_each<3>(out.ndim, out.shape, {out.strides, a.strides, b.strides},
+                        [&](const auto& off) { o[off[0]] = f(pa[off[1]], pb[off[2]]); });
+    return;
+  }
   strided_for_each<3>(out.ndim, out.shape, {out.strides, a.strides, b.strides},
                       [&](const auto& off) { o[off[0]] = f(load(a, off[1]), load(b, off[2])); });
 }
@@ -108,14 +118,14 @@ void CpuBackend::binary(BinaryOp op, const View& out, const View& a, const View&
     case BinaryOp::Max: return map_binary(out, a, b, [](float x, float y) { return x >= y ? x : y; });
     case BinaryOp::Min: return map_binary(out, a, b, [](float x, float y) { return x <= y ? x : y; });
     case BinaryOp::Pow: return map_binary(out, a, b, [](float x, float y) { return std::pow(x, y); });
-    case BinaryOp::Gt: return map_to_bool(out, a, b, [](double x, double y) { return x > y; });
-    case BinaryOp::Ge: return map_to_bool(out, a, b, [](double x, double y) { return x >= y; });
-    case BinaryOp::Lt: return map_to_bool(out, a, b, [](double x, double y) { return x < y; });
-    case BinaryOp::Le: return map_to_bool(out, a, b, [](double x, double y) { return x <= y; });
-    case BinaryOp::Eq: return map_to_bool(out, a, b, [](double x, double y) { return x == y; });
-    case BinaryOp::Ne: return map_to_bool(out, a, b, [](double x, double y) { return x != y; });
-    case BinaryOp::And: return map_to_bool(out, a, b, [](double x, double y) { return x != 0 && y != 0; });
-    case BinaryOp::Or: return map_to_bool(out, a, b, [](double x, double y) { return x != 0 || y != 0; });
+    case BinaryOp::Gt: return map_to_bool(out, a, b, [](auto x, auto y) { return x > y; });
+    case BinaryOp::Ge: return map_to_bool(out, a, b, [](auto x, auto y) { return x >= y; });
+    case BinaryOp::Lt: return map_to_bool(out, a, b, [](auto x, auto y) { return x < y; });
+    case BinaryOp::Le: return map_to_bool(out, a, b, [](auto x, auto y) { return x <= y; });
+    case BinaryOp::Eq: return map_to_bool(out, a, b, [](auto x, auto y) { return x == y; });
+    case BinaryOp::Ne: return map_to_bool(out, a, b, [](auto x, auto y) { return x != y; });
+    case BinaryOp::And: return map_to_bool(out, a, b, [](auto x, auto y) { return x != 0 && y != 0; });
+    case BinaryOp::Or: return map_to_bool(out, a, b, [](auto x, auto y) { return x != 0 || y != 0; });
   }
 }
 

@@ -16,8 +16,14 @@ void CpuBackend::softmax(bool log, float* out, const float* in, int64_t rows, in
     float mx = -std::numeric_limits<float>::infinity();
     for (int64_t c = 0; c < cols; ++c) mx = std::max(mx, x[c]);
     // A row of -inf (every position masked) has no max to subtract; treat
-    // it as all-zero logits rather than produce NaN from -inf - -inf.
-    if (mx == -std::numeric_limits<float>::infinity()) mx = 0;
+    // it as all-zero logits (a uniform row) rather than produce NaN. Only
+    // setting mx = 0 is not enough: exp(-inf - 0) = 0 makes the sum 0, and
+    // 0 * (1/0) is NaN again.
+    if (mx == -std::numeric_limits<float>::infinity()) {
+      const float n = static_cast<float>(cols);
+      for (int64_t c = 0; c < cols; ++c) y[c] = log ? -std::log(n) : 1.0f / n;
+      continue;
+    }
     double sum = 0;
     for (int64_t c = 0; c < cols; ++c) sum += std::exp(static_cast<double>(x[c] - mx));
     if (log) {

@@ -1,0 +1,29 @@
+// Attention through a bool pattern: see pattern.h.
+#include "attention/pattern.h"
+
+#include "attention/attention.h"
+#include "autograd/ops.h"
+#include "core/error.h"
+
+namespace attn {
+
+Tensor attention_with_pattern(const AttentionCall& c, const Tensor& keep) {
+  const int64_t heads = c.q.shape()[1], tq = c.q.shape()[2], tk = c.k.shape()[2];
+  check(keep.dim() == 2 && keep.shape()[0] == tq && keep.shape()[1] == tk,
+        "attention pattern: expected a [", tq, ", ", tk, "] mask, got ", shape_str(keep.shape()));
+  return scaled_dot_product_attention(c.q, repeat_kv(c.k, heads), repeat_kv(c.v, heads), keep,
+                                      c.scale, c.want_weights ? &c.weights : nullptr, c.bias());
+}
+
+double pattern_density(const Tensor& keep) {
+  check(keep.dtype() == DType::Bool, "pattern_density: expected a bool mask, got ",
+        dtype_name(keep.dtype()));
+  if (keep.numel() == 0) return 0.0;
+  // Counted on the host in integers: exact for any size (a float sum of
+  // ones stops being exact past 2^24 pairs).
+  int64_t allowed = 0;
+  for (int64_t flag : keep.to_int_vector()) allowed += flag != 0;
+  return static_cast<double>(allowed) / static_cast<double>(keep.numel());
+}
+
+}  // namespace attn

@@ -1,0 +1,317 @@
+// The CUDA backend: devices, memory, errors, host copies and matrix products
+// (cuBLAS). The other kernels live beside this file, one file per job:
+// elementwise.cu, reduce.cu, softmax.cu, index.cu, fused.cu,
+// flash_attention.cu.
+//
+// Everything runs on the legacy default stream, so kernels, cuBLAS calls and
+// cudaMemcpy are ordered with each other; host results (copy_to_host, the
+// "first bad index" of gather_rows / cross_entropy) synchronise.
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <memory>
+#include <mutex>
+#include <new>
+#include <string>
+#include <vector>
+
+#include "core/cuda/cuda_internal.cuh"
+#include "core/cuda/cuda_settings.h"
+
+namespace attn {
+
+namespace cuda {
+
+void check_cuda(cudaError_t err, const char* what) {
+  if (err == cudaSuccess) return;
+  fail("CUDA error in ", what, ": ", cudaGetErrorName(err), ": ", cudaGetErrorString(err));
+}
+
+namespace {
+const char* cublas_status_text(cublasStatus_t s) {
+  switch (s) {
+    case CUBLAS_STATUS_SUCCESS: return "CUBLAS_STATUS_SUCCESS";
+    case CUBLAS_STATUS_NOT_INITIALIZED: return "CUBLAS_STATUS_NOT_INITIALIZED";
+    case CUBLAS_STATUS_ALLOC_FAILED: return "CUBLAS_STATUS_ALLOC_FAILED";
+    case CUBLAS_STATUS_INVALID_VALUE: return "CUBLAS_STATUS_INVALID_VALUE";
+    case CUBLAS_STATUS_ARCH_MISMATCH: return "CUBLAS_STATUS_ARCH_MISMATCH";
+    case CUBLAS_STATUS_MAPPING_ERROR: return "CUBLAS_STATUS_MAPPING_ERROR";
+    case CUBLAS_STATUS_EXECUTION_FAILED: return "CUBLAS_STATUS_EXECUTION_FAILED";
+    case CUBLAS_STATUS_INTERNAL_ERROR: return "CUBLAS_STATUS_INTERNAL_ERROR";
+    case CUBLAS_STATUS_NOT_SUPPORTED: return "CUBLAS_STATUS_NOT_SUPPORTED";
+    case CUBLAS_STATUS_LICENSE_ERROR: return "CUBLAS_STATUS_LICENSE_ERROR";
+    default: return "unknown cuBLAS status";
+  }
+}
+}  // namespace
+
+void check_cublas(cublasStatus_t status, const char* what) {
+  if (status == CUBLAS_STATUS_SUCCESS) return;
+  fail("cuBLAS error in ", what, ": ", cublas_status_text(status), " (", static_cast<int>(status),
+       ")");
+}
+
+}  // namespace cuda
+
+// ---- which devices exist ----
+
+namespace {
+
+struct DeviceCount {
+  int count = 0;
+  std::string reason;  // why none can be used, or ""
+};
+
+const DeviceCount& device_count() {
+  // Never destroyed: tensors freed after main() still ask for their backend.
+  static const DeviceCount* info = [] {
+    auto* c = new DeviceCount;
+    int n = 0;
+    const cudaError_t err = cudaGetDeviceCount(&n);
+    if (err != cudaSuccess) {
+      cudaGetLastError();  // clear it: not having a GPU is no error of ours
+      c->reason = str("cudaGetDeviceCount: ", cudaGetErrorString(err));
+    } else if (n == 0) {
+      c->reason = "cudaGetDeviceCount: 0 devices";
+    } else {
+      c->count = n;
+    }
+    return c;
+  }();
+  return *info;
+}
+
+constexpr int kMaxDevices = 64;
+std::atomic<CudaBackend*> g_backends[kMaxDevices];  // one per device, made on first use
+
+// At exit, before the CUDA runtime tears itself down (its own exit hook was
+// registered earlier, so it runs later): give the cached blocks, the cuBLAS
+// handle and the flag word back, so that leak checkers (compute-sanitizer
+// --leak-check full) see only memory still held by live tensors.
+void release_at_exit() {
+  for (auto& slot : g_backends)
+    if (CudaBackend* be = slot.load()) be->release_cached();
+}
+
+std::atomic<bool> g_tf32{false};
+
+// The device this thread last made current through a backend (saves a
+// cudaSetDevice per op).
+thread_local int t_current_device = -1;
+
+}  // namespace
+
+bool cuda_device_present() { return device_count().count > 0; }
+
+std::string cuda_unavailable_reason() { return device_count().reason; }
+
+Backend& cuda_backend(int index) {
+  const DeviceCount& dc = device_count();
+  if (dc.count == 0) fail("device cuda:", index, ": no CUDA device is available (", dc.reason, ")");
+  check(index >= 0 && index < dc.count && index < kMaxDevices, "device cuda:", index, ": only ",
+        dc.count, " CUDA device(s) available (cuda:0 to cuda:", dc.count - 1, ")");
+  CudaBackend* be = g_backends[index].load(std::memory_order_acquire);
+  if (be) return *be;
+  static std::mutex* mutex = new std::mutex;  // never destroyed, like the backends
+  std::lock_guard<std::mutex> lock(*mutex);
+  be = g_backends[index].load(std::memory_order_acquire);
+  if (!be) {
+    static const bool hooked = std::atexit(release_at_exit) == 0;
+    (void)hooked;
+    be = new CudaBackend(index);
+    g_backends[index].store(be, std::memory_order_release);
+  }
+  return *be;
+}
+
+CachingAllocator& cuda_allocator(int index) {
+  return static_cast<CudaBackend&>(cuda_backend(index)).allocator();
+}
+
+void cuda_synchronize(int index) {
+  static_cast<CudaBackend&>(cuda_backend(index)).activate();
+  ATTN_CUDA_CHECK(cudaDeviceSynchronize());
+}
+
+void set_cuda_tf32(bool on) { g_tf32.store(on); }
+bool cuda_tf32() { return g_tf32.load(); }
+
+// ---- the backend object ----
+
+CudaBackend::CudaBackend(int device) : device_(device) {
+  activate();
+  ATTN_CUDA_CHECK(cudaDeviceGetAttribute(&sm_count_, cudaDevAttrMultiProcessorCount, device_));
+  const int dev = device_;
+  allocator_ = new CachingAllocator(
+      [dev](std::size_t n) -> void* {
+        int current = -1;
+        cudaGetDevice(&current);
+        if (current != dev) ATTN_CUDA_CHECK(cudaSetDevice(dev));
+        void* p = nullptr;
+        const cudaError_t err = cudaMalloc(&p, n);
+        if (err == cudaErrorMemoryAllocation) {
+          cudaGetLastError();  // not sticky: clear it and let the caller report
+          return nullptr;
+        }
+        cuda::check_cuda(err, "cudaMalloc");
+        return p;
+      },
+      [](void* p) { cudaFree(p); });
+}
+
+CudaBackend::~CudaBackend() = default;  // never called: see cuda_backend()
+
+void CudaBackend::release_cached() {
+  // Runs at exit: report nothing, throw nothing.
+  t_current_device = -1;  // whatever happens below, activate() sets it again
+  if (cudaSetDevice(device_) != cudaSuccess) {
+    cudaGetLastError();
+    return;
+  }
+  allocator_->empty_cache();
+  if (blas_) cublasDestroy(blas_);
+  blas_ = nullptr;
+  if (flag_) cudaFree(flag_);
+  flag_ = nullptr;
+  cudaGetLastError();
+}
+
+void CudaBackend::activate() {
+  if (t_current_device != device_) {
+    ATTN_CUDA_CHECK(cudaSetDevice(device_));
+    t_current_device = device_;
+  }
+}
+
+cublasHandle_t CudaBackend::blas() {
+  if (!blas_) {
+    ATTN_CUBLAS_CHECK(cublasCreate(&blas_));
+    ATTN_CUBLAS_CHECK(cublasSetStream(blas_, 0));
+  }
+  return blas_;
+}
+
+void* CudaBackend::allocate(std::size_t bytes) {
+  activate();
+  try {
+    return allocator_->allocate(bytes);
+  } catch (const std::bad_alloc&) {
+    const MemoryStats s = allocator_->stats();
+    std::size_t free_bytes = 0, total_bytes = 0;
+    if (cudaMemGetInfo(&free_bytes, &total_bytes) != cudaSuccess) cudaGetLastError();
+    fail("device cuda:", device_, ": out of memory: asked for ", bytes, " bytes (",
+         CachingAllocator::round_size(bytes), " rounded) with ", s.current,
+         " bytes in use by tensors and ", s.cached, " cached; the GPU has ", free_bytes, " of ",
+         total_bytes, " bytes free");
+  }
+}
+
+void CudaBackend::deallocate(void* ptr, std::size_t bytes) { allocator_->deallocate(ptr, bytes); }
+
+void CudaBackend::copy_from_host(void* dst, const void* src, std::size_t bytes) {
+  if (bytes == 0) return;
+  activate();
+  ATTN_CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice));
+}
+
+void CudaBackend::copy_to_host(void* dst, const void* src, std::size_t bytes) {
+  if (bytes == 0) return;
+  activate();
+  ATTN_CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost));
+}
+
+unsigned long long* CudaBackend::flag_reset() {
+  activate();
+  // One word for the backend's lifetime (outside the counted tensor memory).
+  if (!flag_) ATTN_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&flag_), sizeof(*flag_)));
+  ATTN_CUDA_CHECK(cudaMemsetAsync(flag_, 0xff, sizeof(*flag_), 0));
+  return flag_;
+}
+
+int64_t CudaBackend::flag_read() {
+  unsigned long long v = 0;
+  ATTN_CUDA_CHECK(cudaMemcpy(&v, flag_, sizeof(v), cudaMemcpyDeviceToHost));
+  return v == ~0ull ? -1 : static_cast<int64_t>(v);
+}
+
+// ---- matrix products ----
+//
+// cuBLAS is column-major. A row-major M x N matrix C with leading dimension
+// N is, read column-major, the N x M matrix C^T; so C = op(A) op(B) is
+// computed as C^T = op(B)^T op(A)^T, i.e. cuBLAS gets B first, then A, with
+// the same trans flags and leading dimensions, and m and n swapped.
+
+namespace {
+
+__global__ void scale_kernel(float* c, int64_t n, float beta) {
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n;
+       i += int64_t{gridDim.x} * blockDim.x)
+    c[i] = beta == 0.0f ? 0.0f : beta * c[i];
+}
+
+bool arithmetic(const int64_t* off, int64_t n, int64_t& step) {
+  step = n > 1 ? off[1] - off[0] : 0;
+  for (int64_t i = 2; i < n; ++i)
+    if (off[i] - off[i - 1] != step) return false;
+  return true;
+}
+
+}  // namespace
+
+void CudaBackend::gemm(const GemmArgs& g) {
+  if (g.batch <= 0 || g.m <= 0 || g.n <= 0) return;
+  activate();
+  if (g.k <= 0) {  // an empty sum: C = beta * C
+    const int64_t n = g.batch * g.m * g.n;
+    scale_kernel<<<cuda::blocks_for(n), cuda::kThreads>>>(g.c, n, g.beta);
+    ATTN_CUDA_LAUNCHED("scale_kernel");
+    return;
+  }
+  cublasHandle_t h = blas();
+  ATTN_CUBLAS_CHECK(cublasSetMathMode(h, cuda_tf32() ? CUBLAS_TF32_TENSOR_OP_MATH
+                                                     : CUBLAS_DEFAULT_MATH));
+  const cublasOperation_t op_b = g.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
+  const cublasOperation_t op_a = g.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
+  const int m = static_cast<int>(g.n), n = static_cast<int>(g.m), k = static_cast<int>(g.k);
+  const int ldb = static_cast<int>(g.ldb), lda = static_cast<int>(g.lda), ldc = m;
+  const float alpha = g.alpha, beta = g.beta;
+  const int64_t c_step = g.m * g.n;
+  constexpr int64_t kChunk = 65535;  // batches per cuBLAS call
+
+  if (g.batch == 1) {
+    ATTN_CUBLAS_CHECK(cublasSgemm(h, op_b, op_a, m, n, k, &alpha, g.b + g.b_offsets[0], ldb,
+                                  g.a + g.a_offsets[0], lda, &beta, g.c, ldc));
+    return;
+  }
+  int64_t sa = 0, sb = 0;
+  if (arithmetic(g.a_offsets, g.batch, sa) && arithmetic(g.b_offsets, g.batch, sb)) {
+    for (int64_t b0 = 0; b0 < g.batch; b0 += kChunk) {
+      const int count = static_cast<int>(std::min(kChunk, g.batch - b0));
+      ATTN_CUBLAS_CHECK(cublasSgemmStridedBatched(
+          h, op_b, op_a, m, n, k, &alpha, g.b + g.b_offsets[0] + b0 * sb, ldb, sb,
+          g.a + g.a_offsets[0] + b0 * sa, lda, sa, &beta, g.c + b0 * c_step, ldc, c_step, count));
+    }
+    return;
+  }
+  // Irregular batch offsets (e.g. a broadcast batch dim in the middle): one
+  // pointer per batch entry, copied to the device.
+  std::vector<const float*> ptrs(3 * g.batch);
+  for (int64_t b = 0; b < g.batch; ++b) {
+    ptrs[b] = g.b + g.b_offsets[b];
+    ptrs[g.batch + b] = g.a + g.a_offsets[b];
+    ptrs[2 * g.batch + b] = g.c + b * c_step;
+  }
+  Buffer dev(this, ptrs.size() * sizeof(float*));
+  ATTN_CUDA_CHECK(cudaMemcpy(dev.ptr, ptrs.data(), ptrs.size() * sizeof(float*),
+                             cudaMemcpyHostToDevice));
+  const float* const* dptrs = dev.as<const float*>();
+  for (int64_t b0 = 0; b0 < g.batch; b0 += kChunk) {
+    const int count = static_cast<int>(std::min(kChunk, g.batch - b0));
+    ATTN_CUBLAS_CHECK(cublasSgemmBatched(h, op_b, op_a, m, n, k, &alpha, dptrs + b0, ldb,
+                                         dptrs + g.batch + b0, lda, &beta,
+                                         const_cast<float* const*>(dptrs + 2 * g.batch + b0),
+                                         ldc, count));
+  }
+}
+
+}  // namespace attn

@@ -1,0 +1,264 @@
+// Fused layers on the GPU: LayerNorm, RMSNorm (forward and backward) and
+// AdamW. The math is core/cpu/fused.cpp's, with the same double-precision
+// row statistics.
+//
+// Row work uses a warp per row (rows of up to 1024 columns) or a block per
+// row. The weight/bias gradients are sums down the columns: tiles of 32
+// columns x 8 row-lanes per block, each block summing one slice of the rows
+// into a partial; a second kernel adds the slices in order (deterministic).
+#include "core/cuda/cuda_internal.cuh"
+
+namespace attn {
+using namespace cuda;
+
+namespace {
+
+template <int G>
+__device__ __forceinline__ int64_t group_row() {
+  return int64_t{blockIdx.x} * (blockDim.x / G) + threadIdx.x / G;
+}
+
+template <int G>
+__global__ void layer_norm_kernel(float* y, float* mean, float* rstd, const float* x,
+                                  const float* w, const float* b, int64_t rows, int64_t cols,
+                                  float eps) {
+  const int64_t r = group_row<G>();
+  if (r >= rows) return;
+  const int lane = threadIdx.x % G;
+  const float* xr = x + r * cols;
+  double sum = 0;
+  for (int64_t c = lane; c < cols; c += G) sum += xr[c];
+  const double mu = group_sum<G>(sum) / cols;
+  double sq = 0;
+  for (int64_t c = lane; c < cols; c += G) {
+    const double d = xr[c] - mu;
+    sq += d * d;
+  }
+  sq = group_sum<G>(sq);
+  const float rs = static_cast<float>(1.0 / sqrt(sq / cols + eps));
+  const float m = static_cast<float>(mu);
+  if (lane == 0) {
+    mean[r] = m;
+    rstd[r] = rs;
+  }
+  float* yr = y + r * cols;
+  for (int64_t c = lane; c < cols; c += G) {
+    const float xhat = (xr[c] - m) * rs;
+    yr[c] = xhat * (w ? w[c] : 1.0f) + (b ? b[c] : 0.0f);
+  }
+}
+
+// dx = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)), dxhat = dy * w.
+template <int G>
+__global__ void layer_norm_dx_kernel(float* dx, const float* dy, const float* x, const float* mean,
+                                     const float* rstd, const float* w, int64_t rows,
+                                     int64_t cols) {
+  const int64_t r = group_row<G>();
+  if (r >= rows) return;
+  const int lane = threadIdx.x % G;
+  const float* xr = x + r * cols;
+  const float* gr = dy + r * cols;
+  const float m = mean[r], rs = rstd[r];
+  double s1 = 0, s2 = 0;
+  for (int64_t c = lane; c < cols; c += G) {
+    const double xhat = (xr[c] - m) * rs;
+    const double dxhat = gr[c] * (w ? w[c] : 1.0f);
+    s1 += dxhat;
+    s2 += dxhat * xhat;
+  }
+  const double mean_dxhat = group_sum<G>(s1) / cols;
+  const double mean_dxhat_xhat = group_sum<G>(s2) / cols;
+  for (int64_t c = lane; c < cols; c += G) {
+    const double xhat = (xr[c] - m) * rs;
+    const double dxhat = gr[c] * (w ? w[c] : 1.0f);
+    dx[r * cols + c] = static_cast<float>(rs * (dxhat - mean_dxhat - xhat * mean_dxhat_xhat));
+  }
+}
+
+// RMSNorm: y = x * rstd * w, rstd = 1/sqrt(mean(x^2) + eps).
+template <int G>
+__global__ void rms_norm_kernel(float* y, float* rstd, const float* x, const float* w, int64_t rows,
+                                int64_t cols, float eps) {
+  const int64_t r = group_row<G>();
+  if (r >= rows) return;
+  const int lane = threadIdx.x % G;
+  const float* xr = x + r * cols;
+  double sq = 0;
+  for (int64_t c = lane; c < cols; c += G) sq += static_cast<double>(xr[c]) * xr[c];
+  sq = group_sum<G>(sq);
+  const float rs = static_cast<float>(1.0 / sqrt(sq / cols + eps));
+  if (lane == 0) rstd[r] = rs;
+  for (int64_t c = lane; c < cols; c += G) y[r * cols + c] = xr[c] * rs * (w ? w[c] : 1.0f);
+}
+
+// dx = rstd * (dxhat - xhat * mean(dxhat * xhat)), xhat = x * rstd.
+template <int G>
+__global__ void rms_norm_dx_kernel(float* dx, const float* dy, const float* x, const float* rstd,
+                                   const float* w, int64_t rows, int64_t cols) {
+  const int64_t r = group_row<G>();
+  if (r >= rows) return;
+  const int lane = threadIdx.x % G;
+  const float* xr = x + r * cols;
+  const float* gr = dy + r * cols;
+  const float rs = rstd[r];
+  double s = 0;
+  for (int64_t c = lane; c < cols; c += G) {
+    const double xhat = static_cast<double>(xr[c]) * rs;
+    s += gr[c] * (w ? w[c] : 1.0f) * xhat;
+  }
+  const double mean_dxhat_xhat = group_sum<G>(s) / cols;
+  for (int64_t c = lane; c < cols; c += G) {
+    const double xhat = static_cast<double>(xr[c]) * rs;
+    const double dxhat = gr[c] * (w ? w[c] : 1.0f);
+    dx[r * cols + c] = static_cast<float>(rs * (dxhat - xhat * mean_dxhat_xhat));
+  }
+}
+
+// Column sums for the parameter gradients, over rows [slice*chunk, ...):
+//   dw[c] += dy * xhat (xhat as LayerNorm, or x * rstd when mean is null),
+//   db[c] += dy (LayerNorm with a bias).
+constexpr int kColTile = 32, kRowLanes = 8;
+
+__global__ void norm_param_grad_kernel(double* part_w, double* part_b, const float* dy,
+                                       const float* x, const float* mean, const float* rstd,
+                                       int64_t rows, int64_t cols, int64_t chunk) {
+  const int64_t c = int64_t{blockIdx.x} * kColTile + threadIdx.x;
+  const int64_t begin = int64_t{blockIdx.y} * chunk;
+  const int64_t end = min(rows, begin + chunk);
+  double sw = 0, sb = 0;
+  if (c < cols) {
+    for (int64_t r = begin + threadIdx.y; r < end; r += kRowLanes) {
+      const float g = dy[r * cols + c];
+      const double xhat = mean ? static_cast<double>((x[r * cols + c] - mean[r]) * rstd[r])
+                               : static_cast<double>(x[r * cols + c]) * rstd[r];
+      sw += g * xhat;
+      sb += g;
+    }
+  }
+  __shared__ double tw[kRowLanes][kColTile], tb[kRowLanes][kColTile];
+  tw[threadIdx.y][threadIdx.x] = sw;
+  tb[threadIdx.y][threadIdx.x] = sb;
+  __syncthreads();
+  if (threadIdx.y == 0 && c < cols) {
+    double w = 0, b = 0;
+    for (int k = 0; k < kRowLanes; ++k) {
+      w += tw[k][threadIdx.x];
+      b += tb[k][threadIdx.x];
+    }
+    if (part_w) part_w[int64_t{blockIdx.y} * cols + c] = w;
+    if (part_b) part_b[int64_t{blockIdx.y} * cols + c] = b;
+  }
+}
+
+__global__ void sum_slices_kernel(float* out, const double* part, int64_t slices, int64_t cols) {
+  const int64_t c = int64_t{blockIdx.x} * blockDim.x + threadIdx.x;
+  if (c >= cols) return;
+  double s = 0;
+  for (int64_t k = 0; k < slices; ++k) s += part[k * cols + c];
+  out[c] = static_cast<float>(s);
+}
+
+void param_grads(CudaBackend& be, float* dw, float* db, const float* dy, const float* x,
+                 const float* mean, const float* rstd, int64_t rows, int64_t cols) {
+  if (!dw && !db) return;
+  const int64_t col_blocks = (cols + kColTile - 1) / kColTile;
+  const int64_t want = std::max<int64_t>(1, int64_t{be.sm_count()} * 4 / col_blocks);
+  int64_t slices = std::min<int64_t>({want, (rows + kRowLanes - 1) / kRowLanes, 1024});
+  slices = std::max<int64_t>(slices, 1);
+  const int64_t chunk = (rows + slices - 1) / slices;
+  slices = std::max<int64_t>(1, (rows + chunk - 1) / chunk);
+  CudaBackend::Buffer pw(&be, dw ? slices * cols * sizeof(double) : 1);
+  CudaBackend::Buffer pb(&be, db ? slices * cols * sizeof(double) : 1);
+  norm_param_grad_kernel<<<dim3(static_cast<unsigned>(col_blocks), static_cast<unsigned>(slices)),
+                           dim3(kColTile, kRowLanes)>>>(dw ? pw.as<double>() : nullptr,
+                                                        db ? pb.as<double>() : nullptr, dy, x,
+                                                        mean, rstd, rows, cols, chunk);
+  ATTN_CUDA_LAUNCHED("norm_param_grad_kernel");
+  if (dw) {
+    sum_slices_kernel<<<blocks_for(cols), kThreads>>>(dw, pw.as<double>(), slices, cols);
+    ATTN_CUDA_LAUNCHED("sum_slices_kernel");
+  }
+  if (db) {
+    sum_slices_kernel<<<blocks_for(cols), kThreads>>>(db, pb.as<double>(), slices, cols);
+    ATTN_CUDA_LAUNCHED("sum_slices_kernel");
+  }
+}
+
+__global__ void adamw_kernel(float* p, const float* g, float* m, float* v, int64_t n,
+                             Backend::AdamW h) {
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n;
+       i += int64_t{gridDim.x} * blockDim.x) {
+    const float gi = g[i];
+    const float mi = h.beta1 * m[i] + (1 - h.beta1) * gi;
+    const float vi = h.beta2 * v[i] + (1 - h.beta2) * gi * gi;
+    m[i] = mi;
+    v[i] = vi;
+    const float m_hat = mi / h.bias_correction1;
+    const float v_hat = vi / h.bias_correction2;
+    p[i] -= h.lr * (m_hat / (sqrtf(v_hat) + h.eps) + h.weight_decay * p[i]);
+  }
+}
+
+#define ATTN_ROW_LAUNCH(kernel, rows, cols, ...)                                        \
+  do {                                                                                  \
+    if ((cols) <= 1024) {                                                               \
+      const int64_t per_block = kThreads / 32;                                          \
+      kernel<32><<<static_cast<unsigned>(((rows) + per_block - 1) / per_block), kThreads>>>( \
+          __VA_ARGS__);                                                                 \
+    } else {                                                                            \
+      kernel<kThreads><<<static_cast<unsigned>(rows), kThreads>>>(__VA_ARGS__);         \
+    }                                                                                   \
+    ATTN_CUDA_LAUNCHED(#kernel);                                                        \
+  } while (0)
+
+}  // namespace
+
+void CudaBackend::layer_norm(float* y, float* mean, float* rstd, const float* x, const float* w,
+                             const float* b, int64_t rows, int64_t cols, float eps) {
+  if (rows <= 0) return;
+  activate();
+  ATTN_ROW_LAUNCH(layer_norm_kernel, rows, cols, y, mean, rstd, x, w, b, rows, cols, eps);
+}
+
+void CudaBackend::layer_norm_backward(float* dx, float* dw, float* db, const float* dy,
+                                      const float* x, const float* mean, const float* rstd,
+                                      const float* w, int64_t rows, int64_t cols) {
+  if (cols <= 0) return;
+  activate();
+  if (rows <= 0) {  // no rows: the parameter gradients are zero
+    if (dw) ATTN_CUDA_CHECK(cudaMemsetAsync(dw, 0, cols * sizeof(float), 0));
+    if (db) ATTN_CUDA_CHECK(cudaMemsetAsync(db, 0, cols * sizeof(float), 0));
+    return;
+  }
+  ATTN_ROW_LAUNCH(layer_norm_dx_kernel, rows, cols, dx, dy, x, mean, rstd, w, rows, cols);
+  param_grads(*this, dw, db, dy, x, mean, rstd, rows, cols);
+}
+
+void CudaBackend::rms_norm(float* y, float* rstd, const float* x, const float* w, int64_t rows,
+                           int64_t cols, float eps) {
+  if (rows <= 0) return;
+  activate();
+  ATTN_ROW_LAUNCH(rms_norm_kernel, rows, cols, y, rstd, x, w, rows, cols, eps);
+}
+
+void CudaBackend::rms_norm_backward(float* dx, float* dw, const float* dy, const float* x,
+                                    const float* rstd, const float* w, int64_t rows,
+                                    int64_t cols) {
+  if (cols <= 0) return;
+  activate();
+  if (rows <= 0) {
+    if (dw) ATTN_CUDA_CHECK(cudaMemsetAsync(dw, 0, cols * sizeof(float), 0));
+    return;
+  }
+  ATTN_ROW_LAUNCH(rms_norm_dx_kernel, rows, cols, dx, dy, x, rstd, w, rows, cols);
+  param_grads(*this, dw, nullptr, dy, x, nullptr, rstd, rows, cols);
+}
+
+void CudaBackend::adamw(float* p, const float* g, float* m, float* v, int64_t n, const AdamW& h) {
+  if (n <= 0) return;
+  activate();
+  adamw_kernel<<<blocks_for(n), kThreads>>>(p, g, m, v, n, h);
+  ATTN_CUDA_LAUNCHED("adamw_kernel");
+}
+
+}  // namespace attn

@@ -1,0 +1,178 @@
+#include "train/bench_attention.h"
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <sstream>
+
+#include "attention/flash.h"
+#include "attention/kernel.h"
+#include "autograd/engine.h"
+#include "autograd/ops.h"
+#include "core/allocator.h"
+#include "core/error.h"
+#include "train/files.h"
+#include "train/plot.h"
+
+namespace attn {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+struct Method {
+  std::string name;
+  bool quadratic;  // materialises T x T
+  std::function<Tensor(const AttentionCall&, int64_t window)> run;
+};
+
+const std::vector<Method>& methods() {
+  static const std::vector<Method> m = {
+      {"dense", true, [](const AttentionCall& c, int64_t) { return dense_causal_attention(c); }},
+      {"flash", false, [](const AttentionCall& c, int64_t) { return flash_kernel(0)(c); }},
+      {"flash-window", false, [](const AttentionCall& c, int64_t w) { return flash_kernel(w)(c); }},
+  };
+  return m;
+}
+
+double now_ms() {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+}  // namespace
+
+std::vector<std::string> bench_attention_methods() {
+  std::vector<std::string> names;
+  for (const Method& m : methods()) names.push_back(m.name);
+  return names;
+}
+
+std::vector<BenchRow> bench_attention(const BenchAttentionOptions& o) {
+  check(o.heads >= 1 && o.dim >= 1 && o.window >= 1 && o.repeats >= 1,
+        "bench attention: heads, dim, window and repeats must be >= 1");
+  const Device device = Device::parse(o.device);
+  std::vector<const Method*> chosen;
+  for (const Method& m : methods())
+    if (o.methods.empty() || std::find(o.methods.begin(), o.methods.end(), m.name) != o.methods.end())
+      chosen.push_back(&m);
+  for (const std::string& want : o.methods) {
+    bool found = false;
+    for (const Method& m : methods()) found = found || m.name == want;
+    if (!found) {
+      std::string list;
+      for (const auto& n : bench_attention_methods()) list += (list.empty() ? "" : ", ") + n;
+      fail("bench attention: unknown method '", want, "'; methods: ", list);
+    }
+  }
+  std::vector<BenchRow> rows;
+  for (int64_t T : o.lengths) {
+    check(T >= 1, "bench attention: lengths must be >= 1, got ", T);
+    Generator gen(static_cast<uint64_t>(T));
+    const Tensor q0 = randn({1, o.heads, T, o.dim}, gen, device);
+    const Tensor k0 = randn({1, o.heads, T, o.dim}, gen, device);
+    const Tensor v0 = randn({1, o.heads, T, o.dim}, gen, device);
+    for (const Method* m : chosen) {
+      BenchRow row;
+      row.method = m->name;
+      row.length = T;
+      // Dense attention keeps scores, weights and their gradients: ~4 T x T floats per head.
+      const double dense_gib = 4.0 * o.heads * static_cast<double>(T) * T * 4 / (1 << 30);
+      if (m->quadratic && dense_gib > o.max_dense_gib) {
+        char note[96];
+        std::snprintf(note, sizeof note, "skipped: needs ~%.1f GiB of T x T buffers", dense_gib);
+        row.note = note;
+        rows.push_back(row);
+        std::fprintf(stderr, "%-14s T=%-6lld %s\n", m->name.c_str(), static_cast<long long>(T), note);
+        continue;
+      }
+      double best_f = 1e300, best_b = 1e300;
+      for (int r = 0; r < o.repeats; ++r) {
+        Tensor q = q0.detach().set_requires_grad(), k = k0.detach().set_requires_grad(),
+               v = v0.detach().set_requires_grad();
+        AttentionCall call;
+        call.q = q, call.k = k, call.v = v;
+        call.scale = 1.0f / std::sqrt(static_cast<float>(o.dim));
+        const std::size_t base = cpu_allocator().stats().current;
+        cpu_allocator().reset_peak();
+        double t0 = now_ms();
+        Tensor out;
+        if (o.backward) {
+          out = m->run(call, o.window);
+        } else {
+          NoGradGuard ng;
+          out = m->run(call, o.window);
+        }
+        out.to_vector();  // wait for the device
+        best_f = std::min(best_f, now_ms() - t0);
+        row.forward_peak = cpu_allocator().stats().peak - base;
+        if (o.backward) {
+          t0 = now_ms();
+          sum(out).backward();
+          q.grad().to_vector();
+          best_b = std::min(best_b, now_ms() - t0);
+          row.backward_peak = cpu_allocator().stats().peak - base;
+        }
+      }
+      row.forward_ms = best_f;
+      row.backward_ms = o.backward ? best_f + best_b : -1;
+      rows.push_back(row);
+      std::fprintf(stderr, "%-14s T=%-6lld forward %9.2f ms  %8.1f MiB", m->name.c_str(),
+                   static_cast<long long>(T), row.forward_ms, row.forward_peak / 1048576.0);
+      if (o.backward)
+        std::fprintf(stderr, "   fwd+bwd %9.2f ms  %8.1f MiB", row.backward_ms, row.backward_peak / 1048576.0);
+      std::fprintf(stderr, "\n");
+    }
+  }
+
+  // Table and plots.
+  fs::create_directories(o.out);
+  std::ostringstream md;
+  md << "# attention benchmark\n\nheads " << o.heads << ", head dim " << o.dim << ", window "
+     << o.window << ", device " << o.device << ", best of " << o.repeats
+     << " runs; memory is the allocator's peak above what was live before the call.\n\n"
+     << "| method | T | forward ms | forward peak MiB | fwd+bwd ms | fwd+bwd peak MiB | note |\n"
+     << "| --- | ---: | ---: | ---: | ---: | ---: | --- |\n";
+  for (const BenchRow& r : rows) {
+    char line[256];
+    if (r.forward_ms < 0)
+      std::snprintf(line, sizeof line, "| %s | %lld | | | | | %s |\n", r.method.c_str(),
+                    static_cast<long long>(r.length), r.note.c_str());
+    else
+      std::snprintf(line, sizeof line, "| %s | %lld | %.2f | %.1f | %s | %s | |\n", r.method.c_str(),
+                    static_cast<long long>(r.length), r.forward_ms, r.forward_peak / 1048576.0,
+                    r.backward_ms < 0 ? "" : std::to_string(r.backward_ms).substr(0, 8).c_str(),
+                    r.backward_ms < 0 ? "" : std::to_string(r.backward_peak / 1048576.0).substr(0, 7).c_str());
+    md << line;
+  }
+  if (plot::available()) {
+    for (const char* what : {"time", "memory"}) {
+      plot::LineChart chart;
+      chart.log_x = chart.log_y = true;
+      chart.x_label = "sequence length T";
+      chart.y_label = std::string(what) == "time" ? "forward time (ms)" : "forward peak memory (MiB)";
+      chart.title = std::string("attention ") + what + " against sequence length";
+      std::map<std::string, plot::Series> by_method;
+      for (const BenchRow& r : rows) {
+        if (r.forward_ms <= 0) continue;
+        plot::Series& s = by_method[r.method];
+        s.label = r.method;
+        s.x.push_back(static_cast<double>(r.length));
+        s.y.push_back(std::string(what) == "time" ? r.forward_ms
+                                                   : std::max(r.forward_peak / 1048576.0, 1e-3));
+      }
+      for (auto& [name, s] : by_method) chart.series.push_back(s);
+      if (!chart.series.empty()) {
+        plot::write_line_chart((fs::path(o.out) / (std::string(what) + ".png")).string(), chart);
+        md << "\n![" << what << "](" << what << ".png)\n";
+      }
+    }
+  }
+  write_text_atomically((fs::path(o.out) / "report.md").string(), md.str());
+  return rows;
+}
+
+}  // namespace attn

@@ -1,0 +1,75 @@
+#include "train/convert.h"
+
+#include <cstdio>
+#include <filesystem>
+
+#include "core/error.h"
+#include "nn/surgery.h"
+#include "train/checkpoint.h"
+#include "train/files.h"
+#include "train/optim.h"
+#include "train/trainer.h"
+
+namespace attn {
+
+ConvertResult convert(const ConvertOptions& o) {
+  check(!o.to.empty(), "convert: --to is required, e.g. --to gqa:kv_heads=2");
+  check(!o.out.empty(), "convert: --out is required");
+  check(o.finetune_steps >= 1, "convert: --finetune-steps must be >= 1, got ", o.finetune_steps);
+  const CheckpointData d = load_checkpoint(checkpoint_path(o.ckpt));
+  TrainOptions t = TrainOptions::from_json(d.train_options);
+  if (!o.data.empty()) t.data = o.data;
+  t.device = o.device;
+  const Device device = Device::parse(o.device);
+
+  GPT source(GPTConfig::from_json(d.model_config), 0);
+  source.to(device);
+  source.load_state_dict(d.model);
+  ConvertResult r;
+  r.params_before = source.num_parameters();
+  r.before = validation_loss(source, t, d.tokenizer);
+
+  std::unique_ptr<GPT> target = mha_to_gqa(source, o.to);
+  r.params_after = target->num_parameters();
+  r.after_conversion = validation_loss(*target, t, d.tokenizer);
+
+  // Fine-tune: the converted weights become step 0 of a new run (fresh
+  // optimizer, a gentler learning rate), which train() then resumes.
+  t.model = target->config();
+  t.out = o.out;
+  t.steps = o.finetune_steps;
+  t.lr = o.lr > 0 ? o.lr : t.lr / 10;
+  t.min_lr = std::min(t.min_lr, t.lr);
+  t.warmup = std::min<int64_t>(t.warmup, o.finetune_steps / 10);
+  t.eval_every = std::max<int64_t>(o.finetune_steps / 4, 1);
+  t.quiet = o.quiet;
+  std::filesystem::create_directories(o.out);
+  CheckpointData start;
+  start.model_config = t.model.to_json();
+  start.tokenizer = d.tokenizer;
+  start.train_options = t.to_json();
+  start.model = target->state_dict();
+  AdamW fresh(target->named_parameters(), t.lr);
+  start.optimizer = fresh.state();
+  start.batch_rng = Generator(t.seed + 3).state();
+  start.dropout_rng = target->dropout_generator().state();
+  save_checkpoint(checkpoint_path(o.out), start);
+  t.resume = o.out;
+  r.after_finetune = train(t).final_val_loss;
+
+  char report[1024];
+  std::snprintf(report, sizeof report,
+                "# attention surgery: %s -> %s\n\n"
+                "| | parameters | val loss |\n| --- | ---: | ---: |\n"
+                "| before (%s) | %lld | %.4f |\n| right after pooling K/V heads | %lld | %.4f |\n"
+                "| after %lld fine-tuning steps | %lld | %.4f |\n",
+                source.config().attention.c_str(), o.to.c_str(), source.config().attention.c_str(),
+                static_cast<long long>(r.params_before), r.before,
+                static_cast<long long>(r.params_after), r.after_conversion,
+                static_cast<long long>(o.finetune_steps), static_cast<long long>(r.params_after),
+                r.after_finetune);
+  write_text_atomically((std::filesystem::path(o.out) / "convert.md").string(), report);
+  return r;
+}
+
+}  // namespace attn
