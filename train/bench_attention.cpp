@@ -11,6 +11,9 @@
 
 #include "attention/flash.h"
 #include "attention/kernel.h"
+#include "attention/linear.h"
+#include "attention/sparse.h"
+#include "attention/window.h"
 #include "autograd/engine.h"
 #include "autograd/ops.h"
 #include "core/allocator.h"
@@ -35,6 +38,12 @@ const std::vector<Method>& methods() {
       {"dense", true, [](const AttentionCall& c, int64_t) { return dense_causal_attention(c); }},
       {"flash", false, [](const AttentionCall& c, int64_t) { return flash_kernel(0)(c); }},
       {"flash-window", false, [](const AttentionCall& c, int64_t w) { return flash_kernel(w)(c); }},
+      {"window-banded", false, [](const AttentionCall& c, int64_t w) { return window_attention_banded(c, w); }},
+      {"linear", false, [](const AttentionCall& c, int64_t) { return linear_attention(c); }},
+      // Sparse patterns are applied as masks: they show the pattern, not a saving.
+      {"sparse-masked", true, [](const AttentionCall& c, int64_t w) {
+         return strided_sparse_kernel(w, w)(c);
+       }},
   };
   return m;
 }
