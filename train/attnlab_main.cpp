@@ -11,6 +11,7 @@
 #include "train/checkpoint.h"
 #include "train/compare.h"
 #include "train/convert.h"
+#include "train/lesson_runner.h"
 #include "train/sampling.h"
 #include "train/tokenizer.h"
 #include "train/trainer.h"
@@ -157,6 +158,16 @@ int main(int argc, char** argv) {
 
   auto* list_cmd = app.add_subcommand("variants", "list the registered attention variants");
 
+  auto* lesson_cmd = app.add_subcommand("lesson", "the course: list chapters, run a chapter's suites on your code");
+  lesson_cmd->require_subcommand(1);
+  auto* lesson_list = lesson_cmd->add_subcommand("list", "chapters with pass / fail / not started per suite");
+  auto* lesson_status_cmd = lesson_cmd->add_subcommand("status", "the same for one chapter");
+  std::string lesson_chapter, lesson_level;
+  lesson_status_cmd->add_option("chapter", lesson_chapter, "e.g. 04 or gqa")->required();
+  auto* lesson_test_cmd = lesson_cmd->add_subcommand("test", "run a chapter's suites with full output");
+  lesson_test_cmd->add_option("chapter", lesson_chapter, "e.g. 04 or gqa")->required();
+  lesson_test_cmd->add_option("--level", lesson_level, "basic or advanced (default: both)");
+
   int demo_steps = 2000;
   uint64_t demo_seed = 0;
   auto* demo_cmd = app.add_subcommand("demo", "fit a small MLP to sin(x) with autograd");
@@ -167,6 +178,14 @@ int main(int argc, char** argv) {
   try {
     if (demo_cmd->parsed()) return run_demo(demo_steps, demo_seed);
     if (sample_cmd->parsed()) return run_sample(ckpt, prompt, so, sample_seed, sample_device);
+    if (lesson_list->parsed() || lesson_status_cmd->parsed()) {
+      std::printf("%-28s %-9s %-12s %s\n", "chapter", "suite", "state", "tests passed/failed");
+      for (const SuiteStatus& st : lesson_status(lesson_status_cmd->parsed() ? lesson_chapter : ""))
+        std::printf("%-28s %-9s %-12s %d/%d\n", st.chapter.c_str(), st.level.c_str(), st.state.c_str(),
+                    st.passed, st.failed);
+      return 0;
+    }
+    if (lesson_test_cmd->parsed()) return lesson_test(lesson_chapter, lesson_level);
     if (list_cmd->parsed()) {
       for (const std::string& n : attention_names()) std::printf("%s\n", n.c_str());
       return 0;
