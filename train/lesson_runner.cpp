@@ -35,8 +35,10 @@ std::string find_chapter(const std::string& wanted) {
   fail("lesson: no chapter '", wanted, "'; chapters: ", list);
 }
 
+// The suites are built in the lessons/ folder of the build tree, next to
+// which the attnlab binary sits.
 fs::path suite_program(const std::string& chapter, const std::string& level) {
-  return binary_dir() / ("lesson" + chapter.substr(0, 2) + "_" + level + "_student");
+  return binary_dir() / "lessons" / ("lesson" + chapter.substr(0, 2) + "_" + level + "_student");
 }
 
 // Runs a suite quietly and reads gtest's summary lines.
