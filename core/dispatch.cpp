@@ -4,6 +4,9 @@
 
 #include "core/cpu/cpu_backend.h"
 #include "core/error.h"
+#ifdef ATTNLAB_WITH_CUDA
+#include "core/cuda/cuda_settings.h"
+#endif
 
 namespace attn {
 
@@ -38,6 +41,34 @@ bool cuda_available() {
   return cuda_device_present();
 #else
   return false;
+#endif
+}
+
+// Each helper goes through backend_for() first, so that a CPU-only build or
+// a missing GPU fails with the same message as any other op on that device.
+MemoryStats device_memory_stats(const Device& device) {
+  if (device.is_cpu()) return cpu_allocator().stats();
+  backend_for(device);
+#ifdef ATTNLAB_WITH_CUDA
+  return cuda_allocator(device.index).stats();
+#else
+  return {};  // not reached: backend_for() failed above
+#endif
+}
+
+void reset_device_peak(const Device& device) {
+  if (device.is_cpu()) return cpu_allocator().reset_peak();
+  backend_for(device);
+#ifdef ATTNLAB_WITH_CUDA
+  cuda_allocator(device.index).reset_peak();
+#endif
+}
+
+void device_synchronize(const Device& device) {
+  if (device.is_cpu()) return;
+  backend_for(device);
+#ifdef ATTNLAB_WITH_CUDA
+  cuda_synchronize(device.index);
 #endif
 }
 

@@ -16,7 +16,7 @@
 #include "attention/window.h"
 #include "autograd/engine.h"
 #include "autograd/ops.h"
-#include "core/allocator.h"
+#include "core/dispatch.h"
 #include "core/error.h"
 #include "train/files.h"
 #include "train/plot.h"
@@ -105,8 +105,12 @@ std::vector<BenchRow> bench_attention(const BenchAttentionOptions& o) {
         AttentionCall call;
         call.q = q, call.k = k, call.v = v;
         call.scale = 1.0f / std::sqrt(static_cast<float>(o.dim));
-        const std::size_t base = cpu_allocator().stats().current;
-        cpu_allocator().reset_peak();
+        // Memory is counted by the allocator of the device the tensors live
+        // on; GPU kernels run asynchronously, so the clock is read only
+        // after device_synchronize() says the queued work is done.
+        device_synchronize(device);
+        const std::size_t base = device_memory_stats(device).current;
+        reset_device_peak(device);
         double t0 = now_ms();
         Tensor out;
         if (o.backward) {
@@ -115,15 +119,15 @@ std::vector<BenchRow> bench_attention(const BenchAttentionOptions& o) {
           NoGradGuard ng;
           out = m->run(call, o.window);
         }
-        out.to_vector();  // wait for the device
+        device_synchronize(device);
         best_f = std::min(best_f, now_ms() - t0);
-        row.forward_peak = cpu_allocator().stats().peak - base;
+        row.forward_peak = device_memory_stats(device).peak - base;
         if (o.backward) {
           t0 = now_ms();
           sum(out).backward();
-          q.grad().to_vector();
+          device_synchronize(device);
           best_b = std::min(best_b, now_ms() - t0);
-          row.backward_peak = cpu_allocator().stats().peak - base;
+          row.backward_peak = device_memory_stats(device).peak - base;
         }
       }
       row.forward_ms = best_f;

@@ -166,7 +166,8 @@ std::vector<VariantReport> compare(const CompareOptions& o) {
     md << row;
   }
   md << "\nKV cache per token is measured from a cache the model allocates (all layers, one "
-        "sequence); peak memory is the CPU allocator's peak during training.\n\n";
+        "sequence); peak memory is the peak of the training device's allocator ("
+     << o.base.device << ") during training.\n\n";
   if (plot::available()) md << "![validation loss](loss.png)\n\n";
   for (const std::string& h : heatmaps) md << "![" << h << "](" << h << ")\n\n";
   write_text_atomically((out / "report.md").string(), md.str());

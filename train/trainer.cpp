@@ -12,7 +12,7 @@
 
 #include "autograd/engine.h"
 #include "autograd/ops.h"
-#include "core/allocator.h"
+#include "core/dispatch.h"
 #include "core/error.h"
 #include "train/checkpoint.h"
 #include "train/dataset.h"
@@ -257,7 +257,9 @@ TrainResult train(const TrainOptions& options_in) {
   auto elapsed = [&] {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   };
-  cpu_allocator().reset_peak();
+  // Peak memory of the device the model trains on (the GPU's allocator on
+  // cuda, not the host's, which only holds batches on their way there).
+  reset_device_peak(device);
   const int64_t tokens_per_step = o.batch * o.model.block_size;
   TrainResult result;
   result.parameters = model.num_parameters();
@@ -305,7 +307,7 @@ TrainResult train(const TrainOptions& options_in) {
   result.seconds = elapsed();
   result.tokens_per_second =
       static_cast<double>((end - start) * tokens_per_step) / std::max(result.seconds, 1e-9);
-  result.peak_bytes = cpu_allocator().stats().peak;
+  result.peak_bytes = device_memory_stats(device).peak;
   if (start >= end) save(start);  // nothing to do, but leave a complete run folder
 
   plot_losses(out / "loss.png", metrics);
