@@ -1,0 +1,450 @@
+// Chapter 04, advanced suite: grouped attention and the whole module against
+// double-precision loop oracles written here (not the library), gradients by
+// finite differences (a shared K/V head collects the gradient of its whole
+// group), huge logits, T = 1, odd head counts, queries after a cache, the
+// KV-cache formula checked against memory a real cache allocates, and a tiny
+// GPT trained on your module.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <map>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "attention/kv_cache.h"
+#include "autograd/engine.h"
+#include "autograd/gradcheck.h"
+#include "autograd/ops.h"
+#include "core/allocator.h"
+#include "core/error.h"
+#include "gqa.h"
+#include "nn/gpt.h"
+
+using namespace attn;
+
+namespace {
+
+std::string index_of(int64_t flat, const Shape& shape) {
+  std::vector<int64_t> idx(shape.size());
+  for (int d = static_cast<int>(shape.size()) - 1; d >= 0; --d) {
+    idx[d] = flat % shape[d];
+    flat /= shape[d];
+  }
+  std::ostringstream os;
+  os << "[";
+  for (std::size_t d = 0; d < idx.size(); ++d) os << (d ? "," : "") << idx[d];
+  os << "]";
+  return os.str();
+}
+
+// Shape and values; a failure names the first wrong element.
+::testing::AssertionResult close_to(const std::string& what, const Tensor& got,
+                                    const std::vector<double>& want, const Shape& shape,
+                                    double tol = 1e-4) {
+  if (!got.defined()) return ::testing::AssertionFailure() << what << ": got an undefined Tensor";
+  if (got.shape() != shape)
+    return ::testing::AssertionFailure() << what << ": expected shape " << shape_str(shape)
+                                         << ", got " << shape_str(got.shape());
+  const std::vector<float> g = got.to_vector();
+  int64_t bad = 0, first = -1;
+  for (std::size_t i = 0; i < g.size(); ++i) {
+    const bool ok = std::isfinite(g[i]) && std::fabs(g[i] - want[i]) <= tol * (1 + std::fabs(want[i]));
+    if (!ok && bad++ == 0) first = static_cast<int64_t>(i);
+  }
+  if (bad == 0) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << what << ": " << bad << " of " << g.size()
+                                       << " elements differ; first at " << index_of(first, shape)
+                                       << ": expected " << want[first] << ", got " << g[first];
+}
+
+Tensor rnd(const Shape& s, uint64_t seed, float scale = 1.0f) {
+  Generator g(seed);
+  return mul(randn(s, g), scale);
+}
+
+struct Dims {
+  int64_t B, H, Hkv, Tq, offset, d, dv;
+  int64_t tk() const { return offset + Tq; }
+};
+
+// The oracle, in double: query head h reads K/V head h / (H / Hkv); query i
+// (position offset + i) sees keys 0 .. offset + i.
+std::vector<double> oracle(const Tensor& qt, const Tensor& kt, const Tensor& vt, const Dims& n) {
+  const std::vector<float> q = qt.to_vector(), k = kt.to_vector(), v = vt.to_vector();
+  const int64_t tk = n.tk(), g = n.H / n.Hkv;
+  std::vector<double> out(n.B * n.H * n.Tq * n.dv, 0.0);
+  for (int64_t b = 0; b < n.B; ++b)
+    for (int64_t h = 0; h < n.H; ++h) {
+      const int64_t kvh = b * n.Hkv + h / g, qh = b * n.H + h;
+      for (int64_t i = 0; i < n.Tq; ++i) {
+        const int64_t last = n.offset + i;
+        std::vector<double> s(last + 1);
+        double mx = -INFINITY;
+        for (int64_t j = 0; j <= last; ++j) {
+          double dot = 0;
+          for (int64_t c = 0; c < n.d; ++c)
+            dot += double(q[(qh * n.Tq + i) * n.d + c]) * k[(kvh * tk + j) * n.d + c];
+          s[j] = dot / std::sqrt(double(n.d));
+          mx = std::max(mx, s[j]);
+        }
+        double z = 0;
+        for (double& x : s) z += (x = std::exp(x - mx));
+        for (int64_t j = 0; j <= last; ++j)
+          for (int64_t c = 0; c < n.dv; ++c)
+            out[(qh * n.Tq + i) * n.dv + c] += s[j] / z * v[(kvh * tk + j) * n.dv + c];
+      }
+    }
+  return out;
+}
+
+// y[r, o] = sum_i x[r, i] W[o, i] + b[o], in double (W as stored by Linear).
+std::vector<double> linear(const std::vector<double>& x, int64_t rows, int64_t in,
+                           const Tensor& w, const Tensor& bias) {
+  const std::vector<float> W = w.to_vector(), bv = bias.to_vector();
+  const int64_t out = w.shape()[0];
+  std::vector<double> y(rows * out);
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t o = 0; o < out; ++o) {
+      double s = bv[o];
+      for (int64_t i = 0; i < in; ++i) s += x[r * in + i] * W[o * in + i];
+      y[r * out + o] = s;
+    }
+  return y;
+}
+
+// The whole module in double, from its own weights.
+std::vector<double> module_oracle(lesson04::GroupedQueryAttention& m, const Tensor& xt) {
+  auto sd = m.state_dict();
+  const int64_t B = xt.shape()[0], T = xt.shape()[1], C = xt.shape()[2];
+  const int64_t H = m.heads(), Hkv = m.kv_heads(), d = m.head_dim();
+  const std::vector<float> xf = xt.to_vector();
+  const std::vector<double> x(xf.begin(), xf.end());
+  const auto q = linear(x, B * T, C, sd.at("wq.weight"), sd.at("wq.bias"));
+  const auto k = linear(x, B * T, C, sd.at("wk.weight"), sd.at("wk.bias"));
+  const auto v = linear(x, B * T, C, sd.at("wv.weight"), sd.at("wv.bias"));
+  std::vector<double> merged(B * T * C, 0.0);
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t h = 0; h < H; ++h) {
+      const int64_t kvh = h / (H / Hkv);
+      for (int64_t i = 0; i < T; ++i) {
+        std::vector<double> s(i + 1);
+        double mx = -INFINITY;
+        for (int64_t j = 0; j <= i; ++j) {
+          double dot = 0;
+          for (int64_t c = 0; c < d; ++c)
+            dot += q[(b * T + i) * C + h * d + c] * k[(b * T + j) * Hkv * d + kvh * d + c];
+          s[j] = dot / std::sqrt(double(d));
+          mx = std::max(mx, s[j]);
+        }
+        double z = 0;
+        for (double& e : s) z += (e = std::exp(e - mx));
+        for (int64_t j = 0; j <= i; ++j)
+          for (int64_t c = 0; c < d; ++c)
+            merged[(b * T + i) * C + h * d + c] += s[j] / z * v[(b * T + j) * Hkv * d + kvh * d + c];
+      }
+    }
+  return linear(merged, B * T, C, sd.at("wo.weight"), sd.at("wo.bias"));
+}
+
+struct Case {
+  Dims n;
+  const char* name;
+};
+void PrintTo(const Case& c, std::ostream* os) { *os << c.name; }
+class GroupedSweep : public ::testing::TestWithParam<Case> {};
+
+struct ModuleCase {
+  int64_t B, T, C, H, Hkv;
+  const char* name;
+};
+void PrintTo(const ModuleCase& c, std::ostream* os) { *os << c.name; }
+class ModuleSweep : public ::testing::TestWithParam<ModuleCase> {};
+
+// Bytes the allocator handed out for whatever f() builds and keeps alive.
+template <class F>
+std::size_t bytes_kept(F f) {
+  const std::size_t before = cpu_allocator().stats().current;
+  auto kept = f();
+  const std::size_t after = cpu_allocator().stats().current;
+  return after - before;
+}
+
+}  // namespace
+
+// -------------------------------------------------- random sweeps vs oracle
+
+TEST_P(GroupedSweep, MatchesDoubleOracle) {
+  const Dims n = GetParam().n;
+  const Tensor q = rnd({n.B, n.H, n.Tq, n.d}, 100 + n.H), k = rnd({n.B, n.Hkv, n.tk(), n.d}, 200 + n.Hkv),
+               v = rnd({n.B, n.Hkv, n.tk(), n.dv}, 300 + n.dv);
+  EXPECT_TRUE(close_to(std::string(GetParam().name) + ": grouped_attention",
+                       lesson04::grouped_attention(q, k, v, n.offset), oracle(q, k, v, n),
+                       {n.B, n.H, n.Tq, n.dv}));
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Shapes, GroupedSweep,
+    ::testing::Values(Case{{1, 1, 1, 1, 0, 1, 1}, "one_head_T1_d1"},
+                      Case{{2, 4, 2, 1, 0, 4, 3}, "T1_gqa"},
+                      Case{{2, 6, 3, 7, 0, 4, 5}, "six_heads_three_groups"},
+                      Case{{1, 6, 2, 5, 0, 8, 8}, "six_heads_two_groups"},
+                      Case{{2, 6, 1, 6, 0, 4, 4}, "six_heads_mqa"},
+                      Case{{1, 5, 5, 9, 0, 3, 2}, "five_heads_mha"},
+                      Case{{1, 7, 1, 8, 0, 5, 3}, "seven_heads_mqa"},
+                      Case{{2, 9, 3, 4, 0, 2, 6}, "nine_heads_three_groups"},
+                      Case{{1, 4, 2, 3, 5, 4, 4}, "cache_offset5_three_new_queries"},
+                      Case{{2, 8, 2, 1, 11, 4, 2}, "cache_offset11_one_new_query"}),
+    [](const ::testing::TestParamInfo<Case>& i) { return std::string(i.param.name); });
+
+TEST_P(ModuleSweep, MatchesDoubleOracle) {
+  const ModuleCase c = GetParam();
+  Generator gen(400 + c.H * 10 + c.Hkv);
+  lesson04::GroupedQueryAttention m(c.C, c.H, c.Hkv, gen);
+  // Bigger weights than the init, so that the attention is far from uniform
+  // and a wrong pairing cannot hide.
+  auto sd = m.state_dict();
+  int seed = 0;
+  for (auto& [name, t] : sd) t = rnd(t.shape(), 500 + seed++, 0.5f);
+  m.load_state_dict(sd);
+  const Tensor x = rnd({c.B, c.T, c.C}, 600 + c.T);
+  EXPECT_TRUE(close_to(std::string(c.name) + ": module forward", m.forward(x), module_oracle(m, x),
+                       {c.B, c.T, c.C}, 2e-4));
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Shapes, ModuleSweep,
+    ::testing::Values(ModuleCase{1, 1, 8, 4, 2, "T1"}, ModuleCase{2, 6, 12, 6, 2, "six_heads_two_groups"},
+                      ModuleCase{2, 5, 12, 6, 3, "six_heads_three_groups"},
+                      ModuleCase{1, 7, 10, 5, 1, "five_heads_mqa"},
+                      ModuleCase{2, 4, 9, 3, 3, "three_heads_mha"},
+                      ModuleCase{1, 9, 14, 7, 7, "seven_heads_mha"},
+                      ModuleCase{1, 5, 8, 8, 4, "head_dim_1"}),
+    [](const ::testing::TestParamInfo<ModuleCase>& i) { return std::string(i.param.name); });
+
+// ------------------------------------------------------------------ gradients
+
+TEST(Gradients, GradcheckThroughGroupedAttention) {
+  const Tensor q = rnd({1, 4, 4, 3}, 700).set_requires_grad(),
+               k = rnd({1, 2, 4, 3}, 701).set_requires_grad(),
+               v = rnd({1, 2, 4, 2}, 702).set_requires_grad();
+  const GradcheckResult r = gradcheck(
+      [](const std::vector<Tensor>& in) { return lesson04::grouped_attention(in[0], in[1], in[2]); },
+      {q, k, v});
+  EXPECT_TRUE(r.ok) << "gradients through grouped_attention (0 = q, 1 = k, 2 = v):\n" << r.message;
+}
+
+TEST(Gradients, GradcheckThroughTheModule) {
+  Generator gen(703);
+  lesson04::GroupedQueryAttention m(8, 4, 2, gen);
+  const Tensor x = rnd({2, 3, 8}, 704).set_requires_grad();
+  const GradcheckResult r =
+      gradcheck([&m](const std::vector<Tensor>& in) { return m.forward(in[0]); }, {x});
+  EXPECT_TRUE(r.ok) << "gradient of the module output with respect to x:\n" << r.message;
+  const Tensor loss = sum(square(m.forward(x)));
+  loss.backward();
+  for (auto& [name, p] : m.named_parameters())
+    EXPECT_TRUE(p->grad().defined()) << name << " got no gradient: is it used in forward?";
+}
+
+TEST(Gradients, ASharedKvHeadCollectsItsGroupsGradient) {
+  // d loss / d k[kv head j] = sum over the query heads of group j of the
+  // gradient a private copy of k would get. Check it against MHA on copies.
+  const Tensor q = rnd({1, 6, 5, 4}, 710), k = rnd({1, 2, 5, 4}, 711).set_requires_grad(),
+               v = rnd({1, 2, 5, 4}, 712).set_requires_grad(), w = rnd({1, 6, 5, 4}, 713);
+  sum(mul(lesson04::grouped_attention(q, k, v), w)).backward();
+  ASSERT_TRUE(k.grad().defined() && v.grad().defined()) << "k/v.grad undefined after backward()";
+  // The same attention on six independent copies (kv head h / 3 for head h).
+  std::vector<Tensor> kc, vc;
+  for (int64_t h = 0; h < 6; ++h) {
+    kc.push_back(narrow(k, 1, h / 3, 1).detach().set_requires_grad());
+    vc.push_back(narrow(v, 1, h / 3, 1).detach().set_requires_grad());
+  }
+  sum(mul(lesson04::grouped_attention(q, cat(kc, 1), cat(vc, 1)), w)).backward();
+  std::vector<double> gk, gv;
+  for (int64_t j = 0; j < 2; ++j) {
+    Tensor sk = add(add(kc[3 * j].grad(), kc[3 * j + 1].grad()), kc[3 * j + 2].grad());
+    Tensor sv = add(add(vc[3 * j].grad(), vc[3 * j + 1].grad()), vc[3 * j + 2].grad());
+    for (float x : sk.to_vector()) gk.push_back(x);
+    for (float x : sv.to_vector()) gv.push_back(x);
+  }
+  EXPECT_TRUE(close_to("k.grad (shared heads)", k.grad(), gk, {1, 2, 5, 4}))
+      << "each K/V head must receive the summed gradient of the 3 query heads that read it";
+  EXPECT_TRUE(close_to("v.grad (shared heads)", v.grad(), gv, {1, 2, 5, 4}));
+}
+
+// ------------------------------------------------------ stability and edges
+
+TEST(Stability, ScoresNearPlusAndMinus1000) {
+  // First component of q and k set so that every score is about +-1000.
+  const Dims n{1, 4, 2, 6, 0, 4, 3};
+  const float c = std::sqrt(2000.0f);
+  for (float sign : {1.0f, -1.0f}) {
+    std::vector<float> qv = rnd({1, 4, 6, 4}, 720).to_vector(), kv = rnd({1, 2, 6, 4}, 721).to_vector();
+    for (std::size_t i = 0; i < qv.size(); i += 4) qv[i] = sign * c;
+    for (std::size_t i = 0; i < kv.size(); i += 4) kv[i] = c;
+    const Tensor q = from_vector(qv, {1, 4, 6, 4}), k = from_vector(kv, {1, 2, 6, 4}),
+                 v = rnd({1, 2, 6, 3}, 722);
+    EXPECT_TRUE(close_to(sign > 0 ? "scores near +1000" : "scores near -1000",
+                         lesson04::grouped_attention(q, k, v), oracle(q, k, v, n), {1, 4, 6, 3}, 1e-3))
+        << "(NaN or inf means exp() overflowed: let softmax subtract the row max)";
+  }
+}
+
+TEST(EdgeCases, DecodingOneQueryAfterACacheEqualsTheLastRow) {
+  // The newest token's output is the last row of the full computation.
+  const Tensor q = rnd({1, 6, 8, 4}, 730), k = rnd({1, 3, 8, 4}, 731), v = rnd({1, 3, 8, 2}, 732);
+  const Tensor full = lesson04::grouped_attention(q, k, v);
+  const Tensor one = lesson04::grouped_attention(narrow(q, 2, 7, 1), k, v, 7);
+  EXPECT_TRUE(close_to("one query at position 7 over 8 keys", one,
+                       [&] {
+                         const std::vector<float> f = contiguous(narrow(full, 2, 7, 1)).to_vector();
+                         return std::vector<double>(f.begin(), f.end());
+                       }(),
+                       {1, 6, 1, 2}))
+      << "a query at position offset + i sees keys 0 .. offset + i";
+}
+
+TEST(EdgeCases, IndivisibleHeadsAreRejectedEverywhere) {
+  auto is_error = [](auto f) {
+    try {
+      f();
+    } catch (const NotImplemented&) {
+      return std::string("not implemented yet");
+    } catch (const Error&) {
+      return std::string("error");
+    }
+    return std::string("no error");
+  };
+  EXPECT_EQ(is_error([] { lesson04::repeat_kv(rnd({1, 4, 3, 2}, 740), 6); }), "error")
+      << "repeat_kv(4 K/V heads -> 6 heads) must throw attn::Error";
+  EXPECT_EQ(is_error([] {
+              lesson04::grouped_attention(rnd({1, 6, 3, 2}, 741), rnd({1, 4, 3, 2}, 742),
+                                          rnd({1, 4, 3, 2}, 743));
+            }),
+            "error")
+      << "grouped_attention(6 query heads, 4 K/V heads) must throw attn::Error";
+  EXPECT_EQ(is_error([] { lesson04::repeat_kv(rnd({1, 2, 3, 2}, 744), 0); }), "error")
+      << "repeat_kv(..., heads 0) must throw attn::Error";
+}
+
+// ------------------------------------------------------------------ memory
+
+TEST(Memory, FormulaMatchesWhatARealCacheAllocates) {
+  // The library's KV cache preallocates [B, Hkv, capacity, d] for K and V in
+  // every layer. Its allocation, measured by the allocator, divided by the
+  // capacity, is the cost of one token: your formula.
+  const int64_t layers = 3, d = 16, capacity = 64;
+  std::map<int64_t, std::size_t> per_token;
+  for (int64_t kv : {8, 2, 1}) {
+    const std::size_t bytes = bytes_kept([&] {
+      return KVCache(layers, 1, CacheLayout{kv, d, d}, capacity, Device::cpu());
+    });
+    per_token[kv] = bytes / capacity;
+    EXPECT_EQ(static_cast<int64_t>(per_token[kv]), lesson04::kv_cache_bytes_per_token(layers, kv, d))
+        << "a cache of " << capacity << " tokens with " << kv << " K/V heads of " << d
+        << " floats in " << layers << " layers allocated " << bytes << " bytes";
+  }
+  EXPECT_EQ(per_token[8], 4 * per_token[2]) << "8 K/V heads (MHA) vs 2 (GQA): 4x the cache";
+  EXPECT_EQ(per_token[8], 8 * per_token[1]) << "8 K/V heads (MHA) vs 1 (MQA): 8x the cache";
+}
+
+TEST(Memory, RepeatKvForMHAIsFree) {
+  // With one K/V head per query head, repeat_kv has nothing to do: it must
+  // not allocate a copy.
+  const Tensor kv = rnd({2, 4, 64, 16}, 750);
+  const std::size_t bytes = bytes_kept([&] { return lesson04::repeat_kv(kv, 4); });
+  EXPECT_EQ(bytes, 0u) << "repeat_kv(kv with 4 heads, 4) allocated " << bytes
+                       << " bytes: return kv itself when Hkv == heads";
+}
+
+TEST(Memory, RepeatedKvCostsGroupTimesTheCache) {
+  // What GQA saves is the *stored* K/V (the cache). repeat_kv materialises
+  // the group copies for the attention of the moment: heads / Hkv times the
+  // K/V it was given.
+  const Tensor kv = rnd({1, 2, 128, 16}, 751);
+  const std::size_t bytes = bytes_kept([&] { return lesson04::repeat_kv(kv, 8); });
+  EXPECT_EQ(bytes, 8u * 128 * 16 * 4)
+      << "repeat_kv(2 K/V heads -> 8) kept " << bytes << " bytes; 8 heads of 128 x 16 floats are "
+      << 8 * 128 * 16 * 4;
+}
+
+// ----------------------------------------------------------------- mistakes
+
+TEST(Mistakes, ModuleReadsTheWrongKvHead) {
+  // Wv = 0 and bias_v = the K/V head's index, Wo = identity: each output
+  // column block then says which K/V head its query head read.
+  Generator gen(760);
+  const int64_t C = 8, H = 4, Hkv = 2, d = 2;
+  lesson04::GroupedQueryAttention m(C, H, Hkv, gen);
+  auto sd = m.state_dict();
+  sd["wv.weight"] = zeros({Hkv * d, C});
+  sd["wv.bias"] = from_vector({0, 0, 1, 1}, {Hkv * d});
+  std::vector<float> eye(C * C, 0.0f);
+  for (int64_t i = 0; i < C; ++i) eye[i * C + i] = 1;
+  sd["wo.weight"] = from_vector(eye, {C, C});
+  sd["wo.bias"] = zeros({C});
+  m.load_state_dict(sd);
+  const std::vector<float> out = m.forward(rnd({1, 3, C}, 761)).to_vector();
+  std::vector<int64_t> read;
+  for (int64_t h = 0; h < H; ++h) read.push_back(std::lround(out[2 * C + h * d]));
+  const std::vector<int64_t> want = {0, 0, 1, 1};
+  std::ostringstream got;
+  for (int64_t h = 0; h < H; ++h) got << (h ? ", " : "") << read[h];
+  EXPECT_EQ(read, want) << "query heads 0..3 of the module read K/V heads [" << got.str()
+                        << "], expected [0, 0, 1, 1]"
+                        << (read == std::vector<int64_t>{0, 1, 0, 1}
+                                ? ": K/V heads are tiled (k0 k1 k0 k1) instead of repeated in "
+                                  "place (k0 k0 k1 k1)"
+                                : "");
+}
+
+// ------------------------------------------------------------------ training
+
+TEST(Training, YourMQATrainsATinyGPT) {
+  // "Repeat the previous token" with one K/V head shared by 4 query heads.
+  // The glue in gqa.cpp registers "student:gqa" (your module).
+  GPTConfig c;
+  c.vocab = 5;
+  c.block_size = 8;
+  c.layers = 1;
+  c.heads = 4;
+  c.embd = 16;
+  c.attention = "student:gqa:kv_heads=1";
+  GPT model(c, 7);
+  const int64_t B = 8, T = 8;
+  Generator data_gen(8);
+  std::vector<int64_t> ids, targets;
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t t = 0; t < T; ++t) {
+      ids.push_back(static_cast<int64_t>(data_gen.below(5)));
+      targets.push_back(t == 0 ? ids.back() : ids[ids.size() - 2]);
+    }
+  const Tensor x = from_ints(ids, {B, T}), y = from_ints(targets, {B, T});
+  // A plain Adam, so that the suite depends on nothing in train/.
+  const std::vector<Tensor*> params = model.parameters();
+  std::vector<std::vector<float>> m1(params.size()), m2(params.size());
+  float first = 0, last = 0;
+  for (int step = 1; step <= 60; ++step) {
+    model.zero_grad();
+    const Tensor loss = cross_entropy(model.forward(x), y);
+    loss.backward();
+    (step == 1 ? first : last) = loss.item();
+    for (std::size_t p = 0; p < params.size(); ++p) {
+      if (!params[p]->grad().defined()) continue;
+      const std::vector<float> g = params[p]->grad().to_vector();
+      float* w = params[p]->data<float>();
+      m1[p].resize(g.size());
+      m2[p].resize(g.size());
+      const float c1 = 1 - std::pow(0.9f, float(step)), c2 = 1 - std::pow(0.999f, float(step));
+      for (std::size_t i = 0; i < g.size(); ++i) {
+        m1[p][i] = 0.9f * m1[p][i] + 0.1f * g[i];
+        m2[p][i] = 0.999f * m2[p][i] + 0.001f * g[i] * g[i];
+        w[i] -= 0.02f * (m1[p][i] / c1) / (std::sqrt(m2[p][i] / c2) + 1e-8f);
+      }
+    }
+  }
+  ASSERT_TRUE(std::isfinite(first) && std::isfinite(last)) << "the loss became NaN or inf";
+  EXPECT_LT(last, 0.5f * first) << "the loss went from " << first << " to " << last
+                                << " in 60 steps; with working attention it more than halves";
+}
