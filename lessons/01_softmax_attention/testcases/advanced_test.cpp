@@ -17,51 +17,12 @@
 #include "core/allocator.h"
 #include "nn/gpt.h"
 #include "softmax_attention.h"
+#include "lesson_test.h"
 
 using namespace attn;
+using namespace lesson_test;
 
 namespace {
-
-std::string index_str(int64_t flat, const Shape& shape) {
-  std::vector<int64_t> idx(shape.size());
-  for (int i = static_cast<int>(shape.size()) - 1; i >= 0; --i) {
-    idx[i] = flat % shape[i];
-    flat /= shape[i];
-  }
-  std::ostringstream os;
-  os << "[";
-  for (std::size_t i = 0; i < idx.size(); ++i) os << (i ? "," : "") << idx[i];
-  os << "]";
-  return os.str();
-}
-
-// Compares `got` with `want` (row-major, of shape `shape`); on failure names
-// the first bad element (index, expected, got) and how many are bad.
-::testing::AssertionResult close(const std::string& what, const Tensor& got,
-                                 const std::vector<double>& want, const Shape& shape,
-                                 double tol = 1e-4) {
-  if (!got.defined()) return ::testing::AssertionFailure() << what << ": got an undefined Tensor";
-  if (got.shape() != shape)
-    return ::testing::AssertionFailure() << what << ": expected shape " << shape_str(shape)
-                                         << ", got " << shape_str(got.shape());
-  const std::vector<float> g = got.to_vector();
-  int64_t bad = 0, first = -1;
-  for (std::size_t i = 0; i < g.size(); ++i) {
-    const bool ok = std::isfinite(g[i]) && std::fabs(g[i] - want[i]) <= tol * (1 + std::fabs(want[i]));
-    if (!ok && bad++ == 0) first = static_cast<int64_t>(i);
-  }
-  if (bad == 0) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure()
-         << what << ": " << bad << " of " << g.size() << " elements differ; first at "
-         << index_str(first, shape) << ": expected " << want[first] << ", got " << g[first];
-}
-
-std::vector<double> as_double(const std::vector<float>& v) { return {v.begin(), v.end()}; }
-
-Tensor rnd(const Shape& s, uint64_t seed, float scale = 1.0f) {
-  Generator g(seed);
-  return mul(randn(s, g), scale);
-}
 
 using KeepFn = std::function<bool(int64_t b, int64_t h, int64_t i, int64_t j)>;
 
@@ -150,7 +111,7 @@ class AttentionSweep : public ::testing::TestWithParam<Case> {};
 TEST(SoftmaxSweep, MatchesDoubleOracle) {
   for (const Shape& shape : std::vector<Shape>{{1, 1}, {7}, {3, 9}, {2, 3, 17}, {4, 64}}) {
     for (float spread : {0.1f, 3.0f, 30.0f}) {
-      const Tensor x = rnd(shape, shape.back() * 7 + static_cast<uint64_t>(spread), spread);
+      const Tensor x = random_tensor(shape, shape.back() * 7 + static_cast<uint64_t>(spread), spread);
       const std::vector<float> xv = x.to_vector();
       const int64_t n = shape.back();
       std::vector<double> want(xv.size());
@@ -169,8 +130,8 @@ TEST(SoftmaxSweep, MatchesDoubleOracle) {
 TEST_P(AttentionSweep, MatchesDoubleOracle) {
   const Case c = GetParam();
   const Dims& n = c.n;
-  const Tensor q = rnd({n.B, n.H, n.Tq, n.d}, 100 + n.Tq), k = rnd({n.B, n.H, n.Tk, n.d}, 200 + n.Tk),
-               v = rnd({n.B, n.H, n.Tk, n.dv}, 300 + n.dv);
+  const Tensor q = random_tensor({n.B, n.H, n.Tq, n.d}, 100 + n.Tq), k = random_tensor({n.B, n.H, n.Tk, n.d}, 200 + n.Tk),
+               v = random_tensor({n.B, n.H, n.Tk, n.dv}, 300 + n.dv);
   const KeepFn rule = keep_rule(c.mask, n.Tk);
   const Tensor keep = c.mask == MaskKind::None ? Tensor() : keep_tensor(n, rule);
   std::vector<double> want_w;
@@ -196,7 +157,7 @@ INSTANTIATE_TEST_SUITE_P(
 // ------------------------------------------------------------ gradients
 
 TEST(Gradients, SoftmaxGradcheck) {
-  const Tensor x = rnd({3, 6}, 41, 2.0f).set_requires_grad();
+  const Tensor x = random_tensor({3, 6}, 41, 2.0f).set_requires_grad();
   const GradcheckResult r =
       gradcheck([](const std::vector<Tensor>& in) { return lesson01::softmax(in[0]); }, {x});
   EXPECT_TRUE(r.ok) << "the gradient of your softmax disagrees with finite differences:\n"
@@ -204,8 +165,8 @@ TEST(Gradients, SoftmaxGradcheck) {
 }
 
 TEST(Gradients, AttentionGradcheckCausal) {
-  const Tensor q = rnd({2, 2, 4, 3}, 42).set_requires_grad(), k = rnd({2, 2, 4, 3}, 43).set_requires_grad(),
-               v = rnd({2, 2, 4, 2}, 44).set_requires_grad();
+  const Tensor q = random_tensor({2, 2, 4, 3}, 42).set_requires_grad(), k = random_tensor({2, 2, 4, 3}, 43).set_requires_grad(),
+               v = random_tensor({2, 2, 4, 2}, 44).set_requires_grad();
   const Tensor keep = keep_tensor({2, 2, 4, 4, 3, 2}, keep_rule(MaskKind::Causal, 4));
   const GradcheckResult r = gradcheck(
       [keep](const std::vector<Tensor>& in) {
@@ -218,8 +179,8 @@ TEST(Gradients, AttentionGradcheckCausal) {
 
 TEST(Gradients, AttentionGradcheckPaddingWithEmptyRows) {
   // Batch 0 has length 0: every key masked; its gradient must be 0, not NaN.
-  const Tensor q = rnd({3, 1, 3, 4}, 45).set_requires_grad(), k = rnd({3, 1, 5, 4}, 46).set_requires_grad(),
-               v = rnd({3, 1, 5, 2}, 47).set_requires_grad();
+  const Tensor q = random_tensor({3, 1, 3, 4}, 45).set_requires_grad(), k = random_tensor({3, 1, 5, 4}, 46).set_requires_grad(),
+               v = random_tensor({3, 1, 5, 2}, 47).set_requires_grad();
   const Dims n{3, 1, 3, 5, 4, 2};
   const Tensor keep = keep_tensor(n, keep_rule(MaskKind::Padding, 5));
   const GradcheckResult r = gradcheck(
@@ -240,11 +201,11 @@ TEST(Stability, AttentionWithLogitsNearPlusAndMinus1000) {
   const Dims n{1, 2, 4, 5, 4, 3};
   const float c = std::sqrt(2000.0f);
   for (float sign : {1.0f, -1.0f}) {
-    std::vector<float> qv = rnd({1, 2, 4, 4}, 51).to_vector(), kv = rnd({1, 2, 5, 4}, 52).to_vector();
+    std::vector<float> qv = random_tensor({1, 2, 4, 4}, 51).to_vector(), kv = random_tensor({1, 2, 5, 4}, 52).to_vector();
     for (std::size_t i = 0; i < qv.size(); i += 4) qv[i] = sign * c;
     for (std::size_t i = 0; i < kv.size(); i += 4) kv[i] = c;
     const Tensor q = from_vector(qv, {1, 2, 4, 4}), k = from_vector(kv, {1, 2, 5, 4}),
-                 v = rnd({1, 2, 5, 3}, 53);
+                 v = random_tensor({1, 2, 5, 3}, 53);
     const KeepFn all = keep_rule(MaskKind::None, 5);
     const Tensor out = lesson01::scaled_dot_product_attention(q, k, v);
     bool finite = true;
@@ -259,8 +220,8 @@ TEST(Stability, AttentionWithLogitsNearPlusAndMinus1000) {
 
 TEST(Stability, SoftmaxBackwardAtLogitsNear1000) {
   // softmax(x + 1000) == softmax(x), and so are their gradients.
-  const Tensor base = rnd({3, 5}, 54);
-  const Tensor w = rnd({3, 5}, 55);
+  const Tensor base = random_tensor({3, 5}, 54);
+  const Tensor w = random_tensor({3, 5}, 55);
   auto grad_at = [&](float shift) {
     Tensor x = add(base, shift).detach().set_requires_grad();
     sum(mul(lesson01::softmax(x), w)).backward();
@@ -268,23 +229,23 @@ TEST(Stability, SoftmaxBackwardAtLogitsNear1000) {
   };
   const Tensor g0 = grad_at(0.0f), g1 = grad_at(1000.0f);
   ASSERT_TRUE(g0.defined() && g1.defined()) << "x.grad is undefined after backward()";
-  EXPECT_TRUE(close("gradient of softmax at x + 1000 vs at x", g1, as_double(g0.to_vector()), {3, 5},
+  EXPECT_TRUE(close("gradient of softmax at x + 1000 vs at x", g1, values(g0), {3, 5},
                     1e-3));
 }
 
 // ------------------------------------------------------------ edge cases
 
 TEST(EdgeCases, SingleTokenReturnsItsValue) {
-  const Tensor v = rnd({2, 3, 1, 4}, 61);
-  const Tensor out = lesson01::scaled_dot_product_attention(rnd({2, 3, 1, 4}, 62), rnd({2, 3, 1, 4}, 63),
+  const Tensor v = random_tensor({2, 3, 1, 4}, 61);
+  const Tensor out = lesson01::scaled_dot_product_attention(random_tensor({2, 3, 1, 4}, 62), random_tensor({2, 3, 1, 4}, 63),
                                                             v, from_bools({true}, {1, 1}));
-  EXPECT_TRUE(close("T = 1 with a causal mask", out, as_double(v.to_vector()), {2, 3, 1, 4}));
+  EXPECT_TRUE(close("T = 1 with a causal mask", out, values(v), {2, 3, 1, 4}));
 }
 
 TEST(EdgeCases, FullyMaskedRowGivesZerosNotNaN) {
   // Sequence 0 has length 0: all its keys are padding.
-  const Tensor q = rnd({2, 1, 3, 4}, 64).set_requires_grad(), k = rnd({2, 1, 3, 4}, 65).set_requires_grad(),
-               v = rnd({2, 1, 3, 2}, 66).set_requires_grad();
+  const Tensor q = random_tensor({2, 1, 3, 4}, 64).set_requires_grad(), k = random_tensor({2, 1, 3, 4}, 65).set_requires_grad(),
+               v = random_tensor({2, 1, 3, 2}, 66).set_requires_grad();
   const Tensor keep = from_bools({0, 0, 0, /**/ 1, 1, 0}, {2, 1, 1, 3});
   Tensor w;
   const Tensor out = lesson01::scaled_dot_product_attention(q, k, v, keep, &w);
@@ -308,11 +269,11 @@ TEST(EdgeCases, FullyMaskedRowGivesZerosNotNaN) {
 // ------------------------------------------------------------- causality
 
 TEST(Causality, FutureTokensCannotChangeThePast) {
-  const Tensor q = rnd({1, 2, 6, 4}, 71), k = rnd({1, 2, 6, 4}, 72), v = rnd({1, 2, 6, 3}, 73);
+  const Tensor q = random_tensor({1, 2, 6, 4}, 71), k = random_tensor({1, 2, 6, 4}, 72), v = random_tensor({1, 2, 6, 3}, 73);
   const Tensor keep = keep_tensor({1, 2, 6, 6, 4, 3}, keep_rule(MaskKind::Causal, 6));
   // Change keys/values at positions 4 and 5 only.
   const Tensor future = from_bools({0, 0, 0, 0, 1, 1}, {1, 1, 6, 1});
-  const Tensor k2 = where(future, rnd({1, 2, 6, 4}, 74), k), v2 = where(future, rnd({1, 2, 6, 3}, 75), v);
+  const Tensor k2 = where(future, random_tensor({1, 2, 6, 4}, 74), k), v2 = where(future, random_tensor({1, 2, 6, 3}, 75), v);
   const std::vector<float> a = lesson01::scaled_dot_product_attention(q, k, v, keep).to_vector();
   const std::vector<float> b = lesson01::scaled_dot_product_attention(q, k2, v2, keep).to_vector();
   for (int h = 0; h < 2; ++h)
@@ -326,8 +287,8 @@ TEST(Causality, FutureTokensCannotChangeThePast) {
 }
 
 TEST(Causality, NoGradientFlowsToFutureKeys) {
-  const Tensor q = rnd({1, 1, 5, 3}, 76).set_requires_grad(), k = rnd({1, 1, 5, 3}, 77).set_requires_grad(),
-               v = rnd({1, 1, 5, 2}, 78).set_requires_grad();
+  const Tensor q = random_tensor({1, 1, 5, 3}, 76).set_requires_grad(), k = random_tensor({1, 1, 5, 3}, 77).set_requires_grad(),
+               v = random_tensor({1, 1, 5, 2}, 78).set_requires_grad();
   const Tensor keep = keep_tensor({1, 1, 5, 5, 3, 2}, keep_rule(MaskKind::Causal, 5));
   const Tensor out = lesson01::scaled_dot_product_attention(q, k, v, keep);
   sum(select(out, 2, 2)).backward();  // the output of query 2 only
@@ -350,7 +311,7 @@ TEST(Complexity, ScoresAreTxTSoMemoryGrowsQuadratically) {
   // should roughly quadruple the extra memory of a forward pass. (Chapter 11,
   // flash attention, removes exactly this.)
   auto extra_bytes = [](int64_t t) {
-    const Tensor q = rnd({1, 1, t, 8}, 81), k = rnd({1, 1, t, 8}, 82), v = rnd({1, 1, t, 8}, 83);
+    const Tensor q = random_tensor({1, 1, t, 8}, 81), k = random_tensor({1, 1, t, 8}, 82), v = random_tensor({1, 1, t, 8}, 83);
     NoGradGuard no_grad;
     const std::size_t before = cpu_allocator().stats().current;
     cpu_allocator().reset_peak();
@@ -369,7 +330,7 @@ TEST(Complexity, ScoresAreTxTSoMemoryGrowsQuadratically) {
 TEST(Mistakes, ScaledBySqrtOfValueDim) {
   // d = 4 (q, k) but dv = 9 (v): the scale is 1/sqrt(4), not 1/sqrt(9).
   const Dims n{1, 1, 3, 6, 4, 9};
-  const Tensor q = rnd({1, 1, 3, 4}, 91), k = rnd({1, 1, 6, 4}, 92), v = rnd({1, 1, 6, 9}, 93);
+  const Tensor q = random_tensor({1, 1, 3, 4}, 91), k = random_tensor({1, 1, 6, 4}, 92), v = random_tensor({1, 1, 6, 9}, 93);
   const KeepFn all = keep_rule(MaskKind::None, 6);
   std::vector<double> want_w;
   oracle(q, k, v, n, all, &want_w);
@@ -400,13 +361,13 @@ TEST(Mistakes, ScaledBySqrtOfValueDim) {
 TEST(Mistakes, OpsOutsideAutogradCutTheGraph) {
   // Writing results into data<float>() by hand gives a tensor autograd knows
   // nothing about: backward() would never reach q, k, v.
-  const Tensor x = rnd({2, 4}, 94).set_requires_grad();
+  const Tensor x = random_tensor({2, 4}, 94).set_requires_grad();
   const Tensor y = lesson01::softmax(x);
   ASSERT_TRUE(y.requires_grad())
       << "softmax(x) with x.requires_grad() gave a result outside the autograd graph: build it "
          "from ops (max, sub, exp, sum, div), not by writing into data<float>()";
-  const Tensor q = rnd({1, 1, 2, 3}, 95).set_requires_grad();
-  const Tensor out = lesson01::scaled_dot_product_attention(q, rnd({1, 1, 2, 3}, 96), rnd({1, 1, 2, 2}, 97));
+  const Tensor q = random_tensor({1, 1, 2, 3}, 95).set_requires_grad();
+  const Tensor out = lesson01::scaled_dot_product_attention(q, random_tensor({1, 1, 2, 3}, 96), random_tensor({1, 1, 2, 2}, 97));
   ASSERT_TRUE(out.requires_grad())
       << "scaled_dot_product_attention cut the autograd graph: use ops (matmul, transpose, "
          "masked_fill, your softmax) all the way";

@@ -11,52 +11,12 @@
 
 #include "autograd/ops.h"
 #include "softmax_attention.h"
+#include "lesson_test.h"
 
 using namespace attn;
+using namespace lesson_test;
 
 namespace {
-
-// "[1,0,2]": the position of flat element `flat` in a tensor of `shape`.
-std::string index_str(int64_t flat, const Shape& shape) {
-  std::vector<int64_t> idx(shape.size());
-  for (int i = static_cast<int>(shape.size()) - 1; i >= 0; --i) {
-    idx[i] = flat % shape[i];
-    flat /= shape[i];
-  }
-  std::ostringstream os;
-  os << "[";
-  for (std::size_t i = 0; i < idx.size(); ++i) os << (i ? "," : "") << idx[i];
-  os << "]";
-  return os.str();
-}
-
-// Compares `got` with `want` (row-major, of shape `shape`) and, on failure,
-// names the first bad element: its index, the expected and the actual value.
-::testing::AssertionResult close(const std::string& what, const Tensor& got,
-                                 const std::vector<double>& want, const Shape& shape,
-                                 double tol = 1e-4) {
-  if (!got.defined()) return ::testing::AssertionFailure() << what << ": got an undefined Tensor";
-  if (got.shape() != shape)
-    return ::testing::AssertionFailure() << what << ": expected shape " << shape_str(shape)
-                                         << ", got " << shape_str(got.shape());
-  const std::vector<float> g = got.to_vector();
-  int64_t bad = 0, first = -1;
-  for (std::size_t i = 0; i < g.size(); ++i) {
-    const bool ok = std::isfinite(g[i]) && std::fabs(g[i] - want[i]) <= tol * (1 + std::fabs(want[i]));
-    if (!ok && bad++ == 0) first = static_cast<int64_t>(i);
-  }
-  if (bad == 0) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure()
-         << what << ": " << bad << " of " << g.size() << " elements differ; first at "
-         << index_str(first, shape) << ": expected " << want[first] << ", got " << g[first];
-}
-
-std::vector<double> as_double(const std::vector<float>& v) { return {v.begin(), v.end()}; }
-
-Tensor rnd(const Shape& s, uint64_t seed, float scale = 1.0f) {
-  Generator g(seed);
-  return mul(randn(s, g), scale);
-}
 
 // The README's worked example: T = 3, d = 4, one batch, one head.
 struct Tiny {
@@ -78,7 +38,7 @@ TEST(Softmax, HandValues) {
 }
 
 TEST(Softmax, KeepsShapeAndRowsSumToOne) {
-  const Tensor x = rnd({2, 3, 5}, 1, 3.0f);
+  const Tensor x = random_tensor({2, 3, 5}, 1, 3.0f);
   const Tensor y = lesson01::softmax(x);
   ASSERT_EQ(y.shape(), x.shape()) << "softmax must keep the input's shape";
   EXPECT_TRUE(close("row sums of softmax(x)", sum(y, {-1}), std::vector<double>(6, 1.0), {2, 3}));
@@ -89,7 +49,7 @@ TEST(Softmax, ShiftInvariantAndMinusInfGetsZero) {
   const Tensor x = from_vector({0.5f, -1, 2, 0}, {1, 4});
   const Tensor y = lesson01::softmax(x);
   EXPECT_TRUE(close("softmax(x + 100) vs softmax(x)", lesson01::softmax(add(x, 100.0f)),
-                    as_double(y.to_vector()), {1, 4}));
+                    values(y), {1, 4}));
   const float inf = std::numeric_limits<float>::infinity();
   EXPECT_TRUE(close("softmax([0, -inf, 0])", lesson01::softmax(from_vector({0, -inf, 0}, {1, 3})),
                     {0.5, 0.0, 0.5}, {1, 3}));
@@ -126,7 +86,7 @@ TEST(Masks, CausalAndPaddingCombine) {
 TEST(Attention, OutputAndWeightsShapes) {
   Tensor w;
   const Tensor out = lesson01::scaled_dot_product_attention(
-      rnd({2, 3, 4, 8}, 1), rnd({2, 3, 6, 8}, 2), rnd({2, 3, 6, 5}, 3), Tensor(), &w);
+      random_tensor({2, 3, 4, 8}, 1), random_tensor({2, 3, 6, 8}, 2), random_tensor({2, 3, 6, 5}, 3), Tensor(), &w);
   ASSERT_EQ(out.shape(), (Shape{2, 3, 4, 5}))
       << "out = weights @ v: [B, H, Tq, Tk] @ [B, H, Tk, dv] -> [B, H, Tq, dv]";
   ASSERT_TRUE(w.defined()) << "fill *weights_out with the attention weights when it is non-null";
@@ -162,29 +122,29 @@ TEST(Attention, ZeroQueryAveragesTheValues) {
   // q = 0 makes every score 0: uniform weights, out = mean of the values.
   const Tensor v = from_vector({1, 2, /**/ 3, 4, /**/ 8, 0, /**/ 0, 2}, {1, 1, 4, 2});
   const Tensor out =
-      lesson01::scaled_dot_product_attention(zeros({1, 1, 2, 3}), rnd({1, 1, 4, 3}, 5), v);
+      lesson01::scaled_dot_product_attention(zeros({1, 1, 2, 3}), random_tensor({1, 1, 4, 3}, 5), v);
   EXPECT_TRUE(close("out for q = 0", out, {3, 2, 3, 2}, {1, 1, 2, 2}));
 }
 
 TEST(Attention, SingleKeyReturnsItsValue) {
-  const Tensor v = rnd({2, 2, 1, 3}, 7);
+  const Tensor v = random_tensor({2, 2, 1, 3}, 7);
   const Tensor out =
-      lesson01::scaled_dot_product_attention(rnd({2, 2, 4, 5}, 8), rnd({2, 2, 1, 5}, 9), v);
+      lesson01::scaled_dot_product_attention(random_tensor({2, 2, 4, 5}, 8), random_tensor({2, 2, 1, 5}, 9), v);
   // With one key, its weight is 1 for every query.
-  EXPECT_TRUE(close("out with a single key", out, as_double(expand(v, {2, 2, 4, 3}).to_vector()),
+  EXPECT_TRUE(close("out with a single key", out, values(expand(v, {2, 2, 4, 3})),
                     {2, 2, 4, 3}));
 }
 
 TEST(Attention, PaddedKeysAreIgnored) {
   // Keys 2 and 3 of sequence 0 are padding: changing them must not change
   // anything.
-  const Tensor q = rnd({2, 1, 4, 4}, 11), k = rnd({2, 1, 4, 4}, 12), v = rnd({2, 1, 4, 3}, 13);
+  const Tensor q = random_tensor({2, 1, 4, 4}, 11), k = random_tensor({2, 1, 4, 4}, 12), v = random_tensor({2, 1, 4, 3}, 13);
   const Tensor keep = from_bools({1, 1, 0, 0, /**/ 1, 1, 1, 1}, {2, 1, 1, 4});
   const Tensor junk = from_bools({0, 0, 1, 1, /**/ 0, 0, 0, 0}, {2, 1, 4, 1});
   const Tensor k2 = where(junk, full({}, 50.0), k), v2 = where(junk, full({}, -7.0), v);
   const Tensor a = lesson01::scaled_dot_product_attention(q, k, v, keep);
   const Tensor b = lesson01::scaled_dot_product_attention(q, k2, v2, keep);
-  EXPECT_TRUE(close("out after changing padded keys/values", b, as_double(a.to_vector()),
+  EXPECT_TRUE(close("out after changing padded keys/values", b, values(a),
                     {2, 1, 4, 3}))
       << "a key with keep = false must get weight 0, whatever its k and v";
 }
@@ -222,9 +182,9 @@ TEST(Mistakes, MissingOneOverSqrtDScale) {
   // d = 16: the right scale is 1/sqrt(16) = 0.25. The effective scale is
   // read back from your weights: log(w_j / w_0) = scale * (q.k_j - q.k_0).
   const int64_t d = 16;
-  const Tensor q = rnd({1, 1, 1, d}, 21, 0.5f), k = rnd({1, 1, 5, d}, 22, 0.5f);
+  const Tensor q = random_tensor({1, 1, 1, d}, 21, 0.5f), k = random_tensor({1, 1, 5, d}, 22, 0.5f);
   Tensor w;
-  lesson01::scaled_dot_product_attention(q, k, rnd({1, 1, 5, 2}, 23), Tensor(), &w);
+  lesson01::scaled_dot_product_attention(q, k, random_tensor({1, 1, 5, 2}, 23), Tensor(), &w);
   ASSERT_TRUE(w.defined()) << "fill *weights_out with the attention weights when it is non-null";
   const std::vector<float> qv = q.to_vector(), kv = k.to_vector(), wv = w.to_vector();
   std::vector<double> dot(5, 0.0);
@@ -253,9 +213,9 @@ TEST(Mistakes, MissingOneOverSqrtDScale) {
 TEST(Mistakes, MaskAppliedAfterSoftmax) {
   // Masking the weights after softmax leaves the allowed weights summing to
   // less than 1. The mask must hit the scores, before softmax.
-  const Tensor q = rnd({1, 1, 4, 4}, 31), k = rnd({1, 1, 4, 4}, 32);
+  const Tensor q = random_tensor({1, 1, 4, 4}, 31), k = random_tensor({1, 1, 4, 4}, 32);
   Tensor w;
-  lesson01::scaled_dot_product_attention(q, k, rnd({1, 1, 4, 2}, 33), lesson01::causal_mask(4), &w);
+  lesson01::scaled_dot_product_attention(q, k, random_tensor({1, 1, 4, 2}, 33), lesson01::causal_mask(4), &w);
   ASSERT_TRUE(w.defined()) << "fill *weights_out with the attention weights when it is non-null";
   const std::vector<float> s = sum(w, {-1}).to_vector();
   for (int i = 0; i < 4; ++i)

@@ -14,47 +14,12 @@
 #include "autograd/ops.h"
 #include "nn/gpt.h"
 #include "multi_head_attention.h"
+#include "lesson_test.h"
 
 using namespace attn;
+using namespace lesson_test;
 
 namespace {
-
-std::string index_str(int64_t flat, const Shape& shape) {
-  std::vector<int64_t> idx(shape.size());
-  for (int i = static_cast<int>(shape.size()) - 1; i >= 0; --i) {
-    idx[i] = flat % shape[i];
-    flat /= shape[i];
-  }
-  std::ostringstream os;
-  os << "[";
-  for (std::size_t i = 0; i < idx.size(); ++i) os << (i ? "," : "") << idx[i];
-  os << "]";
-  return os.str();
-}
-
-::testing::AssertionResult close(const std::string& what, const Tensor& got,
-                                 const std::vector<double>& want, const Shape& shape,
-                                 double tol = 1e-4) {
-  if (!got.defined()) return ::testing::AssertionFailure() << what << ": got an undefined Tensor";
-  if (got.shape() != shape)
-    return ::testing::AssertionFailure() << what << ": expected shape " << shape_str(shape)
-                                         << ", got " << shape_str(got.shape());
-  const std::vector<float> g = got.to_vector();
-  int64_t bad = 0, first = -1;
-  for (std::size_t i = 0; i < g.size(); ++i) {
-    const bool ok = std::isfinite(g[i]) && std::fabs(g[i] - want[i]) <= tol * (1 + std::fabs(want[i]));
-    if (!ok && bad++ == 0) first = static_cast<int64_t>(i);
-  }
-  if (bad == 0) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure()
-         << what << ": " << bad << " of " << g.size() << " elements differ; first at "
-         << index_str(first, shape) << ": expected " << want[first] << ", got " << g[first];
-}
-
-Tensor rnd(const Shape& s, uint64_t seed, float scale = 1.0f) {
-  Generator g(seed);
-  return mul(randn(s, g), scale);
-}
 
 std::map<std::string, std::vector<float>> weights_of(lesson02::MultiHeadAttention& m) {
   std::map<std::string, std::vector<float>> w;
@@ -67,7 +32,7 @@ std::map<std::string, std::vector<float>> weights_of(lesson02::MultiHeadAttentio
 void randomize(lesson02::MultiHeadAttention& m, uint64_t seed) {
   std::map<std::string, Tensor> state;
   for (auto& [name, p] : m.named_parameters())
-    state[name] = rnd(p->shape(), seed++, name.find("bias") != std::string::npos ? 0.1f : 0.4f);
+    state[name] = random_tensor(p->shape(), seed++, name.find("bias") != std::string::npos ? 0.1f : 0.4f);
   m.load_state_dict(state);
 }
 
@@ -128,7 +93,7 @@ TEST_P(MhaSweep, MatchesDoubleOracle) {
   Generator gen(c.C * 31 + c.H);
   lesson02::MultiHeadAttention m(c.C, c.H, gen);
   randomize(m, 100 + c.T);
-  const Tensor x = rnd({c.B, c.T, c.C}, 200 + c.B);
+  const Tensor x = random_tensor({c.B, c.T, c.C}, 200 + c.B);
   EXPECT_TRUE(close(std::string(c.name) + ": out", m.forward(x), oracle(weights_of(m), x, c.H),
                     {c.B, c.T, c.C}, 2e-4));
 }
@@ -147,7 +112,7 @@ TEST(Gradients, InputGradcheck) {
   Generator gen(11);
   lesson02::MultiHeadAttention m(6, 3, gen);
   randomize(m, 12);
-  const Tensor x = rnd({2, 3, 6}, 13).set_requires_grad();
+  const Tensor x = random_tensor({2, 3, 6}, 13).set_requires_grad();
   const GradcheckResult r =
       gradcheck([&m](const std::vector<Tensor>& in) { return m.forward(in[0]); }, {x});
   EXPECT_TRUE(r.ok) << "d out / d x through your module disagrees with finite differences:\n"
@@ -160,7 +125,7 @@ TEST(Gradients, EveryParameterGetsTheRightGradient) {
   Generator gen(14);
   lesson02::MultiHeadAttention m(8, 2, gen);
   randomize(m, 15);
-  const Tensor x = rnd({2, 4, 8}, 16), w = rnd({2, 4, 8}, 17);
+  const Tensor x = random_tensor({2, 4, 8}, 16), w = random_tensor({2, 4, 8}, 17);
   auto loss = [&]() {
     const std::vector<float> o = m.forward(x).to_vector(), wv = w.to_vector();
     double s = 0;
@@ -210,7 +175,7 @@ TEST(Heads, EachHeadWritesItsOwnColumns) {
   state["wo.weight"] = from_vector(eye, {C, C});
   state["wo.bias"] = zeros({C});
   m.load_state_dict(state);
-  const std::vector<float> out = m.forward(rnd({2, 5, C}, 23)).to_vector();
+  const std::vector<float> out = m.forward(random_tensor({2, 5, C}, 23)).to_vector();
   for (std::size_t i = 0; i < out.size(); ++i) {
     const int64_t col = static_cast<int64_t>(i) % C, token = static_cast<int64_t>(i) / C;
     if (col >= d && col < 2 * d)
@@ -229,9 +194,9 @@ TEST(Batch, ExamplesDoNotInteract) {
   Generator gen(31);
   lesson02::MultiHeadAttention m(8, 4, gen);
   randomize(m, 32);
-  const Tensor x = rnd({3, 4, 8}, 33);
+  const Tensor x = random_tensor({3, 4, 8}, 33);
   const Tensor second = from_bools({0, 1, 0}, {3, 1, 1});
-  const Tensor x2 = where(second, rnd({3, 4, 8}, 34), x);
+  const Tensor x2 = where(second, random_tensor({3, 4, 8}, 34), x);
   const std::vector<float> a = m.forward(x).to_vector(), b = m.forward(x2).to_vector();
   for (int i = 0; i < 4 * 8; ++i)
     ASSERT_NEAR(a[i], b[i], 1e-6) << "example 0 changed when only example 1 changed: a reshape "
@@ -244,7 +209,7 @@ TEST(Causality, NoGradientFromThePastToTheFuture) {
   Generator gen(41);
   lesson02::MultiHeadAttention m(6, 2, gen);
   randomize(m, 42);
-  const Tensor x = rnd({1, 6, 6}, 43).set_requires_grad();
+  const Tensor x = random_tensor({1, 6, 6}, 43).set_requires_grad();
   sum(select(m.forward(x), 1, 2)).backward();  // the output of token 2 only
   ASSERT_TRUE(x.grad().defined()) << "x.grad is undefined after backward()";
   const std::vector<float> g = x.grad().to_vector();
@@ -258,7 +223,7 @@ TEST(EdgeCases, SingleTokenIsItsOwnValue) {
   Generator gen(51);
   lesson02::MultiHeadAttention m(6, 3, gen);
   randomize(m, 52);
-  const Tensor x = rnd({2, 1, 6}, 53);
+  const Tensor x = random_tensor({2, 1, 6}, 53);
   auto w = weights_of(m);
   std::vector<double> want(2 * 6);
   const std::vector<float> xv = x.to_vector();
@@ -284,7 +249,7 @@ TEST(Mistakes, ScaleByModelWidthInsteadOfHeadDim) {
   Generator gen(61);
   lesson02::MultiHeadAttention m(C, H, gen);
   randomize(m, 62);
-  const Tensor x = rnd({1, 5, C}, 63);
+  const Tensor x = random_tensor({1, 5, C}, 63);
   const auto w = weights_of(m);
   const Tensor out = m.forward(x);
   const bool used_c = close("", out, oracle(w, x, H, static_cast<double>(C)), {1, 5, C});

@@ -14,51 +14,12 @@
 #include "autograd/ops.h"
 #include "core/error.h"
 #include "multi_head_attention.h"
+#include "lesson_test.h"
 
 using namespace attn;
+using namespace lesson_test;
 
 namespace {
-
-std::string index_str(int64_t flat, const Shape& shape) {
-  std::vector<int64_t> idx(shape.size());
-  for (int i = static_cast<int>(shape.size()) - 1; i >= 0; --i) {
-    idx[i] = flat % shape[i];
-    flat /= shape[i];
-  }
-  std::ostringstream os;
-  os << "[";
-  for (std::size_t i = 0; i < idx.size(); ++i) os << (i ? "," : "") << idx[i];
-  os << "]";
-  return os.str();
-}
-
-// Compares `got` with `want` (row-major, of shape `shape`); on failure names
-// the first bad element (index, expected, got) and how many are bad.
-::testing::AssertionResult close(const std::string& what, const Tensor& got,
-                                 const std::vector<double>& want, const Shape& shape,
-                                 double tol = 1e-4) {
-  if (!got.defined()) return ::testing::AssertionFailure() << what << ": got an undefined Tensor";
-  if (got.shape() != shape)
-    return ::testing::AssertionFailure() << what << ": expected shape " << shape_str(shape)
-                                         << ", got " << shape_str(got.shape());
-  const std::vector<float> g = got.to_vector();
-  int64_t bad = 0, first = -1;
-  for (std::size_t i = 0; i < g.size(); ++i) {
-    const bool ok = std::isfinite(g[i]) && std::fabs(g[i] - want[i]) <= tol * (1 + std::fabs(want[i]));
-    if (!ok && bad++ == 0) first = static_cast<int64_t>(i);
-  }
-  if (bad == 0) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure()
-         << what << ": " << bad << " of " << g.size() << " elements differ; first at "
-         << index_str(first, shape) << ": expected " << want[first] << ", got " << g[first];
-}
-
-std::vector<double> as_double(const std::vector<float>& v) { return {v.begin(), v.end()}; }
-
-Tensor rnd(const Shape& s, uint64_t seed, float scale = 1.0f) {
-  Generator g(seed);
-  return mul(randn(s, g), scale);
-}
 
 // 0, 1, 2, ... in a tensor of `shape`: every element says where it came from.
 Tensor counting(const Shape& shape) { return reshape(arange(0, static_cast<double>(numel(shape))), shape); }
@@ -121,11 +82,11 @@ TEST(MergeHeads, ShapeAndWhereEachFeatureGoes) {
 }
 
 TEST(SplitHeads, MergeUndoesSplit) {
-  const Tensor x = rnd({3, 5, 12}, 1);
+  const Tensor x = random_tensor({3, 5, 12}, 1);
   for (int64_t heads : {1, 2, 3, 4, 6, 12})
     EXPECT_TRUE(close("merge_heads(split_heads(x, " + std::to_string(heads) + "))",
                       lesson02::merge_heads(lesson02::split_heads(x, heads)),
-                      as_double(x.to_vector()), {3, 5, 12}, 0.0));
+                      values(x), {3, 5, 12}, 0.0));
 }
 
 // ---------------------------------------------------------------- module
@@ -133,7 +94,7 @@ TEST(SplitHeads, MergeUndoesSplit) {
 TEST(MultiHead, OutputShape) {
   Generator gen(1);
   lesson02::MultiHeadAttention m(12, 3, gen);
-  EXPECT_EQ(m.forward(rnd({2, 5, 12}, 2)).shape(), (Shape{2, 5, 12}));
+  EXPECT_EQ(m.forward(random_tensor({2, 5, 12}, 2)).shape(), (Shape{2, 5, 12}));
 }
 
 TEST(MultiHead, OneHeadByHand) {
@@ -177,21 +138,21 @@ TEST(MultiHead, SameAsTheLibraryModuleWithTheSameWeights) {
   // score nearly 0, which would hide a wrong q or k.
   std::map<std::string, Tensor> state;
   uint64_t seed = 50;
-  for (auto& [name, p] : reference.named_parameters()) state[name] = rnd(p->shape(), seed++, 0.4f);
+  for (auto& [name, p] : reference.named_parameters()) state[name] = random_tensor(p->shape(), seed++, 0.4f);
   reference.load_state_dict(state);
   mine.load_state_dict(state);
-  const Tensor x = rnd({2, 6, 12}, 7);
+  const Tensor x = random_tensor({2, 6, 12}, 7);
   EXPECT_TRUE(close("your MHA vs attn::MultiHeadAttention", mine.forward(x),
-                    as_double(reference.forward(x).to_vector()), {2, 6, 12}, 1e-4));
+                    values(reference.forward(x)), {2, 6, 12}, 1e-4));
 }
 
 TEST(MultiHead, TheFutureDoesNotLeakIntoThePast) {
   Generator gen(8);
   lesson02::MultiHeadAttention m(8, 2, gen);
-  const Tensor x = rnd({1, 5, 8}, 9);
+  const Tensor x = random_tensor({1, 5, 8}, 9);
   // Change the last token only.
   const Tensor last = from_bools({0, 0, 0, 0, 1}, {1, 5, 1});
-  const Tensor x2 = where(last, rnd({1, 5, 8}, 10), x);
+  const Tensor x2 = where(last, random_tensor({1, 5, 8}, 10), x);
   const std::vector<float> a = m.forward(x).to_vector(), b = m.forward(x2).to_vector();
   for (int i = 0; i < 4 * 8; ++i)
     ASSERT_NEAR(a[i], b[i], 1e-6) << "output of token " << i / 8 << " (feature " << i % 8

@@ -14,47 +14,12 @@
 #include "autograd/gradcheck.h"
 #include "autograd/ops.h"
 #include "norms_blocks.h"
+#include "lesson_test.h"
 
 using namespace attn;
+using namespace lesson_test;
 
 namespace {
-
-std::string index_str(int64_t flat, const Shape& shape) {
-  std::vector<int64_t> idx(shape.size());
-  for (int i = static_cast<int>(shape.size()) - 1; i >= 0; --i) {
-    idx[i] = flat % shape[i];
-    flat /= shape[i];
-  }
-  std::ostringstream os;
-  os << "[";
-  for (std::size_t i = 0; i < idx.size(); ++i) os << (i ? "," : "") << idx[i];
-  os << "]";
-  return os.str();
-}
-
-::testing::AssertionResult close(const std::string& what, const Tensor& got,
-                                 const std::vector<double>& want, const Shape& shape,
-                                 double tol = 1e-4) {
-  if (!got.defined()) return ::testing::AssertionFailure() << what << ": got an undefined Tensor";
-  if (got.shape() != shape)
-    return ::testing::AssertionFailure() << what << ": expected shape " << shape_str(shape)
-                                         << ", got " << shape_str(got.shape());
-  const std::vector<float> g = got.to_vector();
-  int64_t bad = 0, first = -1;
-  for (std::size_t i = 0; i < g.size(); ++i) {
-    const bool ok = std::isfinite(g[i]) && std::fabs(g[i] - want[i]) <= tol * (1 + std::fabs(want[i]));
-    if (!ok && bad++ == 0) first = static_cast<int64_t>(i);
-  }
-  if (bad == 0) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure()
-         << what << ": " << bad << " of " << g.size() << " elements differ; first at "
-         << index_str(first, shape) << ": expected " << want[first] << ", got " << g[first];
-}
-
-Tensor rnd(const Shape& s, uint64_t seed, float scale = 1.0f) {
-  Generator g(seed);
-  return mul(randn(s, g), scale);
-}
 
 const Tensor kNone;
 
@@ -116,8 +81,8 @@ TEST(Sweep, LayerNormMatchesDoubleOracle) {
   uint64_t seed = 1;
   for (const Shape& shape : kShapes) {
     const int64_t C = shape.back();
-    const Tensor x = add(rnd(shape, seed++, 2.5f), 3.0f);
-    const Tensor w = rnd({C}, seed++), b = rnd({C}, seed++);
+    const Tensor x = add(random_tensor(shape, seed++, 2.5f), 3.0f);
+    const Tensor w = random_tensor({C}, seed++), b = random_tensor({C}, seed++);
     EXPECT_TRUE(close("layer_norm " + shape_str(shape), lesson03::layer_norm(x, w, b),
                       norm_oracle(x, w, b, 1e-5, false), shape, 2e-4));
     EXPECT_TRUE(close("layer_norm " + shape_str(shape) + " without weight and bias",
@@ -133,8 +98,8 @@ TEST(Sweep, RmsNormMatchesDoubleOracle) {
   uint64_t seed = 101;
   for (const Shape& shape : kShapes) {
     const int64_t C = shape.back();
-    const Tensor x = add(rnd(shape, seed++, 2.5f), 1.0f);
-    const Tensor w = rnd({C}, seed++);
+    const Tensor x = add(random_tensor(shape, seed++, 2.5f), 1.0f);
+    const Tensor w = random_tensor({C}, seed++);
     EXPECT_TRUE(close("rms_norm " + shape_str(shape), lesson03::rms_norm(x, w),
                       norm_oracle(x, w, kNone, 1e-5, true), shape, 2e-4));
     EXPECT_TRUE(close("rms_norm " + shape_str(shape) + " with eps = 0.1", lesson03::rms_norm(x, w, 0.1f),
@@ -145,7 +110,7 @@ TEST(Sweep, RmsNormMatchesDoubleOracle) {
 TEST(Sweep, BatchNormMatchesDoubleOracle) {
   uint64_t seed = 201;
   for (const Shape& shape : std::vector<Shape>{{5, 3}, {2, 7, 4}, {3, 4, 1}, {8, 16}}) {
-    const Tensor x = add(rnd(shape, seed++, 2.0f), 1.5f);
+    const Tensor x = add(random_tensor(shape, seed++, 2.0f), 1.5f);
     EXPECT_TRUE(close("batch_norm " + shape_str(shape), lesson03::batch_norm(x), batch_norm_oracle(x, 1e-5),
                       shape, 2e-4));
   }
@@ -154,23 +119,23 @@ TEST(Sweep, BatchNormMatchesDoubleOracle) {
 // ------------------------------------------------------------- gradients
 
 TEST(Gradients, LayerNormGradcheck) {
-  const Tensor x = rnd({3, 5}, 301, 2.0f).set_requires_grad();
-  const Tensor w = rnd({5}, 302).set_requires_grad(), b = rnd({5}, 303).set_requires_grad();
+  const Tensor x = random_tensor({3, 5}, 301, 2.0f).set_requires_grad();
+  const Tensor w = random_tensor({5}, 302).set_requires_grad(), b = random_tensor({5}, 303).set_requires_grad();
   const GradcheckResult r = gradcheck(
       [](const std::vector<Tensor>& in) { return lesson03::layer_norm(in[0], in[1], in[2]); }, {x, w, b});
   EXPECT_TRUE(r.ok) << "layer_norm gradients (input 0 = x, 1 = weight, 2 = bias):\n" << r.message;
 }
 
 TEST(Gradients, RmsNormGradcheck) {
-  const Tensor x = rnd({4, 6}, 304, 2.0f).set_requires_grad();
-  const Tensor w = rnd({6}, 305).set_requires_grad();
+  const Tensor x = random_tensor({4, 6}, 304, 2.0f).set_requires_grad();
+  const Tensor w = random_tensor({6}, 305).set_requires_grad();
   const GradcheckResult r =
       gradcheck([](const std::vector<Tensor>& in) { return lesson03::rms_norm(in[0], in[1]); }, {x, w});
   EXPECT_TRUE(r.ok) << "rms_norm gradients (input 0 = x, 1 = weight):\n" << r.message;
 }
 
 TEST(Gradients, BatchNormGradcheck) {
-  const Tensor x = rnd({2, 3, 4}, 306, 2.0f).set_requires_grad();
+  const Tensor x = random_tensor({2, 3, 4}, 306, 2.0f).set_requires_grad();
   const GradcheckResult r =
       gradcheck([](const std::vector<Tensor>& in) { return lesson03::batch_norm(in[0]); }, {x});
   EXPECT_TRUE(r.ok) << "batch_norm gradients:\n" << r.message;
@@ -179,12 +144,12 @@ TEST(Gradients, BatchNormGradcheck) {
 TEST(Gradients, BlockGradcheckPreAndPost) {
   // Sublayers: your layer_norm as the norms, tanh(x W1) as "attention",
   // x W2 as the MLP.
-  const Tensor w1 = rnd({4, 4}, 307, 0.5f), w2 = rnd({4, 4}, 308, 0.5f);
+  const Tensor w1 = random_tensor({4, 4}, 307, 0.5f), w2 = random_tensor({4, 4}, 308, 0.5f);
   auto ln = [](const Tensor& t) { return lesson03::layer_norm(t, Tensor(), Tensor()); };
   auto attn_like = [w1](const Tensor& t) { return tanh(matmul(t, w1)); };
   auto mlp_like = [w2](const Tensor& t) { return matmul(t, w2); };
   for (bool pre : {true, false}) {
-    const Tensor x = rnd({2, 3, 4}, 309, 1.5f).set_requires_grad();
+    const Tensor x = random_tensor({2, 3, 4}, 309, 1.5f).set_requires_grad();
     const GradcheckResult r = gradcheck(
         [&](const std::vector<Tensor>& in) { return lesson03::block_forward(in[0], ln, attn_like, ln, mlp_like, pre); },
         {x});
@@ -199,7 +164,7 @@ TEST(Mistakes, VarianceAsMeanOfSquaresMinusSquaredMean) {
   // both terms are ~1e8 and float32 keeps only ~7 digits: their difference
   // (the variance, ~1) is mostly rounding error, sometimes negative.
   // Centre first: var = mean((x - mu)^2).
-  const Tensor x = add(rnd({4, 32}, 401), 10000.0f);
+  const Tensor x = add(random_tensor({4, 32}, 401), 10000.0f);
   const Tensor y = lesson03::layer_norm(x, kNone, kNone);
   EXPECT_TRUE(close("layer_norm of 10000 + N(0, 1)", y, norm_oracle(x, kNone, kNone, 1e-5, false), {4, 32},
                     1e-2))
@@ -225,7 +190,7 @@ TEST(WhyNotBatchNorm, ABatchOfOneCollapsesToZero) {
   // position: every channel's mean is the value itself, so BatchNorm outputs
   // zeros whatever the input (real BatchNorm switches to running averages
   // at inference, a train/test mismatch of its own). LayerNorm is fine.
-  const Tensor x = rnd({1, 1, 8}, 501, 3.0f);
+  const Tensor x = random_tensor({1, 1, 8}, 501, 3.0f);
   for (float v : lesson03::batch_norm(x).to_vector())
     ASSERT_EQ(v, 0.0f) << "batch_norm of a single position must be 0 (x minus its own mean)";
   EXPECT_TRUE(close("layer_norm of a single token", lesson03::layer_norm(x, kNone, kNone),
@@ -237,9 +202,9 @@ TEST(WhyNotBatchNorm, GradientFlowsFromTheFutureThroughBatchNorm) {
   // would learn from the future), exactly zero through LayerNorm.
   const int64_t B = 2, T = 4, C = 3;
   for (bool batch : {true, false}) {
-    const Tensor x = rnd({B, T, C}, 502).set_requires_grad();
+    const Tensor x = random_tensor({B, T, C}, 502).set_requires_grad();
     const Tensor y = batch ? lesson03::batch_norm(x) : lesson03::layer_norm(x, kNone, kNone);
-    sum(mul(select(y, 1, 0), rnd({B, C}, 503))).backward();
+    sum(mul(select(y, 1, 0), random_tensor({B, C}, 503))).backward();
     ASSERT_TRUE(x.grad().defined()) << "x.grad is undefined after backward()";
     const std::vector<float> g = x.grad().to_vector();
     double future = 0;
@@ -264,8 +229,8 @@ TEST(PrePost, PreNormStreamGrowsPostNormStaysNormalised) {
   const int64_t C = 64, L = 8;
   auto ln = [](const Tensor& t) { return lesson03::layer_norm(t, Tensor(), Tensor()); };
   std::vector<Tensor> ws;
-  for (int64_t l = 0; l < L; ++l) ws.push_back(rnd({C, C}, 600 + l, 1.0f / std::sqrt(static_cast<float>(C))));
-  const Tensor x0 = rnd({4, 16, C}, 700);
+  for (int64_t l = 0; l < L; ++l) ws.push_back(random_tensor({C, C}, 600 + l, 1.0f / std::sqrt(static_cast<float>(C))));
+  const Tensor x0 = random_tensor({4, 16, C}, 700);
   Tensor pre = x0, post = x0;
   for (int64_t l = 0; l < L; ++l) {
     auto f = [&](const Tensor& t) { return matmul(t, ws[l]); };
@@ -283,12 +248,12 @@ TEST(PrePost, PreNormHasAnIdentityGradientPath) {
   // With branches that output 0, a stack of pre-norm residuals is the
   // identity, so d sum(g * out) / dx = g exactly, however deep. A post-norm
   // stack has no such path: its gradient goes through every norm.
-  const Tensor g = rnd({2, 3, 5}, 801);
+  const Tensor g = random_tensor({2, 3, 5}, 801);
   const std::vector<float> gf = g.to_vector();
   const std::vector<double> gd(gf.begin(), gf.end());
   auto zero = [](const Tensor& t) { return mul(t, 0.0f); };
   auto ln = [](const Tensor& t) { return lesson03::layer_norm(t, Tensor(), Tensor()); };
-  const Tensor x = rnd({2, 3, 5}, 802, 3.0f).set_requires_grad();
+  const Tensor x = random_tensor({2, 3, 5}, 802, 3.0f).set_requires_grad();
   Tensor y = x;
   for (int l = 0; l < 12; ++l) y = lesson03::pre_norm_residual(y, ln, zero);
   sum(mul(y, g)).backward();
@@ -296,7 +261,7 @@ TEST(PrePost, PreNormHasAnIdentityGradientPath) {
   EXPECT_TRUE(close("gradient through 12 pre-norm layers with zero branches", x.grad(),
                     gd, {2, 3, 5}, 1e-5))
       << "the residual path x -> x + branch must carry the gradient unchanged";
-  const Tensor x2 = rnd({2, 3, 5}, 802, 3.0f).set_requires_grad();
+  const Tensor x2 = random_tensor({2, 3, 5}, 802, 3.0f).set_requires_grad();
   Tensor y2 = x2;
   for (int l = 0; l < 12; ++l) y2 = lesson03::post_norm_residual(y2, ln, zero);
   sum(mul(y2, g)).backward();

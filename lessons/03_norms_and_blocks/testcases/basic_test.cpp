@@ -15,51 +15,12 @@
 #include "nn/gpt.h"
 #include "nn/layers.h"
 #include "norms_blocks.h"
+#include "lesson_test.h"
 
 using namespace attn;
+using namespace lesson_test;
 
 namespace {
-
-std::string index_str(int64_t flat, const Shape& shape) {
-  std::vector<int64_t> idx(shape.size());
-  for (int i = static_cast<int>(shape.size()) - 1; i >= 0; --i) {
-    idx[i] = flat % shape[i];
-    flat /= shape[i];
-  }
-  std::ostringstream os;
-  os << "[";
-  for (std::size_t i = 0; i < idx.size(); ++i) os << (i ? "," : "") << idx[i];
-  os << "]";
-  return os.str();
-}
-
-// Compares `got` with `want` (row-major, of shape `shape`); on failure names
-// the first bad element (index, expected, got) and how many are bad.
-::testing::AssertionResult close(const std::string& what, const Tensor& got,
-                                 const std::vector<double>& want, const Shape& shape,
-                                 double tol = 1e-4) {
-  if (!got.defined()) return ::testing::AssertionFailure() << what << ": got an undefined Tensor";
-  if (got.shape() != shape)
-    return ::testing::AssertionFailure() << what << ": expected shape " << shape_str(shape)
-                                         << ", got " << shape_str(got.shape());
-  const std::vector<float> g = got.to_vector();
-  int64_t bad = 0, first = -1;
-  for (std::size_t i = 0; i < g.size(); ++i) {
-    const bool ok = std::isfinite(g[i]) && std::fabs(g[i] - want[i]) <= tol * (1 + std::fabs(want[i]));
-    if (!ok && bad++ == 0) first = static_cast<int64_t>(i);
-  }
-  if (bad == 0) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure()
-         << what << ": " << bad << " of " << g.size() << " elements differ; first at "
-         << index_str(first, shape) << ": expected " << want[first] << ", got " << g[first];
-}
-
-std::vector<double> as_double(const std::vector<float>& v) { return {v.begin(), v.end()}; }
-
-Tensor rnd(const Shape& s, uint64_t seed, float scale = 1.0f) {
-  Generator g(seed);
-  return mul(randn(s, g), scale);
-}
 
 // Largest |a - b| over the elements of slice [from, to) of the flat data.
 double max_diff(const std::vector<float>& a, const std::vector<float>& b, std::size_t from,
@@ -98,7 +59,7 @@ TEST(LayerNorm, WeightAndBias) {
 }
 
 TEST(LayerNorm, EveryTokenGetsMeanZeroAndVarianceOne) {
-  const Tensor x = add(rnd({2, 3, 8}, 1, 3.0f), 5.0f);
+  const Tensor x = add(random_tensor({2, 3, 8}, 1, 3.0f), 5.0f);
   const Tensor y = lesson03::layer_norm(x, kNone, kNone);
   ASSERT_EQ(y.shape(), x.shape()) << "layer_norm must keep the input's shape";
   EXPECT_TRUE(close("mean over the last dim", mean(y, {-1}), std::vector<double>(6, 0.0), {2, 3}, 1e-5));
@@ -144,8 +105,8 @@ TEST(WhyNotBatchNorm, BatchNormCouplesTheExamplesOfABatch) {
   // Change example 1 only. BatchNorm's output for example 0 moves (its
   // statistics include example 1); LayerNorm's does not.
   const int64_t B = 4, T = 6, C = 8;
-  const Tensor x = rnd({B, T, C}, 2);
-  const Tensor x2 = where(from_bools({0, 1, 0, 0}, {B, 1, 1}), rnd({B, T, C}, 3, 4.0f), x);
+  const Tensor x = random_tensor({B, T, C}, 2);
+  const Tensor x2 = where(from_bools({0, 1, 0, 0}, {B, 1, 1}), random_tensor({B, T, C}, 3, 4.0f), x);
   const std::size_t ex0 = T * C;  // example 0 is the first T * C numbers
   const double bn = max_diff(lesson03::batch_norm(x).to_vector(), lesson03::batch_norm(x2).to_vector(), 0, ex0);
   const double ln = max_diff(lesson03::layer_norm(x, kNone, kNone).to_vector(),
@@ -162,8 +123,8 @@ TEST(WhyNotBatchNorm, BatchNormLeaksTheFutureIntoThePast) {
   // t = 0 moves: a causal language model would see the future through the
   // normalisation statistics. LayerNorm's t = 0 output cannot move.
   const int64_t B = 2, T = 5, C = 4;
-  const Tensor x = rnd({B, T, C}, 4);
-  const Tensor x2 = where(from_bools({0, 0, 0, 0, 1}, {1, T, 1}), rnd({B, T, C}, 5, 4.0f), x);
+  const Tensor x = random_tensor({B, T, C}, 4);
+  const Tensor x2 = where(from_bools({0, 0, 0, 0, 1}, {1, T, 1}), random_tensor({B, T, C}, 5, 4.0f), x);
   const std::vector<float> bn1 = lesson03::batch_norm(x).to_vector(), bn2 = lesson03::batch_norm(x2).to_vector();
   const std::vector<float> ln1 = lesson03::layer_norm(x, kNone, kNone).to_vector(),
                            ln2 = lesson03::layer_norm(x2, kNone, kNone).to_vector();
@@ -192,13 +153,13 @@ TEST(Residual, PreAndPostNormByHand) {
 TEST(Residual, ZeroBranchLeavesPreNormStreamUntouched) {
   // A branch that outputs 0: pre-norm returns x itself (the identity path),
   // post-norm returns norm(x).
-  const Tensor x = rnd({2, 3, 4}, 6, 3.0f);
+  const Tensor x = random_tensor({2, 3, 4}, 6, 3.0f);
   auto zero = [](const Tensor& t) { return mul(t, 0.0f); };
   auto ln = [](const Tensor& t) { return attn::layer_norm(t, Tensor(), Tensor()); };
   EXPECT_TRUE(close("pre-norm with a zero branch", lesson03::pre_norm_residual(x, ln, zero),
-                    as_double(x.to_vector()), {2, 3, 4}));
+                    values(x), {2, 3, 4}));
   EXPECT_TRUE(close("post-norm with a zero branch", lesson03::post_norm_residual(x, ln, zero),
-                    as_double(ln(x).to_vector()), {2, 3, 4}));
+                    values(ln(x)), {2, 3, 4}));
 }
 
 TEST(Block, PreAndPostNormByHand) {
@@ -235,7 +196,7 @@ TEST(Block, SameAsTheLibraryBlock) {
     // Random weights of a healthy size everywhere (the default init is tiny).
     std::map<std::string, Tensor> state;
     uint64_t seed = 10;
-    for (auto& [name, p] : block.named_parameters()) state[name] = rnd(p->shape(), seed++, 0.5f);
+    for (auto& [name, p] : block.named_parameters()) state[name] = random_tensor(p->shape(), seed++, 0.5f);
     block.load_state_dict(state);
     auto part = [&](Module& m, const std::string& prefix) {
       std::map<std::string, Tensor> sub;
@@ -247,13 +208,13 @@ TEST(Block, SameAsTheLibraryBlock) {
     part(norm2, "norm2.");
     part(mha, "attn.");
     part(mlp, "mlp.");
-    const Tensor x = rnd({2, 5, 8}, 4);
+    const Tensor x = random_tensor({2, 5, 8}, 4);
     const Tensor mine = lesson03::block_forward(
         x, [&](const Tensor& t) { return norm1.forward(t); }, [&](const Tensor& t) { return mha.forward(t); },
         [&](const Tensor& t) { return norm2.forward(t); }, [&](const Tensor& t) { return mlp.forward(t); },
         std::string(position) == "pre");
     EXPECT_TRUE(close(std::string(position) + "-norm block_forward vs attn::Block", mine,
-                      as_double(block.forward(x).to_vector()), {2, 5, 8}, 1e-4));
+                      values(block.forward(x)), {2, 5, 8}, 1e-4));
   }
 }
 
@@ -277,7 +238,7 @@ TEST(Mistakes, UnbiasedVarianceInLayerNorm) {
 TEST(Mistakes, NormalisedOverWrongDim) {
   // [B = 2, T = 3, C = 4], each token with its own offset and scale. After
   // LayerNorm every token (row over C) has mean 0 and variance 1.
-  const Tensor x = add(mul(rnd({2, 3, 4}, 7), from_vector({1, 5, 0.5f, 2, 9, 3}, {2, 3, 1})),
+  const Tensor x = add(mul(random_tensor({2, 3, 4}, 7), from_vector({1, 5, 0.5f, 2, 9, 3}, {2, 3, 1})),
                        from_vector({0, 10, -4, 7, 1, 2}, {2, 3, 1}));
   const Tensor y = lesson03::layer_norm(x, kNone, kNone);
   ASSERT_EQ(y.shape(), x.shape());

@@ -20,48 +20,12 @@
 #include "core/error.h"
 #include "gqa.h"
 #include "nn/gpt.h"
+#include "lesson_test.h"
 
 using namespace attn;
+using namespace lesson_test;
 
 namespace {
-
-std::string index_of(int64_t flat, const Shape& shape) {
-  std::vector<int64_t> idx(shape.size());
-  for (int d = static_cast<int>(shape.size()) - 1; d >= 0; --d) {
-    idx[d] = flat % shape[d];
-    flat /= shape[d];
-  }
-  std::ostringstream os;
-  os << "[";
-  for (std::size_t d = 0; d < idx.size(); ++d) os << (d ? "," : "") << idx[d];
-  os << "]";
-  return os.str();
-}
-
-// Shape and values; a failure names the first wrong element.
-::testing::AssertionResult close_to(const std::string& what, const Tensor& got,
-                                    const std::vector<double>& want, const Shape& shape,
-                                    double tol = 1e-4) {
-  if (!got.defined()) return ::testing::AssertionFailure() << what << ": got an undefined Tensor";
-  if (got.shape() != shape)
-    return ::testing::AssertionFailure() << what << ": expected shape " << shape_str(shape)
-                                         << ", got " << shape_str(got.shape());
-  const std::vector<float> g = got.to_vector();
-  int64_t bad = 0, first = -1;
-  for (std::size_t i = 0; i < g.size(); ++i) {
-    const bool ok = std::isfinite(g[i]) && std::fabs(g[i] - want[i]) <= tol * (1 + std::fabs(want[i]));
-    if (!ok && bad++ == 0) first = static_cast<int64_t>(i);
-  }
-  if (bad == 0) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure() << what << ": " << bad << " of " << g.size()
-                                       << " elements differ; first at " << index_of(first, shape)
-                                       << ": expected " << want[first] << ", got " << g[first];
-}
-
-Tensor rnd(const Shape& s, uint64_t seed, float scale = 1.0f) {
-  Generator g(seed);
-  return mul(randn(s, g), scale);
-}
 
 struct Dims {
   int64_t B, H, Hkv, Tq, offset, d, dv;
@@ -176,9 +140,9 @@ std::size_t bytes_kept(F f) {
 
 TEST_P(GroupedSweep, MatchesDoubleOracle) {
   const Dims n = GetParam().n;
-  const Tensor q = rnd({n.B, n.H, n.Tq, n.d}, 100 + n.H), k = rnd({n.B, n.Hkv, n.tk(), n.d}, 200 + n.Hkv),
-               v = rnd({n.B, n.Hkv, n.tk(), n.dv}, 300 + n.dv);
-  EXPECT_TRUE(close_to(std::string(GetParam().name) + ": grouped_attention",
+  const Tensor q = random_tensor({n.B, n.H, n.Tq, n.d}, 100 + n.H), k = random_tensor({n.B, n.Hkv, n.tk(), n.d}, 200 + n.Hkv),
+               v = random_tensor({n.B, n.Hkv, n.tk(), n.dv}, 300 + n.dv);
+  EXPECT_TRUE(close(std::string(GetParam().name) + ": grouped_attention",
                        lesson04::grouped_attention(q, k, v, n.offset), oracle(q, k, v, n),
                        {n.B, n.H, n.Tq, n.dv}));
 }
@@ -205,10 +169,10 @@ TEST_P(ModuleSweep, MatchesDoubleOracle) {
   // and a wrong pairing cannot hide.
   auto sd = m.state_dict();
   int seed = 0;
-  for (auto& [name, t] : sd) t = rnd(t.shape(), 500 + seed++, 0.5f);
+  for (auto& [name, t] : sd) t = random_tensor(t.shape(), 500 + seed++, 0.5f);
   m.load_state_dict(sd);
-  const Tensor x = rnd({c.B, c.T, c.C}, 600 + c.T);
-  EXPECT_TRUE(close_to(std::string(c.name) + ": module forward", m.forward(x), module_oracle(m, x),
+  const Tensor x = random_tensor({c.B, c.T, c.C}, 600 + c.T);
+  EXPECT_TRUE(close(std::string(c.name) + ": module forward", m.forward(x), module_oracle(m, x),
                        {c.B, c.T, c.C}, 2e-4));
 }
 
@@ -225,9 +189,9 @@ INSTANTIATE_TEST_SUITE_P(
 // ------------------------------------------------------------------ gradients
 
 TEST(Gradients, GradcheckThroughGroupedAttention) {
-  const Tensor q = rnd({1, 4, 4, 3}, 700).set_requires_grad(),
-               k = rnd({1, 2, 4, 3}, 701).set_requires_grad(),
-               v = rnd({1, 2, 4, 2}, 702).set_requires_grad();
+  const Tensor q = random_tensor({1, 4, 4, 3}, 700).set_requires_grad(),
+               k = random_tensor({1, 2, 4, 3}, 701).set_requires_grad(),
+               v = random_tensor({1, 2, 4, 2}, 702).set_requires_grad();
   const GradcheckResult r = gradcheck(
       [](const std::vector<Tensor>& in) { return lesson04::grouped_attention(in[0], in[1], in[2]); },
       {q, k, v});
@@ -237,7 +201,7 @@ TEST(Gradients, GradcheckThroughGroupedAttention) {
 TEST(Gradients, GradcheckThroughTheModule) {
   Generator gen(703);
   lesson04::GroupedQueryAttention m(8, 4, 2, gen);
-  const Tensor x = rnd({2, 3, 8}, 704).set_requires_grad();
+  const Tensor x = random_tensor({2, 3, 8}, 704).set_requires_grad();
   const GradcheckResult r =
       gradcheck([&m](const std::vector<Tensor>& in) { return m.forward(in[0]); }, {x});
   EXPECT_TRUE(r.ok) << "gradient of the module output with respect to x:\n" << r.message;
@@ -250,8 +214,8 @@ TEST(Gradients, GradcheckThroughTheModule) {
 TEST(Gradients, ASharedKvHeadCollectsItsGroupsGradient) {
   // d loss / d k[kv head j] = sum over the query heads of group j of the
   // gradient a private copy of k would get. Check it against MHA on copies.
-  const Tensor q = rnd({1, 6, 5, 4}, 710), k = rnd({1, 2, 5, 4}, 711).set_requires_grad(),
-               v = rnd({1, 2, 5, 4}, 712).set_requires_grad(), w = rnd({1, 6, 5, 4}, 713);
+  const Tensor q = random_tensor({1, 6, 5, 4}, 710), k = random_tensor({1, 2, 5, 4}, 711).set_requires_grad(),
+               v = random_tensor({1, 2, 5, 4}, 712).set_requires_grad(), w = random_tensor({1, 6, 5, 4}, 713);
   sum(mul(lesson04::grouped_attention(q, k, v), w)).backward();
   ASSERT_TRUE(k.grad().defined() && v.grad().defined()) << "k/v.grad undefined after backward()";
   // The same attention on six independent copies (kv head h / 3 for head h).
@@ -268,9 +232,9 @@ TEST(Gradients, ASharedKvHeadCollectsItsGroupsGradient) {
     for (float x : sk.to_vector()) gk.push_back(x);
     for (float x : sv.to_vector()) gv.push_back(x);
   }
-  EXPECT_TRUE(close_to("k.grad (shared heads)", k.grad(), gk, {1, 2, 5, 4}))
+  EXPECT_TRUE(close("k.grad (shared heads)", k.grad(), gk, {1, 2, 5, 4}))
       << "each K/V head must receive the summed gradient of the 3 query heads that read it";
-  EXPECT_TRUE(close_to("v.grad (shared heads)", v.grad(), gv, {1, 2, 5, 4}));
+  EXPECT_TRUE(close("v.grad (shared heads)", v.grad(), gv, {1, 2, 5, 4}));
 }
 
 // ------------------------------------------------------ stability and edges
@@ -280,12 +244,12 @@ TEST(Stability, ScoresNearPlusAndMinus1000) {
   const Dims n{1, 4, 2, 6, 0, 4, 3};
   const float c = std::sqrt(2000.0f);
   for (float sign : {1.0f, -1.0f}) {
-    std::vector<float> qv = rnd({1, 4, 6, 4}, 720).to_vector(), kv = rnd({1, 2, 6, 4}, 721).to_vector();
+    std::vector<float> qv = random_tensor({1, 4, 6, 4}, 720).to_vector(), kv = random_tensor({1, 2, 6, 4}, 721).to_vector();
     for (std::size_t i = 0; i < qv.size(); i += 4) qv[i] = sign * c;
     for (std::size_t i = 0; i < kv.size(); i += 4) kv[i] = c;
     const Tensor q = from_vector(qv, {1, 4, 6, 4}), k = from_vector(kv, {1, 2, 6, 4}),
-                 v = rnd({1, 2, 6, 3}, 722);
-    EXPECT_TRUE(close_to(sign > 0 ? "scores near +1000" : "scores near -1000",
+                 v = random_tensor({1, 2, 6, 3}, 722);
+    EXPECT_TRUE(close(sign > 0 ? "scores near +1000" : "scores near -1000",
                          lesson04::grouped_attention(q, k, v), oracle(q, k, v, n), {1, 4, 6, 3}, 1e-3))
         << "(NaN or inf means exp() overflowed: let softmax subtract the row max)";
   }
@@ -293,10 +257,10 @@ TEST(Stability, ScoresNearPlusAndMinus1000) {
 
 TEST(EdgeCases, DecodingOneQueryAfterACacheEqualsTheLastRow) {
   // The newest token's output is the last row of the full computation.
-  const Tensor q = rnd({1, 6, 8, 4}, 730), k = rnd({1, 3, 8, 4}, 731), v = rnd({1, 3, 8, 2}, 732);
+  const Tensor q = random_tensor({1, 6, 8, 4}, 730), k = random_tensor({1, 3, 8, 4}, 731), v = random_tensor({1, 3, 8, 2}, 732);
   const Tensor full = lesson04::grouped_attention(q, k, v);
   const Tensor one = lesson04::grouped_attention(narrow(q, 2, 7, 1), k, v, 7);
-  EXPECT_TRUE(close_to("one query at position 7 over 8 keys", one,
+  EXPECT_TRUE(close("one query at position 7 over 8 keys", one,
                        [&] {
                          const std::vector<float> f = contiguous(narrow(full, 2, 7, 1)).to_vector();
                          return std::vector<double>(f.begin(), f.end());
@@ -316,15 +280,15 @@ TEST(EdgeCases, IndivisibleHeadsAreRejectedEverywhere) {
     }
     return std::string("no error");
   };
-  EXPECT_EQ(is_error([] { lesson04::repeat_kv(rnd({1, 4, 3, 2}, 740), 6); }), "error")
+  EXPECT_EQ(is_error([] { lesson04::repeat_kv(random_tensor({1, 4, 3, 2}, 740), 6); }), "error")
       << "repeat_kv(4 K/V heads -> 6 heads) must throw attn::Error";
   EXPECT_EQ(is_error([] {
-              lesson04::grouped_attention(rnd({1, 6, 3, 2}, 741), rnd({1, 4, 3, 2}, 742),
-                                          rnd({1, 4, 3, 2}, 743));
+              lesson04::grouped_attention(random_tensor({1, 6, 3, 2}, 741), random_tensor({1, 4, 3, 2}, 742),
+                                          random_tensor({1, 4, 3, 2}, 743));
             }),
             "error")
       << "grouped_attention(6 query heads, 4 K/V heads) must throw attn::Error";
-  EXPECT_EQ(is_error([] { lesson04::repeat_kv(rnd({1, 2, 3, 2}, 744), 0); }), "error")
+  EXPECT_EQ(is_error([] { lesson04::repeat_kv(random_tensor({1, 2, 3, 2}, 744), 0); }), "error")
       << "repeat_kv(..., heads 0) must throw attn::Error";
 }
 
@@ -352,7 +316,7 @@ TEST(Memory, FormulaMatchesWhatARealCacheAllocates) {
 TEST(Memory, RepeatKvForMHAIsFree) {
   // With one K/V head per query head, repeat_kv has nothing to do: it must
   // not allocate a copy.
-  const Tensor kv = rnd({2, 4, 64, 16}, 750);
+  const Tensor kv = random_tensor({2, 4, 64, 16}, 750);
   const std::size_t bytes = bytes_kept([&] { return lesson04::repeat_kv(kv, 4); });
   EXPECT_EQ(bytes, 0u) << "repeat_kv(kv with 4 heads, 4) allocated " << bytes
                        << " bytes: return kv itself when Hkv == heads";
@@ -362,7 +326,7 @@ TEST(Memory, RepeatedKvCostsGroupTimesTheCache) {
   // What GQA saves is the *stored* K/V (the cache). repeat_kv materialises
   // the group copies for the attention of the moment: heads / Hkv times the
   // K/V it was given.
-  const Tensor kv = rnd({1, 2, 128, 16}, 751);
+  const Tensor kv = random_tensor({1, 2, 128, 16}, 751);
   const std::size_t bytes = bytes_kept([&] { return lesson04::repeat_kv(kv, 8); });
   EXPECT_EQ(bytes, 8u * 128 * 16 * 4)
       << "repeat_kv(2 K/V heads -> 8) kept " << bytes << " bytes; 8 heads of 128 x 16 floats are "
@@ -385,7 +349,7 @@ TEST(Mistakes, ModuleReadsTheWrongKvHead) {
   sd["wo.weight"] = from_vector(eye, {C, C});
   sd["wo.bias"] = zeros({C});
   m.load_state_dict(sd);
-  const std::vector<float> out = m.forward(rnd({1, 3, C}, 761)).to_vector();
+  const std::vector<float> out = m.forward(random_tensor({1, 3, C}, 761)).to_vector();
   std::vector<int64_t> read;
   for (int64_t h = 0; h < H; ++h) read.push_back(std::lround(out[2 * C + h * d]));
   const std::vector<int64_t> want = {0, 0, 1, 1};

@@ -15,69 +15,18 @@
 #include "autograd/ops.h"
 #include "core/error.h"
 #include "gqa.h"
+#include "lesson_test.h"
 
 using namespace attn;
+using namespace lesson_test;
 
 namespace {
 
-// "[0,2,1,0]": the index of flat element `flat` in a tensor of `shape`.
-std::string index_of(int64_t flat, const Shape& shape) {
-  std::vector<int64_t> idx(shape.size());
-  for (int d = static_cast<int>(shape.size()) - 1; d >= 0; --d) {
-    idx[d] = flat % shape[d];
-    flat /= shape[d];
-  }
-  std::ostringstream os;
-  os << "[";
-  for (std::size_t d = 0; d < idx.size(); ++d) os << (d ? "," : "") << idx[d];
-  os << "]";
-  return os.str();
-}
-
-// Shape and values; a failure names the first wrong element, the expected
-// value and the one that came out.
-::testing::AssertionResult close_to(const std::string& what, const Tensor& got,
-                                    const std::vector<double>& want, const Shape& shape,
-                                    double tol = 1e-4) {
-  if (!got.defined()) return ::testing::AssertionFailure() << what << ": got an undefined Tensor";
-  if (got.shape() != shape)
-    return ::testing::AssertionFailure() << what << ": expected shape " << shape_str(shape)
-                                         << ", got " << shape_str(got.shape());
-  const std::vector<float> g = got.to_vector();
-  int64_t bad = 0, first = -1;
-  for (std::size_t i = 0; i < g.size(); ++i) {
-    const bool ok = std::isfinite(g[i]) && std::fabs(g[i] - want[i]) <= tol * (1 + std::fabs(want[i]));
-    if (!ok && bad++ == 0) first = static_cast<int64_t>(i);
-  }
-  if (bad == 0) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure() << what << ": " << bad << " of " << g.size()
-                                       << " elements differ; first at " << index_of(first, shape)
-                                       << ": expected " << want[first] << ", got " << g[first];
-}
-
-std::vector<double> values(const Tensor& t) {
-  const std::vector<float> v = t.to_vector();
-  return {v.begin(), v.end()};
-}
-
-Tensor rnd(const Shape& s, uint64_t seed) {
-  Generator g(seed);
-  return randn(s, g);
-}
-
-// Succeeds when f throws attn::Error (a stub's NotImplemented does not count).
+// Head counts that do not divide must be refused with attn::Error.
 ::testing::AssertionResult rejects(const std::string& what, const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const NotImplemented& e) {
-    return ::testing::AssertionFailure() << what << ": not implemented yet (" << e.what() << ")";
-  } catch (const Error& e) {
-    std::cout << "  [" << what << "] rejected as expected: " << e.what() << "\n";
-    return ::testing::AssertionSuccess();
-  }
-  return ::testing::AssertionFailure()
-         << what << " returned normally; it must throw attn::Error (use attn::check), because "
-         << "some query heads would have no K/V head or two groups would have different sizes";
+  return lesson_test::rejects(what, f,
+                              "some query heads would have no K/V head or two groups would have "
+                              "different sizes");
 }
 
 // [B, Hkv, T, d] filled with 1000 * b + 100 * head + 10 * t + c: every
@@ -144,14 +93,14 @@ TEST(RepeatKv, EachKvHeadServesItsGroup) {
     for (int64_t h = 0; h < 6; ++h)
       for (int64_t t = 0; t < 3; ++t)
         for (int64_t c = 0; c < 2; ++c) want.push_back(1000 * b + 100 * (h / 3) + 10 * t + c);
-  EXPECT_TRUE(close_to("repeat_kv([2, 2, 3, 2], heads 6)", lesson04::repeat_kv(kv, 6), want,
+  EXPECT_TRUE(close("repeat_kv([2, 2, 3, 2], heads 6)", lesson04::repeat_kv(kv, 6), want,
                        {2, 6, 3, 2}))
       << "(values are 1000 b + 100 head + 10 t + c, so a wrong value says which head it came from)";
 }
 
 TEST(RepeatKv, AsManyKvHeadsAsQueryHeadsIsMHA) {
   const Tensor kv = labelled(1, 3, 2, 2);
-  EXPECT_TRUE(close_to("repeat_kv with Hkv = heads = 3", lesson04::repeat_kv(kv, 3), values(kv),
+  EXPECT_TRUE(close("repeat_kv with Hkv = heads = 3", lesson04::repeat_kv(kv, 3), values(kv),
                        {1, 3, 2, 2}))
       << "with one K/V head per query head there is nothing to repeat";
 }
@@ -161,7 +110,7 @@ TEST(RepeatKv, OneKvHeadServesEveryQueryHeadMQA) {
   std::vector<double> want;
   for (int64_t h = 0; h < 5; ++h)
     for (double x : values(kv)) want.push_back(x);
-  EXPECT_TRUE(close_to("repeat_kv with Hkv = 1, heads 5", lesson04::repeat_kv(kv, 5), want,
+  EXPECT_TRUE(close("repeat_kv with Hkv = 1, heads 5", lesson04::repeat_kv(kv, 5), want,
                        {1, 5, 2, 3}));
 }
 
@@ -185,48 +134,48 @@ TEST(GroupedAttention, ReadmeWorkedExample) {
   Tensor w;
   const Tensor out = lesson04::grouped_attention(e.q, e.k, e.v, 0, &w);
   ASSERT_TRUE(w.defined()) << "fill *weights_out with the weights when it is non-null";
-  EXPECT_TRUE(close_to("weights", w,
+  EXPECT_TRUE(close("weights", w,
                        {1, 0, 0.5, 0.5,                        // head 0
                         1, 0, 0.1192029, 0.8807971,            // head 1
                         1, 0, 0.7310586, 0.2689414,            // head 2
                         1, 0, 0.2689414, 0.7310586},           // head 3
                        {1, 4, 2, 2}));
-  EXPECT_TRUE(close_to("out", out, {1, 2, 1, 2.7615942, 2, 0.9242343, 2, -0.9242343}, {1, 4, 2, 1}));
+  EXPECT_TRUE(close("out", out, {1, 2, 1, 2.7615942, 2, 0.9242343, 2, -0.9242343}, {1, 4, 2, 1}));
 }
 
 TEST(GroupedAttention, EqualsMHAOnRepeatedKV) {
   // GQA is MHA where groups of heads happen to share K and V.
-  const Tensor q = rnd({2, 6, 5, 4}, 1), k = rnd({2, 2, 5, 4}, 2), v = rnd({2, 2, 5, 3}, 3);
-  EXPECT_TRUE(close_to("grouped_attention(6 query heads, 2 K/V heads)",
+  const Tensor q = random_tensor({2, 6, 5, 4}, 1), k = random_tensor({2, 2, 5, 4}, 2), v = random_tensor({2, 2, 5, 3}, 3);
+  EXPECT_TRUE(close("grouped_attention(6 query heads, 2 K/V heads)",
                        lesson04::grouped_attention(q, k, v),
                        values(causal_attention(q, repeat_by_hand(k, 6), repeat_by_hand(v, 6))),
                        {2, 6, 5, 3}));
 }
 
 TEST(GroupedAttention, KvHeadsEqualHeadsIsPlainMHA) {
-  const Tensor q = rnd({1, 3, 4, 4}, 4), k = rnd({1, 3, 4, 4}, 5), v = rnd({1, 3, 4, 4}, 6);
-  EXPECT_TRUE(close_to("grouped_attention with Hkv = H = 3", lesson04::grouped_attention(q, k, v),
+  const Tensor q = random_tensor({1, 3, 4, 4}, 4), k = random_tensor({1, 3, 4, 4}, 5), v = random_tensor({1, 3, 4, 4}, 6);
+  EXPECT_TRUE(close("grouped_attention with Hkv = H = 3", lesson04::grouped_attention(q, k, v),
                        values(causal_attention(q, k, v)), {1, 3, 4, 4}));
 }
 
 TEST(GroupedAttention, MQAWithEqualQueriesGivesEqualHeads) {
   // One K/V head for all: query heads that ask the same question get the
   // same answer.
-  const Tensor q1 = rnd({1, 1, 4, 4}, 7);
-  const Tensor q = cat({q1, q1, q1, q1}, 1), k = rnd({1, 1, 4, 4}, 8), v = rnd({1, 1, 4, 2}, 9);
+  const Tensor q1 = random_tensor({1, 1, 4, 4}, 7);
+  const Tensor q = cat({q1, q1, q1, q1}, 1), k = random_tensor({1, 1, 4, 4}, 8), v = random_tensor({1, 1, 4, 2}, 9);
   const Tensor out = lesson04::grouped_attention(q, k, v);
   const std::vector<double> head0 = values(select(out, 1, 0));
   std::vector<double> want;
   for (int h = 0; h < 4; ++h) want.insert(want.end(), head0.begin(), head0.end());
-  EXPECT_TRUE(close_to("MQA out with four equal query heads", out, want, {1, 4, 4, 2}));
-  EXPECT_TRUE(close_to("MQA head 0", select(out, 1, 0),
+  EXPECT_TRUE(close("MQA out with four equal query heads", out, want, {1, 4, 4, 2}));
+  EXPECT_TRUE(close("MQA head 0", select(out, 1, 0),
                        values(causal_attention(q1, k, v)), {1, 4, 2}));
 }
 
 TEST(GroupedAttention, CausalFutureKeysDoNotMatter) {
-  const Tensor q = rnd({1, 4, 6, 4}, 10), k = rnd({1, 2, 6, 4}, 11), v = rnd({1, 2, 6, 3}, 12);
+  const Tensor q = random_tensor({1, 4, 6, 4}, 10), k = random_tensor({1, 2, 6, 4}, 11), v = random_tensor({1, 2, 6, 3}, 12);
   const Tensor future = from_bools({0, 0, 0, 1, 1, 1}, {1, 1, 6, 1});
-  const Tensor k2 = where(future, rnd({1, 2, 6, 4}, 13), k), v2 = where(future, rnd({1, 2, 6, 3}, 14), v);
+  const Tensor k2 = where(future, random_tensor({1, 2, 6, 4}, 13), k), v2 = where(future, random_tensor({1, 2, 6, 3}, 14), v);
   const std::vector<float> a = lesson04::grouped_attention(q, k, v).to_vector();
   const std::vector<float> b = lesson04::grouped_attention(q, k2, v2).to_vector();
   for (int64_t h = 0; h < 4; ++h)
@@ -261,7 +210,7 @@ TEST(Module, ProjectionsShrinkWithKvHeadsAndOutputKeepsItsShape) {
     for (auto& [name, p] : m.named_parameters())
       if (name == "wk.weight") wk = p->numel();
     EXPECT_EQ(wk, 16 * kv * 4) << "wk maps C = 16 to kv_heads * d = " << kv * 4;
-    const Tensor out = m.forward(rnd({2, 5, 16}, 21));
+    const Tensor out = m.forward(random_tensor({2, 5, 16}, 21));
     EXPECT_EQ(out.shape(), (Shape{2, 5, 16})) << "kv_heads = " << kv << ": out is [B, T, C]";
   }
 }
@@ -276,8 +225,8 @@ TEST(Module, MatchesTheLibraryWithTheSameWeights) {
     MultiHeadAttention ref(c, kv, g1);
     lesson04::GroupedQueryAttention mine(12, 6, kv, g2);
     mine.load_state_dict(ref.state_dict());
-    const Tensor x = rnd({2, 7, 12}, 32);
-    EXPECT_TRUE(close_to("forward, 6 heads, kv_heads " + std::to_string(kv), mine.forward(x),
+    const Tensor x = random_tensor({2, 7, 12}, 32);
+    EXPECT_TRUE(close("forward, 6 heads, kv_heads " + std::to_string(kv), mine.forward(x),
                          values(ref.forward(x)), {2, 7, 12}));
   }
 }
@@ -301,7 +250,7 @@ TEST(Mistakes, RepeatInsteadOfRepeatInterleave) {
 TEST(Mistakes, WrongPairingShowsInTheAttentionOutput) {
   // Each K/V head's values are its own index (v = 0 for K/V head 0, 1 for
   // head 1), so every query head's output says which K/V head it read.
-  const Tensor q = rnd({1, 4, 3, 2}, 40), k = rnd({1, 2, 3, 2}, 41);
+  const Tensor q = random_tensor({1, 4, 3, 2}, 40), k = random_tensor({1, 2, 3, 2}, 41);
   const Tensor v = from_vector({0, 0, 0, /**/ 1, 1, 1}, {1, 2, 3, 1});
   const std::vector<float> out = lesson04::grouped_attention(q, k, v).to_vector();
   std::vector<int64_t> read;
@@ -317,7 +266,7 @@ TEST(Mistakes, WrongPairingShowsInTheAttentionOutput) {
 
 TEST(Mistakes, GroupedAttentionWithIndivisibleHeads) {
   EXPECT_TRUE(rejects("grouped_attention(4 query heads, 3 K/V heads)", [] {
-    lesson04::grouped_attention(rnd({1, 4, 2, 2}, 42), rnd({1, 3, 2, 2}, 43), rnd({1, 3, 2, 2}, 44));
+    lesson04::grouped_attention(random_tensor({1, 4, 2, 2}, 42), random_tensor({1, 3, 2, 2}, 43), random_tensor({1, 3, 2, 2}, 44));
   }));
 }
 

@@ -17,49 +17,12 @@
 #include "core/allocator.h"
 #include "nn/gpt.h"
 #include "sliding_window.h"
+#include "lesson_test.h"
 
 using namespace attn;
+using namespace lesson_test;
 
 namespace {
-
-std::string where_in(int64_t flat, const Shape& shape) {
-  std::vector<int64_t> idx(shape.size());
-  for (int d = static_cast<int>(shape.size()) - 1; d >= 0; --d) {
-    idx[d] = flat % shape[d];
-    flat /= shape[d];
-  }
-  std::ostringstream os;
-  os << "[";
-  for (std::size_t d = 0; d < idx.size(); ++d) os << (d ? "," : "") << idx[d];
-  os << "]";
-  return os.str();
-}
-
-// Checks shape and values; on failure names the first bad element.
-::testing::AssertionResult matches(const std::string& what, const Tensor& got,
-                                   const std::vector<double>& want, const Shape& shape,
-                                   double tol = 1e-4) {
-  if (!got.defined()) return ::testing::AssertionFailure() << what << ": got an undefined Tensor";
-  if (got.shape() != shape)
-    return ::testing::AssertionFailure() << what << ": expected shape " << shape_str(shape)
-                                         << ", got " << shape_str(got.shape());
-  const std::vector<float> g = got.to_vector();
-  int64_t bad = 0, first = -1;
-  for (std::size_t i = 0; i < g.size(); ++i) {
-    const bool ok =
-        std::isfinite(g[i]) && std::fabs(g[i] - want[i]) <= tol * (1 + std::fabs(want[i]));
-    if (!ok && bad++ == 0) first = static_cast<int64_t>(i);
-  }
-  if (bad == 0) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure() << what << ": " << bad << " of " << g.size()
-                                       << " elements differ; first at " << where_in(first, shape)
-                                       << ": expected " << want[first] << ", got " << g[first];
-}
-
-Tensor rnd(const Shape& s, uint64_t seed, float scale = 1.0f) {
-  Generator g(seed);
-  return mul(randn(s, g), scale);
-}
 
 struct Dims {
   int64_t B, H, Tq, offset, d, dv;
@@ -127,22 +90,22 @@ double peak_extra_bytes(F f) {
 TEST_P(WindowSweep, MaskedMatchesDoubleOracle) {
   const Case c = GetParam();
   const Dims& n = c.n;
-  const Tensor q = rnd({n.B, n.H, n.Tq, n.d}, 10 + n.Tq), k = rnd({n.B, n.H, n.tk(), n.d}, 20 + n.d),
-               v = rnd({n.B, n.H, n.tk(), n.dv}, 30 + n.dv);
+  const Tensor q = random_tensor({n.B, n.H, n.Tq, n.d}, 10 + n.Tq), k = random_tensor({n.B, n.H, n.tk(), n.d}, 20 + n.d),
+               v = random_tensor({n.B, n.H, n.tk(), n.dv}, 30 + n.dv);
   std::vector<double> want_w;
   const std::vector<double> want = oracle(q, k, v, n, c.window, &want_w);
   Tensor w;
   const Tensor out = lesson08::window_attention_masked(q, k, v, c.window, n.offset, &w);
-  EXPECT_TRUE(matches(std::string(c.name) + ": masked out", out, want, {n.B, n.H, n.Tq, n.dv}));
-  EXPECT_TRUE(matches(std::string(c.name) + ": masked weights", w, want_w, {n.B, n.H, n.Tq, n.tk()}));
+  EXPECT_TRUE(close(std::string(c.name) + ": masked out", out, want, {n.B, n.H, n.Tq, n.dv}));
+  EXPECT_TRUE(close(std::string(c.name) + ": masked weights", w, want_w, {n.B, n.H, n.Tq, n.tk()}));
 }
 
 TEST_P(WindowSweep, BandedMatchesDoubleOracle) {
   const Case c = GetParam();
   const Dims& n = c.n;
-  const Tensor q = rnd({n.B, n.H, n.Tq, n.d}, 10 + n.Tq), k = rnd({n.B, n.H, n.tk(), n.d}, 20 + n.d),
-               v = rnd({n.B, n.H, n.tk(), n.dv}, 30 + n.dv);
-  EXPECT_TRUE(matches(std::string(c.name) + ": banded out (chunk " + std::to_string(c.chunk) + ")",
+  const Tensor q = random_tensor({n.B, n.H, n.Tq, n.d}, 10 + n.Tq), k = random_tensor({n.B, n.H, n.tk(), n.d}, 20 + n.d),
+               v = random_tensor({n.B, n.H, n.tk(), n.dv}, 30 + n.dv);
+  EXPECT_TRUE(close(std::string(c.name) + ": banded out (chunk " + std::to_string(c.chunk) + ")",
                       lesson08::window_attention_banded(q, k, v, c.window, c.chunk, n.offset),
                       oracle(q, k, v, n, c.window), {n.B, n.H, n.Tq, n.dv}));
 }
@@ -165,9 +128,9 @@ INSTANTIATE_TEST_SUITE_P(
 // ------------------------------------------------------------------ gradients
 
 TEST(Gradients, MaskedGradcheck) {
-  const Tensor q = rnd({1, 2, 6, 3}, 41).set_requires_grad(),
-               k = rnd({1, 2, 6, 3}, 42).set_requires_grad(),
-               v = rnd({1, 2, 6, 2}, 43).set_requires_grad();
+  const Tensor q = random_tensor({1, 2, 6, 3}, 41).set_requires_grad(),
+               k = random_tensor({1, 2, 6, 3}, 42).set_requires_grad(),
+               v = random_tensor({1, 2, 6, 2}, 43).set_requires_grad();
   const GradcheckResult r = gradcheck(
       [](const std::vector<Tensor>& in) {
         return lesson08::window_attention_masked(in[0], in[1], in[2], 3);
@@ -180,9 +143,9 @@ TEST(Gradients, MaskedGradcheck) {
 TEST(Gradients, BandedGradcheckAcrossChunks) {
   // chunk 3 over T = 7: three chunks whose bands overlap, so keys get
   // gradient from two chunks; both must add up.
-  const Tensor q = rnd({1, 2, 7, 3}, 44).set_requires_grad(),
-               k = rnd({1, 2, 7, 3}, 45).set_requires_grad(),
-               v = rnd({1, 2, 7, 2}, 46).set_requires_grad();
+  const Tensor q = random_tensor({1, 2, 7, 3}, 44).set_requires_grad(),
+               k = random_tensor({1, 2, 7, 3}, 45).set_requires_grad(),
+               v = random_tensor({1, 2, 7, 2}, 46).set_requires_grad();
   const GradcheckResult r = gradcheck(
       [](const std::vector<Tensor>& in) {
         return lesson08::window_attention_banded(in[0], in[1], in[2], 3, 3);
@@ -193,9 +156,9 @@ TEST(Gradients, BandedGradcheckAcrossChunks) {
 }
 
 TEST(Gradients, BandedGradcheckWithCacheOffset) {
-  const Tensor q = rnd({1, 1, 3, 4}, 47).set_requires_grad(),
-               k = rnd({1, 1, 7, 4}, 48).set_requires_grad(),
-               v = rnd({1, 1, 7, 3}, 49).set_requires_grad();
+  const Tensor q = random_tensor({1, 1, 3, 4}, 47).set_requires_grad(),
+               k = random_tensor({1, 1, 7, 4}, 48).set_requires_grad(),
+               v = random_tensor({1, 1, 7, 3}, 49).set_requires_grad();
   const GradcheckResult r = gradcheck(
       [](const std::vector<Tensor>& in) {
         return lesson08::window_attention_banded(in[0], in[1], in[2], 3, 2, 4);
@@ -213,16 +176,16 @@ TEST(Stability, ScoresNearPlusAndMinus1000) {
   const Dims n{1, 2, 8, 0, 4, 3};
   const float c = std::sqrt(2000.0f);
   for (float sign : {1.0f, -1.0f}) {
-    std::vector<float> qv = rnd({1, 2, 8, 4}, 51).to_vector(), kv = rnd({1, 2, 8, 4}, 52).to_vector();
+    std::vector<float> qv = random_tensor({1, 2, 8, 4}, 51).to_vector(), kv = random_tensor({1, 2, 8, 4}, 52).to_vector();
     for (std::size_t i = 0; i < qv.size(); i += 4) qv[i] = sign * c;
     for (std::size_t i = 0; i < kv.size(); i += 4) kv[i] = c;
     const Tensor q = from_vector(qv, {1, 2, 8, 4}), k = from_vector(kv, {1, 2, 8, 4}),
-                 v = rnd({1, 2, 8, 3}, 53);
+                 v = random_tensor({1, 2, 8, 3}, 53);
     const std::vector<double> want = oracle(q, k, v, n, 3);
     const std::string tag = sign > 0 ? "scores near +1000" : "scores near -1000";
-    EXPECT_TRUE(matches("masked, " + tag, lesson08::window_attention_masked(q, k, v, 3), want,
+    EXPECT_TRUE(close("masked, " + tag, lesson08::window_attention_masked(q, k, v, 3), want,
                         {1, 2, 8, 3}, 1e-3));
-    EXPECT_TRUE(matches("banded, " + tag, lesson08::window_attention_banded(q, k, v, 3, 3), want,
+    EXPECT_TRUE(close("banded, " + tag, lesson08::window_attention_banded(q, k, v, 3, 3), want,
                         {1, 2, 8, 3}, 1e-3))
         << "(a NaN or inf here means exp() overflowed: use softmax, which subtracts the row max)";
   }
@@ -232,10 +195,10 @@ TEST(Stability, ScoresNearPlusAndMinus1000) {
 
 TEST(Causality, FutureKeysDoNotChangeThePast) {
   // Keys and values at positions 6..9 change; outputs 0..5 must not.
-  const Tensor q = rnd({1, 2, 10, 4}, 61), k = rnd({1, 2, 10, 4}, 62), v = rnd({1, 2, 10, 3}, 63);
+  const Tensor q = random_tensor({1, 2, 10, 4}, 61), k = random_tensor({1, 2, 10, 4}, 62), v = random_tensor({1, 2, 10, 3}, 63);
   const Tensor future = from_bools({0, 0, 0, 0, 0, 0, 1, 1, 1, 1}, {1, 1, 10, 1});
-  const Tensor k2 = where(future, rnd({1, 2, 10, 4}, 64), k),
-               v2 = where(future, rnd({1, 2, 10, 3}, 65), v);
+  const Tensor k2 = where(future, random_tensor({1, 2, 10, 4}, 64), k),
+               v2 = where(future, random_tensor({1, 2, 10, 3}, 65), v);
   for (int64_t chunk : {4, 10}) {
     const std::vector<float> a = lesson08::window_attention_banded(q, k, v, 4, chunk).to_vector();
     const std::vector<float> b = lesson08::window_attention_banded(q, k2, v2, 4, chunk).to_vector();
@@ -254,9 +217,9 @@ TEST(Causality, FutureKeysDoNotChangeThePast) {
 TEST(Causality, KeysJustOutsideTheWindowAreIgnored) {
   // W = 3: the query at 7 sees 5, 6, 7. Changing key/value 4 (and all
   // earlier ones) must leave out[7] alone.
-  const Tensor q = rnd({1, 1, 8, 4}, 66), k = rnd({1, 1, 8, 4}, 67), v = rnd({1, 1, 8, 3}, 68);
+  const Tensor q = random_tensor({1, 1, 8, 4}, 66), k = random_tensor({1, 1, 8, 4}, 67), v = random_tensor({1, 1, 8, 3}, 68);
   const Tensor old = from_bools({1, 1, 1, 1, 1, 0, 0, 0}, {1, 1, 8, 1});
-  const Tensor k2 = where(old, rnd({1, 1, 8, 4}, 69), k), v2 = where(old, rnd({1, 1, 8, 3}, 70), v);
+  const Tensor k2 = where(old, random_tensor({1, 1, 8, 4}, 69), k), v2 = where(old, random_tensor({1, 1, 8, 3}, 70), v);
   for (int64_t chunk : {1, 4, 8}) {
     const std::vector<float> a = lesson08::window_attention_banded(q, k, v, 3, chunk).to_vector();
     const std::vector<float> b = lesson08::window_attention_banded(q, k2, v2, 3, chunk).to_vector();
@@ -269,9 +232,9 @@ TEST(Causality, KeysJustOutsideTheWindowAreIgnored) {
 }
 
 TEST(Causality, NoGradientOutsideTheWindow) {
-  const Tensor q = rnd({1, 1, 9, 3}, 71).set_requires_grad(),
-               k = rnd({1, 1, 9, 3}, 72).set_requires_grad(),
-               v = rnd({1, 1, 9, 2}, 73).set_requires_grad();
+  const Tensor q = random_tensor({1, 1, 9, 3}, 71).set_requires_grad(),
+               k = random_tensor({1, 1, 9, 3}, 72).set_requires_grad(),
+               v = random_tensor({1, 1, 9, 2}, 73).set_requires_grad();
   const Tensor out = lesson08::window_attention_banded(q, k, v, 2, 4);
   sum(select(out, 2, 5)).backward();  // query 5 only: it sees keys 4 and 5
   ASSERT_TRUE(k.grad().defined() && v.grad().defined()) << "k/v.grad undefined after backward()";
@@ -292,7 +255,7 @@ TEST(Causality, NoGradientOutsideTheWindow) {
 TEST(Memory, MaskedPathHoldsATxTMatrix) {
   // The readable path pays for the whole T x T score matrix, window or not.
   const int64_t T = 1024;
-  const Tensor q = rnd({1, 1, T, 8}, 81), k = rnd({1, 1, T, 8}, 82), v = rnd({1, 1, T, 8}, 83);
+  const Tensor q = random_tensor({1, 1, T, 8}, 81), k = random_tensor({1, 1, T, 8}, 82), v = random_tensor({1, 1, T, 8}, 83);
   NoGradGuard no_grad;
   const double bytes =
       peak_extra_bytes([&] { return lesson08::window_attention_masked(q, k, v, 16); });
@@ -305,9 +268,9 @@ TEST(Memory, BandedPathNeverHoldsATxTMatrix) {
   // autograd graph keeping every chunk's pieces for backward, the total is
   // a few T x (chunk + W) matrices, far below one T x T matrix.
   const int64_t T = 2048;
-  const Tensor q = rnd({1, 1, T, 8}, 84).set_requires_grad(),
-               k = rnd({1, 1, T, 8}, 85).set_requires_grad(),
-               v = rnd({1, 1, T, 8}, 86).set_requires_grad();
+  const Tensor q = random_tensor({1, 1, T, 8}, 84).set_requires_grad(),
+               k = random_tensor({1, 1, T, 8}, 85).set_requires_grad(),
+               v = random_tensor({1, 1, T, 8}, 86).set_requires_grad();
   const double txt = double(T) * T * 4;  // 16 MiB
   const double with_graph =
       peak_extra_bytes([&] { return lesson08::window_attention_banded(q, k, v, 16, 16); });
@@ -326,9 +289,9 @@ TEST(Memory, BandedPathNeverHoldsATxTMatrix) {
 TEST(Memory, BandedGrowsLinearlyInT) {
   // O(T W): doubling T doubles the memory (the masked path quadruples it).
   auto bytes_at = [](int64_t T) {
-    const Tensor q = rnd({1, 1, T, 8}, 87).set_requires_grad(),
-                 k = rnd({1, 1, T, 8}, 88).set_requires_grad(),
-                 v = rnd({1, 1, T, 8}, 89).set_requires_grad();
+    const Tensor q = random_tensor({1, 1, T, 8}, 87).set_requires_grad(),
+                 k = random_tensor({1, 1, T, 8}, 88).set_requires_grad(),
+                 v = random_tensor({1, 1, T, 8}, 89).set_requires_grad();
     return peak_extra_bytes([&] { return lesson08::window_attention_banded(q, k, v, 16, 16); });
   };
   const double m1 = bytes_at(1024), m2 = bytes_at(2048);
@@ -342,7 +305,7 @@ TEST(Mistakes, ChunkBandMustStartWMinus1KeysBeforeTheChunk) {
   // W = 3, chunks of 4: the chunk of queries 4..7 needs keys 2..7. A band
   // that starts at the chunk's first query (key 4) starves queries 4 and 5.
   const Dims n{1, 1, 8, 0, 4, 3};
-  const Tensor q = rnd({1, 1, 8, 4}, 91), k = rnd({1, 1, 8, 4}, 92), v = rnd({1, 1, 8, 3}, 93);
+  const Tensor q = random_tensor({1, 1, 8, 4}, 91), k = random_tensor({1, 1, 8, 4}, 92), v = random_tensor({1, 1, 8, 3}, 93);
   const std::vector<double> want = oracle(q, k, v, n, 3);
   const std::vector<float> got = lesson08::window_attention_banded(q, k, v, 3, 4).to_vector();
   auto row_ok = [&](int64_t t) {
@@ -365,9 +328,9 @@ TEST(Mistakes, BandWithoutTheMaskInsideIt) {
   // Inside a chunk, the band holds keys that are too old for the later
   // queries and keys that are in the future of the earlier ones. Changing
   // key/value 5 must not move query 4 (same chunk, key in its future).
-  const Tensor q = rnd({1, 1, 8, 4}, 94), k = rnd({1, 1, 8, 4}, 95), v = rnd({1, 1, 8, 3}, 96);
+  const Tensor q = random_tensor({1, 1, 8, 4}, 94), k = random_tensor({1, 1, 8, 4}, 95), v = random_tensor({1, 1, 8, 3}, 96);
   const Tensor at5 = from_bools({0, 0, 0, 0, 0, 1, 0, 0}, {1, 1, 8, 1});
-  const Tensor k2 = where(at5, rnd({1, 1, 8, 4}, 97), k), v2 = where(at5, rnd({1, 1, 8, 3}, 98), v);
+  const Tensor k2 = where(at5, random_tensor({1, 1, 8, 4}, 97), k), v2 = where(at5, random_tensor({1, 1, 8, 3}, 98), v);
   const std::vector<float> a = lesson08::window_attention_banded(q, k, v, 3, 4).to_vector();
   const std::vector<float> b = lesson08::window_attention_banded(q, k2, v2, 3, 4).to_vector();
   for (int64_t c = 0; c < 3; ++c)

@@ -12,56 +12,12 @@
 
 #include "autograd/ops.h"
 #include "sliding_window.h"
+#include "lesson_test.h"
 
 using namespace attn;
+using namespace lesson_test;
 
 namespace {
-
-// "[0,1,2,3]": where flat element `flat` sits in a tensor of `shape`.
-std::string where_in(int64_t flat, const Shape& shape) {
-  std::vector<int64_t> idx(shape.size());
-  for (int d = static_cast<int>(shape.size()) - 1; d >= 0; --d) {
-    idx[d] = flat % shape[d];
-    flat /= shape[d];
-  }
-  std::ostringstream os;
-  os << "[";
-  for (std::size_t d = 0; d < idx.size(); ++d) os << (d ? "," : "") << idx[d];
-  os << "]";
-  return os.str();
-}
-
-// Checks shape and values; on failure names the first bad element, what was
-// expected there and what came out.
-::testing::AssertionResult matches(const std::string& what, const Tensor& got,
-                                   const std::vector<double>& want, const Shape& shape,
-                                   double tol = 1e-4) {
-  if (!got.defined()) return ::testing::AssertionFailure() << what << ": got an undefined Tensor";
-  if (got.shape() != shape)
-    return ::testing::AssertionFailure() << what << ": expected shape " << shape_str(shape)
-                                         << ", got " << shape_str(got.shape());
-  const std::vector<float> g = got.to_vector();
-  int64_t bad = 0, first = -1;
-  for (std::size_t i = 0; i < g.size(); ++i) {
-    const bool ok =
-        std::isfinite(g[i]) && std::fabs(g[i] - want[i]) <= tol * (1 + std::fabs(want[i]));
-    if (!ok && bad++ == 0) first = static_cast<int64_t>(i);
-  }
-  if (bad == 0) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure() << what << ": " << bad << " of " << g.size()
-                                       << " elements differ; first at " << where_in(first, shape)
-                                       << ": expected " << want[first] << ", got " << g[first];
-}
-
-std::vector<double> values(const Tensor& t) {
-  const std::vector<float> v = t.to_vector();
-  return {v.begin(), v.end()};
-}
-
-Tensor rnd(const Shape& s, uint64_t seed, float scale = 1.0f) {
-  Generator g(seed);
-  return mul(randn(s, g), scale);
-}
 
 // The 0/1 pattern a correct window mask has: p - w < j <= p, p = offset + i.
 std::vector<double> band(int64_t tq, int64_t tk, int64_t w, int64_t offset) {
@@ -95,7 +51,7 @@ TEST(WindowMask, ValuesForT6W3) {
   // Row i keeps keys max(0, i-2)..i: 1, 2, then 3 keys per row.
   const Tensor m = lesson08::window_mask(6, 6, 3);
   ASSERT_EQ(m.dtype(), DType::Bool) << "window_mask must return a bool tensor (true = may see)";
-  EXPECT_TRUE(matches("window_mask(6, 6, window 3)", m,
+  EXPECT_TRUE(close("window_mask(6, 6, window 3)", m,
                       {1, 0, 0, 0, 0, 0,  //
                        1, 1, 0, 0, 0, 0,  //
                        1, 1, 1, 0, 0, 0,  //
@@ -106,14 +62,14 @@ TEST(WindowMask, ValuesForT6W3) {
 }
 
 TEST(WindowMask, WindowOneIsTheDiagonal) {
-  EXPECT_TRUE(matches("window_mask(4, 4, window 1)", lesson08::window_mask(4, 4, 1),
+  EXPECT_TRUE(close("window_mask(4, 4, window 1)", lesson08::window_mask(4, 4, 1),
                       band(4, 4, 1, 0), {4, 4}))
       << "W = 1 means every query sees itself only";
 }
 
 TEST(WindowMask, WindowOfTOrMoreIsCausal) {
   for (int64_t w : {5, 6, 100})
-    EXPECT_TRUE(matches("window_mask(5, 5, window " + std::to_string(w) + ")",
+    EXPECT_TRUE(close("window_mask(5, 5, window " + std::to_string(w) + ")",
                         lesson08::window_mask(5, 5, w),
                         {1, 0, 0, 0, 0, 1, 1, 0, 0, 0, 1, 1, 1, 0, 0, 1, 1, 1, 1, 0, 1, 1, 1, 1, 1},
                         {5, 5}))
@@ -123,7 +79,7 @@ TEST(WindowMask, WindowOfTOrMoreIsCausal) {
 TEST(WindowMask, OffsetPlacesTheQueriesAfterTheCache) {
   // Two new queries at positions 4 and 5 over 6 keys, W = 3:
   // position 4 sees keys 2, 3, 4; position 5 sees keys 3, 4, 5.
-  EXPECT_TRUE(matches("window_mask(2, 6, window 3, offset 4)", lesson08::window_mask(2, 6, 3, 4),
+  EXPECT_TRUE(close("window_mask(2, 6, window 3, offset 4)", lesson08::window_mask(2, 6, 3, 4),
                       {0, 0, 1, 1, 1, 0, /**/ 0, 0, 0, 1, 1, 1}, {2, 6}))
       << "query i sits at position offset + i; the window is measured from there";
 }
@@ -137,35 +93,35 @@ TEST(MaskedAttention, ReadmeWorkedExample) {
   Tensor w;
   const Tensor out = lesson08::window_attention_masked(e.q, e.k, e.v, 2, 0, &w);
   ASSERT_TRUE(w.defined()) << "fill *weights_out with the weights when it is non-null";
-  EXPECT_TRUE(matches("weights", w,
+  EXPECT_TRUE(close("weights", w,
                       {1, 0, 0, 0,                      //
                        0.2689414, 0.7310586, 0, 0,      //
                        0, 0.5, 0.5, 0,                  //
                        0, 0, 0.5, 0.5},
                       {1, 1, 4, 4}));
-  EXPECT_TRUE(matches("out", out, {1, 0, 0.2689414, 0.7310586, 1, 1.5, 3, 1}, {1, 1, 4, 2}));
+  EXPECT_TRUE(close("out", out, {1, 0, 0.2689414, 0.7310586, 1, 1.5, 3, 1}, {1, 1, 4, 2}));
 }
 
 TEST(MaskedAttention, ShapesWithRectangularHeads) {
   Tensor w;
-  const Tensor out = lesson08::window_attention_masked(rnd({2, 3, 5, 4}, 1), rnd({2, 3, 5, 4}, 2),
-                                                       rnd({2, 3, 5, 6}, 3), 2, 0, &w);
+  const Tensor out = lesson08::window_attention_masked(random_tensor({2, 3, 5, 4}, 1), random_tensor({2, 3, 5, 4}, 2),
+                                                       random_tensor({2, 3, 5, 6}, 3), 2, 0, &w);
   EXPECT_EQ(out.shape(), (Shape{2, 3, 5, 6})) << "out is [B, H, Tq, dv]";
   ASSERT_TRUE(w.defined()) << "fill *weights_out with the weights when it is non-null";
   EXPECT_EQ(w.shape(), (Shape{2, 3, 5, 5})) << "weights are [B, H, Tq, Tk]";
 }
 
 TEST(MaskedAttention, WindowOneReturnsEachTokensOwnValue) {
-  const Tensor v = rnd({1, 2, 5, 3}, 6);
+  const Tensor v = random_tensor({1, 2, 5, 3}, 6);
   const Tensor out =
-      lesson08::window_attention_masked(rnd({1, 2, 5, 4}, 4), rnd({1, 2, 5, 4}, 5), v, 1);
-  EXPECT_TRUE(matches("out with W = 1", out, values(v), {1, 2, 5, 3}))
+      lesson08::window_attention_masked(random_tensor({1, 2, 5, 4}, 4), random_tensor({1, 2, 5, 4}, 5), v, 1);
+  EXPECT_TRUE(close("out with W = 1", out, values(v), {1, 2, 5, 3}))
       << "with W = 1 each query sees one key (itself), whose weight is then 1";
 }
 
 TEST(MaskedAttention, LargeWindowIsCausalAttention) {
-  const Tensor q = rnd({2, 2, 6, 4}, 7), k = rnd({2, 2, 6, 4}, 8), v = rnd({2, 2, 6, 3}, 9);
-  EXPECT_TRUE(matches("out with W = 6 = T", lesson08::window_attention_masked(q, k, v, 6),
+  const Tensor q = random_tensor({2, 2, 6, 4}, 7), k = random_tensor({2, 2, 6, 4}, 8), v = random_tensor({2, 2, 6, 3}, 9);
+  EXPECT_TRUE(close("out with W = 6 = T", lesson08::window_attention_masked(q, k, v, 6),
                       values(causal_reference(q, k, v)), {2, 2, 6, 3}));
 }
 
@@ -174,26 +130,26 @@ TEST(MaskedAttention, LargeWindowIsCausalAttention) {
 TEST(BandedAttention, ReadmeWorkedExample) {
   const Example e;
   for (int64_t chunk : {1, 2, 3, 4})
-    EXPECT_TRUE(matches("banded out, chunk " + std::to_string(chunk),
+    EXPECT_TRUE(close("banded out, chunk " + std::to_string(chunk),
                         lesson08::window_attention_banded(e.q, e.k, e.v, 2, chunk),
                         {1, 0, 0.2689414, 0.7310586, 1, 1.5, 3, 1}, {1, 1, 4, 2}));
 }
 
 TEST(BandedAttention, EqualsMaskedForEveryChunkSize) {
   // Chunks that divide T, that do not, of one row, and larger than T.
-  const Tensor q = rnd({2, 3, 10, 4}, 11), k = rnd({2, 3, 10, 4}, 12), v = rnd({2, 3, 10, 5}, 13);
+  const Tensor q = random_tensor({2, 3, 10, 4}, 11), k = random_tensor({2, 3, 10, 4}, 12), v = random_tensor({2, 3, 10, 5}, 13);
   const std::vector<double> want = values(lesson08::window_attention_masked(q, k, v, 3));
   for (int64_t chunk : {1, 2, 3, 4, 5, 7, 10, 32})
-    EXPECT_TRUE(matches("banded (W = 3, chunk " + std::to_string(chunk) + ") vs masked",
+    EXPECT_TRUE(close("banded (W = 3, chunk " + std::to_string(chunk) + ") vs masked",
                         lesson08::window_attention_banded(q, k, v, 3, chunk), want, {2, 3, 10, 5}))
         << "the chunk size must not change the result, only the memory";
 }
 
 TEST(BandedAttention, WindowOneAndLargeWindow) {
-  const Tensor q = rnd({1, 2, 7, 4}, 14), k = rnd({1, 2, 7, 4}, 15), v = rnd({1, 2, 7, 3}, 16);
-  EXPECT_TRUE(matches("banded with W = 1", lesson08::window_attention_banded(q, k, v, 1, 3),
+  const Tensor q = random_tensor({1, 2, 7, 4}, 14), k = random_tensor({1, 2, 7, 4}, 15), v = random_tensor({1, 2, 7, 3}, 16);
+  EXPECT_TRUE(close("banded with W = 1", lesson08::window_attention_banded(q, k, v, 1, 3),
                       values(v), {1, 2, 7, 3}));
-  EXPECT_TRUE(matches("banded with W = 50 > T", lesson08::window_attention_banded(q, k, v, 50, 3),
+  EXPECT_TRUE(close("banded with W = 50 > T", lesson08::window_attention_banded(q, k, v, 50, 3),
                       values(causal_reference(q, k, v)), {1, 2, 7, 3}));
 }
 

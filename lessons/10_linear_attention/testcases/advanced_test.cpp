@@ -16,48 +16,12 @@
 #include "core/allocator.h"
 #include "linear_attention.h"
 #include "nn/gpt.h"
+#include "lesson_test.h"
 
 using namespace attn;
+using namespace lesson_test;
 
 namespace {
-
-std::string where_in(int64_t flat, const Shape& shape) {
-  std::vector<int64_t> idx(shape.size());
-  for (int d = static_cast<int>(shape.size()) - 1; d >= 0; --d) {
-    idx[d] = flat % shape[d];
-    flat /= shape[d];
-  }
-  std::ostringstream os;
-  os << "[";
-  for (std::size_t d = 0; d < idx.size(); ++d) os << (d ? "," : "") << idx[d];
-  os << "]";
-  return os.str();
-}
-
-::testing::AssertionResult matches(const std::string& what, const Tensor& got,
-                                   const std::vector<double>& want, const Shape& shape,
-                                   double tol = 1e-4) {
-  if (!got.defined()) return ::testing::AssertionFailure() << what << ": got an undefined Tensor";
-  if (got.shape() != shape)
-    return ::testing::AssertionFailure() << what << ": expected shape " << shape_str(shape)
-                                         << ", got " << shape_str(got.shape());
-  const std::vector<float> g = got.to_vector();
-  int64_t bad = 0, first = -1;
-  for (std::size_t i = 0; i < g.size(); ++i) {
-    const bool ok =
-        std::isfinite(g[i]) && std::fabs(g[i] - want[i]) <= tol * (1 + std::fabs(want[i]));
-    if (!ok && bad++ == 0) first = static_cast<int64_t>(i);
-  }
-  if (bad == 0) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure() << what << ": " << bad << " of " << g.size()
-                                       << " elements differ; first at " << where_in(first, shape)
-                                       << ": expected " << want[first] << ", got " << g[first];
-}
-
-Tensor rnd(const Shape& s, uint64_t seed, float scale = 1.0f) {
-  Generator g(seed);
-  return mul(randn(s, g), scale);
-}
 
 struct Dims {
   int64_t B, H, T, Tk, d, dv;
@@ -116,9 +80,9 @@ double peak_extra_bytes(F f) {
 TEST_P(LinearSweep, NonCausalMatchesDoubleOracle) {
   const Case c = GetParam();
   const Dims& n = c.n;
-  const Tensor q = rnd({n.B, n.H, n.T, n.d}, 10 + n.T), k = rnd({n.B, n.H, n.Tk, n.d}, 20 + n.Tk),
-               v = rnd({n.B, n.H, n.Tk, n.dv}, 30 + n.dv);
-  EXPECT_TRUE(matches(std::string(c.name) + ": non-causal out",
+  const Tensor q = random_tensor({n.B, n.H, n.T, n.d}, 10 + n.T), k = random_tensor({n.B, n.H, n.Tk, n.d}, 20 + n.Tk),
+               v = random_tensor({n.B, n.H, n.Tk, n.dv}, 30 + n.dv);
+  EXPECT_TRUE(close(std::string(c.name) + ": non-causal out",
                       lesson10::linear_attention_noncausal(q, k, v), oracle(q, k, v, n, false),
                       {n.B, n.H, n.T, n.dv}));
 }
@@ -127,9 +91,9 @@ TEST_P(LinearSweep, CausalMatchesDoubleOracle) {
   const Case c = GetParam();
   Dims n = c.n;
   n.Tk = n.T;  // causal: one key per query
-  const Tensor q = rnd({n.B, n.H, n.T, n.d}, 10 + n.T), k = rnd({n.B, n.H, n.T, n.d}, 40 + n.T),
-               v = rnd({n.B, n.H, n.T, n.dv}, 50 + n.dv);
-  EXPECT_TRUE(matches(std::string(c.name) + ": causal out (chunk " + std::to_string(c.chunk) + ")",
+  const Tensor q = random_tensor({n.B, n.H, n.T, n.d}, 10 + n.T), k = random_tensor({n.B, n.H, n.T, n.d}, 40 + n.T),
+               v = random_tensor({n.B, n.H, n.T, n.dv}, 50 + n.dv);
+  EXPECT_TRUE(close(std::string(c.name) + ": causal out (chunk " + std::to_string(c.chunk) + ")",
                       lesson10::linear_attention_causal(q, k, v, c.chunk), oracle(q, k, v, n, true),
                       {n.B, n.H, n.T, n.dv}));
 }
@@ -149,7 +113,7 @@ INSTANTIATE_TEST_SUITE_P(
 
 TEST(Gradients, FeatureMapGradcheck) {
   // Away from 0, where elu's second derivative jumps.
-  std::vector<float> x = rnd({12}, 41, 2.0f).to_vector();
+  std::vector<float> x = random_tensor({12}, 41, 2.0f).to_vector();
   for (float& e : x) e += e >= 0 ? 0.1f : -0.1f;
   const Tensor t = from_vector(x, {3, 4}).set_requires_grad();
   const GradcheckResult r = gradcheck(
@@ -159,9 +123,9 @@ TEST(Gradients, FeatureMapGradcheck) {
 }
 
 TEST(Gradients, NonCausalGradcheck) {
-  const Tensor q = rnd({1, 2, 4, 3}, 42).set_requires_grad(),
-               k = rnd({1, 2, 5, 3}, 43).set_requires_grad(),
-               v = rnd({1, 2, 5, 2}, 44).set_requires_grad();
+  const Tensor q = random_tensor({1, 2, 4, 3}, 42).set_requires_grad(),
+               k = random_tensor({1, 2, 5, 3}, 43).set_requires_grad(),
+               v = random_tensor({1, 2, 5, 2}, 44).set_requires_grad();
   const GradcheckResult r = gradcheck(
       [](const std::vector<Tensor>& in) {
         return lesson10::linear_attention_noncausal(in[0], in[1], in[2]);
@@ -173,9 +137,9 @@ TEST(Gradients, NonCausalGradcheck) {
 
 TEST(Gradients, CausalGradcheckAcrossChunks) {
   for (int64_t chunk : {1, 2}) {
-    const Tensor q = rnd({1, 2, 5, 3}, 45).set_requires_grad(),
-                 k = rnd({1, 2, 5, 3}, 46).set_requires_grad(),
-                 v = rnd({1, 2, 5, 2}, 47).set_requires_grad();
+    const Tensor q = random_tensor({1, 2, 5, 3}, 45).set_requires_grad(),
+                 k = random_tensor({1, 2, 5, 3}, 46).set_requires_grad(),
+                 v = random_tensor({1, 2, 5, 2}, 47).set_requires_grad();
     const GradcheckResult r = gradcheck(
         [chunk](const std::vector<Tensor>& in) {
           return lesson10::linear_attention_causal(in[0], in[1], in[2], chunk);
@@ -193,18 +157,18 @@ TEST(Stability, LargePositiveInputsStayExact) {
   // phi grows only linearly (x + 1) for x > 0: no exp() to overflow, so
   // inputs of size ~100 still match the oracle (relative tolerance).
   const Dims n{1, 2, 6, 6, 4, 3};
-  const Tensor q = add(abs(rnd({1, 2, 6, 4}, 51, 100.0f)), 1.0f),
-               k = add(abs(rnd({1, 2, 6, 4}, 52, 100.0f)), 1.0f), v = rnd({1, 2, 6, 3}, 53);
-  EXPECT_TRUE(matches("causal out with q, k ~ 100", lesson10::linear_attention_causal(q, k, v, 4),
+  const Tensor q = add(abs(random_tensor({1, 2, 6, 4}, 51, 100.0f)), 1.0f),
+               k = add(abs(random_tensor({1, 2, 6, 4}, 52, 100.0f)), 1.0f), v = random_tensor({1, 2, 6, 3}, 53);
+  EXPECT_TRUE(close("causal out with q, k ~ 100", lesson10::linear_attention_causal(q, k, v, 4),
                       oracle(q, k, v, n, true), {1, 2, 6, 3}, 1e-3));
-  EXPECT_TRUE(matches("non-causal out with q, k ~ 100", lesson10::linear_attention_noncausal(q, k, v),
+  EXPECT_TRUE(close("non-causal out with q, k ~ 100", lesson10::linear_attention_noncausal(q, k, v),
                       oracle(q, k, v, n, false), {1, 2, 6, 3}, 1e-3));
 }
 
 TEST(Stability, VeryNegativeQueriesGiveFiniteOutputs) {
   // phi(-200) = exp(-200) is 0 in float32: numerator and denominator are 0.
   // The eps in the denominator turns 0 / 0 into 0 instead of NaN.
-  const Tensor q = full({1, 1, 4, 3}, -200.0), k = rnd({1, 1, 4, 3}, 54), v = rnd({1, 1, 4, 2}, 55);
+  const Tensor q = full({1, 1, 4, 3}, -200.0), k = random_tensor({1, 1, 4, 3}, 54), v = random_tensor({1, 1, 4, 2}, 55);
   for (const Tensor& out : {lesson10::linear_attention_causal(q, k, v, 2),
                             lesson10::linear_attention_noncausal(q, k, v)})
     for (float x : out.to_vector())
@@ -218,12 +182,12 @@ TEST(Causality, LeakAcrossAChunkBoundary) {
   // chunk 4: positions 0..3 | 4..7 | 8..9. Changing position 4 (the first of
   // the second chunk) must move nothing before it; changing 7 must not move
   // 4, 5, 6 (same chunk, earlier).
-  const Tensor q = rnd({1, 1, 10, 4}, 61), k = rnd({1, 1, 10, 4}, 62), v = rnd({1, 1, 10, 3}, 63);
+  const Tensor q = random_tensor({1, 1, 10, 4}, 61), k = random_tensor({1, 1, 10, 4}, 62), v = random_tensor({1, 1, 10, 3}, 63);
   for (int64_t changed : {4, 7}) {
     std::vector<bool> flag(10, false);
     flag[changed] = true;
     const Tensor at = from_bools(flag, {1, 1, 10, 1});
-    const Tensor k2 = where(at, rnd({1, 1, 10, 4}, 64), k), v2 = where(at, rnd({1, 1, 10, 3}, 65), v);
+    const Tensor k2 = where(at, random_tensor({1, 1, 10, 4}, 64), k), v2 = where(at, random_tensor({1, 1, 10, 3}, 65), v);
     const std::vector<float> a = lesson10::linear_attention_causal(q, k, v, 4).to_vector();
     const std::vector<float> b = lesson10::linear_attention_causal(q, k2, v2, 4).to_vector();
     for (int64_t t = 0; t < changed; ++t)
@@ -236,9 +200,9 @@ TEST(Causality, LeakAcrossAChunkBoundary) {
 }
 
 TEST(Causality, NoGradientToFutureKeys) {
-  const Tensor q = rnd({1, 1, 7, 3}, 66).set_requires_grad(),
-               k = rnd({1, 1, 7, 3}, 67).set_requires_grad(),
-               v = rnd({1, 1, 7, 2}, 68).set_requires_grad();
+  const Tensor q = random_tensor({1, 1, 7, 3}, 66).set_requires_grad(),
+               k = random_tensor({1, 1, 7, 3}, 67).set_requires_grad(),
+               v = random_tensor({1, 1, 7, 2}, 68).set_requires_grad();
   sum(select(lesson10::linear_attention_causal(q, k, v, 3), 2, 3)).backward();  // query 3 only
   ASSERT_TRUE(k.grad().defined() && v.grad().defined()) << "k/v.grad undefined after backward()";
   const std::vector<float> gk = k.grad().to_vector(), gv = v.grad().to_vector();
@@ -258,9 +222,9 @@ TEST(Memory, NoTxTMatrixEvenWithTheGraph) {
   // T = 2048: one T x T float matrix is 16 MiB. Linear attention keeps
   // d x dv states and chunk x chunk blocks, even for backward.
   const int64_t T = 2048;
-  const Tensor q = rnd({1, 1, T, 8}, 71).set_requires_grad(),
-               k = rnd({1, 1, T, 8}, 72).set_requires_grad(),
-               v = rnd({1, 1, T, 8}, 73).set_requires_grad();
+  const Tensor q = random_tensor({1, 1, T, 8}, 71).set_requires_grad(),
+               k = random_tensor({1, 1, T, 8}, 72).set_requires_grad(),
+               v = random_tensor({1, 1, T, 8}, 73).set_requires_grad();
   const double txt = double(T) * T * 4;
   const double causal =
       peak_extra_bytes([&] { return lesson10::linear_attention_causal(q, k, v, 32); });
@@ -277,9 +241,9 @@ TEST(Memory, NoTxTMatrixEvenWithTheGraph) {
 
 TEST(Memory, CausalGrowsLinearlyInT) {
   auto bytes_at = [](int64_t T) {
-    const Tensor q = rnd({1, 1, T, 8}, 74).set_requires_grad(),
-                 k = rnd({1, 1, T, 8}, 75).set_requires_grad(),
-                 v = rnd({1, 1, T, 8}, 76).set_requires_grad();
+    const Tensor q = random_tensor({1, 1, T, 8}, 74).set_requires_grad(),
+                 k = random_tensor({1, 1, T, 8}, 75).set_requires_grad(),
+                 v = random_tensor({1, 1, T, 8}, 76).set_requires_grad();
     return peak_extra_bytes([&] { return lesson10::linear_attention_causal(q, k, v, 32); });
   };
   const double m1 = bytes_at(1024), m2 = bytes_at(2048);
@@ -293,10 +257,10 @@ TEST(Mistakes, SoftmaxScaleCarriedOver) {
   // Linear attention has no softmax and no 1/sqrt(d): phi is applied to q
   // and k as they are.
   const Dims n{1, 1, 5, 5, 16, 2};
-  const Tensor q = rnd({1, 1, 5, 16}, 81), k = rnd({1, 1, 5, 16}, 82), v = rnd({1, 1, 5, 2}, 83);
+  const Tensor q = random_tensor({1, 1, 5, 16}, 81), k = random_tensor({1, 1, 5, 16}, 82), v = random_tensor({1, 1, 5, 2}, 83);
   const Tensor out = lesson10::linear_attention_noncausal(q, k, v);
-  const bool scaled = matches("", out, oracle(q, k, v, n, false, 1e-6, 0.25), {1, 1, 5, 2});
-  EXPECT_TRUE(matches("non-causal out with d = 16", out, oracle(q, k, v, n, false), {1, 1, 5, 2}))
+  const bool scaled = close("", out, oracle(q, k, v, n, false, 1e-6, 0.25), {1, 1, 5, 2});
+  EXPECT_TRUE(close("non-causal out with d = 16", out, oracle(q, k, v, n, false), {1, 1, 5, 2}))
       << (scaled ? "your output is what phi(q / sqrt(d)) gives: linear attention has no "
                    "1/sqrt(d) scale (that belongs to softmax's exp(q.k / sqrt(d)))"
                  : "");
@@ -307,8 +271,8 @@ TEST(Mistakes, FeatureMapOnlyOnQueriesOrOnlyOnKeys) {
   // "weights" then no longer average the values. The oracle applies phi to
   // both; a half-applied map fails here with d = 4.
   const Dims n{1, 2, 6, 6, 4, 3};
-  const Tensor q = rnd({1, 2, 6, 4}, 84), k = rnd({1, 2, 6, 4}, 85), v = rnd({1, 2, 6, 3}, 86);
-  EXPECT_TRUE(matches("causal out (phi on q AND k)", lesson10::linear_attention_causal(q, k, v, 2),
+  const Tensor q = random_tensor({1, 2, 6, 4}, 84), k = random_tensor({1, 2, 6, 4}, 85), v = random_tensor({1, 2, 6, 3}, 86);
+  EXPECT_TRUE(close("causal out (phi on q AND k)", lesson10::linear_attention_causal(q, k, v, 2),
                       oracle(q, k, v, n, true), {1, 2, 6, 3}))
       << "apply elu_feature_map to q and to k (and never to v)";
 }

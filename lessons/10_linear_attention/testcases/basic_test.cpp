@@ -12,56 +12,12 @@
 
 #include "autograd/ops.h"
 #include "linear_attention.h"
+#include "lesson_test.h"
 
 using namespace attn;
+using namespace lesson_test;
 
 namespace {
-
-// "[0,1,2,3]": where flat element `flat` sits in a tensor of `shape`.
-std::string where_in(int64_t flat, const Shape& shape) {
-  std::vector<int64_t> idx(shape.size());
-  for (int d = static_cast<int>(shape.size()) - 1; d >= 0; --d) {
-    idx[d] = flat % shape[d];
-    flat /= shape[d];
-  }
-  std::ostringstream os;
-  os << "[";
-  for (std::size_t d = 0; d < idx.size(); ++d) os << (d ? "," : "") << idx[d];
-  os << "]";
-  return os.str();
-}
-
-// Checks shape and values; on failure names the first bad element, what was
-// expected there and what came out.
-::testing::AssertionResult matches(const std::string& what, const Tensor& got,
-                                   const std::vector<double>& want, const Shape& shape,
-                                   double tol = 1e-4) {
-  if (!got.defined()) return ::testing::AssertionFailure() << what << ": got an undefined Tensor";
-  if (got.shape() != shape)
-    return ::testing::AssertionFailure() << what << ": expected shape " << shape_str(shape)
-                                         << ", got " << shape_str(got.shape());
-  const std::vector<float> g = got.to_vector();
-  int64_t bad = 0, first = -1;
-  for (std::size_t i = 0; i < g.size(); ++i) {
-    const bool ok =
-        std::isfinite(g[i]) && std::fabs(g[i] - want[i]) <= tol * (1 + std::fabs(want[i]));
-    if (!ok && bad++ == 0) first = static_cast<int64_t>(i);
-  }
-  if (bad == 0) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure() << what << ": " << bad << " of " << g.size()
-                                       << " elements differ; first at " << where_in(first, shape)
-                                       << ": expected " << want[first] << ", got " << g[first];
-}
-
-std::vector<double> values(const Tensor& t) {
-  const std::vector<float> v = t.to_vector();
-  return {v.begin(), v.end()};
-}
-
-Tensor rnd(const Shape& s, uint64_t seed, float scale = 1.0f) {
-  Generator g(seed);
-  return mul(randn(s, g), scale);
-}
 
 // The README's worked example: T = 3, d = 2, dv = 2. The inputs are chosen
 // so that phi(x) is an integer: phi(0) = 1, phi(1) = 2.
@@ -88,12 +44,12 @@ Tensor quadratic_reference(const Tensor& q, const Tensor& k, const Tensor& v) {
 TEST(FeatureMap, HandValues) {
   // elu(x) + 1 = x + 1 for x > 0 and exp(x) for x <= 0.
   const Tensor x = from_vector({-2, -1, 0, 0.5f, 3}, {5});
-  EXPECT_TRUE(matches("elu_feature_map([-2, -1, 0, 0.5, 3])", lesson10::elu_feature_map(x),
+  EXPECT_TRUE(close("elu_feature_map([-2, -1, 0, 0.5, 3])", lesson10::elu_feature_map(x),
                       {0.1353353, 0.3678794, 1, 1.5, 4}, {5}));
 }
 
 TEST(FeatureMap, KeepsShapeAndIsPositive) {
-  const Tensor x = rnd({2, 3, 4, 5}, 1, 5.0f);
+  const Tensor x = random_tensor({2, 3, 4, 5}, 1, 5.0f);
   const Tensor y = lesson10::elu_feature_map(x);
   ASSERT_EQ(y.shape(), x.shape()) << "the feature map is elementwise: same shape out";
   for (float f : y.to_vector())
@@ -106,22 +62,22 @@ TEST(NonCausal, ReadmeWorkedExample) {
   // S = phi(K)^T V = [[3,2],[3,3]], z = [4,4]; row 0: [1,2] S / ([1,2].z)
   // = [9, 8] / 12.
   const Example e;
-  EXPECT_TRUE(matches("linear_attention_noncausal on the README example",
+  EXPECT_TRUE(close("linear_attention_noncausal on the README example",
                       lesson10::linear_attention_noncausal(e.q, e.k, e.v),
                       {0.75, 8.0 / 12, /**/ 0.75, 7.0 / 12, /**/ 0.75, 0.625}, {1, 1, 3, 2}));
 }
 
 TEST(NonCausal, ShapesWithMoreKeysThanQueries) {
-  const Tensor out = lesson10::linear_attention_noncausal(rnd({2, 3, 4, 5}, 2), rnd({2, 3, 6, 5}, 3),
-                                                          rnd({2, 3, 6, 7}, 4));
+  const Tensor out = lesson10::linear_attention_noncausal(random_tensor({2, 3, 4, 5}, 2), random_tensor({2, 3, 6, 5}, 3),
+                                                          random_tensor({2, 3, 6, 7}, 4));
   EXPECT_EQ(out.shape(), (Shape{2, 3, 4, 7})) << "out is [B, H, T, dv]";
 }
 
 TEST(NonCausal, EqualsTheNormalisedQuadraticForm) {
   // (phi(Q) phi(K)^T) V, rows normalised, is the same as phi(Q) (phi(K)^T V)
   // normalised: associativity is the whole trick.
-  const Tensor q = rnd({2, 2, 5, 4}, 5), k = rnd({2, 2, 7, 4}, 6), v = rnd({2, 2, 7, 3}, 7);
-  EXPECT_TRUE(matches("non-causal vs (phi(Q) phi(K)^T / rowsum) V",
+  const Tensor q = random_tensor({2, 2, 5, 4}, 5), k = random_tensor({2, 2, 7, 4}, 6), v = random_tensor({2, 2, 7, 3}, 7);
+  EXPECT_TRUE(close("non-causal vs (phi(Q) phi(K)^T / rowsum) V",
                       lesson10::linear_attention_noncausal(q, k, v),
                       values(quadratic_reference(q, k, v)), {2, 2, 5, 3}));
 }
@@ -133,7 +89,7 @@ TEST(Causal, ReadmeWorkedExample) {
   // row 2 weighs keys 0, 1, 2 by 6, 4, 6.
   const Example e;
   for (int64_t chunk : {1, 2, 3, 4})
-    EXPECT_TRUE(matches("linear_attention_causal on the README example, chunk " +
+    EXPECT_TRUE(close("linear_attention_causal on the README example, chunk " +
                             std::to_string(chunk),
                         lesson10::linear_attention_causal(e.q, e.k, e.v, chunk),
                         {1, 0, /**/ 0.625, 0.375, /**/ 0.75, 0.625}, {1, 1, 3, 2}));
@@ -141,25 +97,25 @@ TEST(Causal, ReadmeWorkedExample) {
 
 TEST(Causal, LastRowEqualsNonCausal) {
   // The last query sees every key either way.
-  const Tensor q = rnd({1, 2, 6, 4}, 8), k = rnd({1, 2, 6, 4}, 9), v = rnd({1, 2, 6, 3}, 10);
+  const Tensor q = random_tensor({1, 2, 6, 4}, 8), k = random_tensor({1, 2, 6, 4}, 9), v = random_tensor({1, 2, 6, 3}, 10);
   const Tensor c = lesson10::linear_attention_causal(q, k, v, 4);
   const Tensor n = lesson10::linear_attention_noncausal(q, k, v);
-  EXPECT_TRUE(matches("last row of causal vs non-causal", select(c, 2, 5), values(select(n, 2, 5)),
+  EXPECT_TRUE(close("last row of causal vs non-causal", select(c, 2, 5), values(select(n, 2, 5)),
                       {1, 2, 3}));
 }
 
 TEST(Causal, FirstRowIsTheFirstValue) {
   // Query 0 sees key 0 only, whose normalised weight is 1.
-  const Tensor v = rnd({2, 3, 5, 4}, 13);
-  const Tensor out = lesson10::linear_attention_causal(rnd({2, 3, 5, 4}, 11), rnd({2, 3, 5, 4}, 12), v, 2);
-  EXPECT_TRUE(matches("causal out[:, :, 0]", select(out, 2, 0), values(select(v, 2, 0)), {2, 3, 4}));
+  const Tensor v = random_tensor({2, 3, 5, 4}, 13);
+  const Tensor out = lesson10::linear_attention_causal(random_tensor({2, 3, 5, 4}, 11), random_tensor({2, 3, 5, 4}, 12), v, 2);
+  EXPECT_TRUE(close("causal out[:, :, 0]", select(out, 2, 0), values(select(v, 2, 0)), {2, 3, 4}));
 }
 
 TEST(Causal, ChunkSizeDoesNotChangeTheResult) {
-  const Tensor q = rnd({2, 2, 11, 4}, 14), k = rnd({2, 2, 11, 4}, 15), v = rnd({2, 2, 11, 3}, 16);
+  const Tensor q = random_tensor({2, 2, 11, 4}, 14), k = random_tensor({2, 2, 11, 4}, 15), v = random_tensor({2, 2, 11, 3}, 16);
   const std::vector<double> want = values(lesson10::linear_attention_causal(q, k, v, 1));
   for (int64_t chunk : {2, 3, 4, 5, 11, 16})
-    EXPECT_TRUE(matches("causal with chunk " + std::to_string(chunk) + " vs chunk 1",
+    EXPECT_TRUE(close("causal with chunk " + std::to_string(chunk) + " vs chunk 1",
                         lesson10::linear_attention_causal(q, k, v, chunk), want, {2, 2, 11, 3}))
         << "the chunk is a speed/memory knob; the result must not depend on it";
 }
@@ -169,10 +125,10 @@ TEST(Causal, ChunkSizeDoesNotChangeTheResult) {
 TEST(Mistakes, CausalLeakFullSumInsteadOfPrefixSum) {
   // Change the keys and values of positions 5..7 only. Outputs 0..4 must
   // not move: they may use keys 0..4 and nothing else.
-  const Tensor q = rnd({1, 2, 8, 4}, 21), k = rnd({1, 2, 8, 4}, 22), v = rnd({1, 2, 8, 3}, 23);
+  const Tensor q = random_tensor({1, 2, 8, 4}, 21), k = random_tensor({1, 2, 8, 4}, 22), v = random_tensor({1, 2, 8, 3}, 23);
   const Tensor future = from_bools({0, 0, 0, 0, 0, 1, 1, 1}, {1, 1, 8, 1});
-  const Tensor k2 = where(future, rnd({1, 2, 8, 4}, 24), k),
-               v2 = where(future, rnd({1, 2, 8, 3}, 25), v);
+  const Tensor k2 = where(future, random_tensor({1, 2, 8, 4}, 24), k),
+               v2 = where(future, random_tensor({1, 2, 8, 3}, 25), v);
   for (int64_t chunk : {1, 4, 8}) {
     const std::vector<float> a = lesson10::linear_attention_causal(q, k, v, chunk).to_vector();
     const std::vector<float> b = lesson10::linear_attention_causal(q, k2, v2, chunk).to_vector();
@@ -215,14 +171,14 @@ TEST(Mistakes, MissingNormaliser) {
   // With every value equal to 1, a weighted average is 1 whatever the
   // weights. Without the division by phi(q) . z it is the sum of the
   // similarities instead.
-  const Tensor q = rnd({1, 1, 5, 3}, 26), k = rnd({1, 1, 5, 3}, 27), v = ones({1, 1, 5, 2});
+  const Tensor q = random_tensor({1, 1, 5, 3}, 26), k = random_tensor({1, 1, 5, 3}, 27), v = ones({1, 1, 5, 2});
   const std::vector<double> want(10, 1.0);
   const Tensor n = lesson10::linear_attention_noncausal(q, k, v);
   const Tensor c = lesson10::linear_attention_causal(q, k, v, 2);
   const char* hint = "with v = 1 the output must be 1 everywhere: divide the numerator "
                      "phi(q)^T S by the denominator phi(q) . z (+ eps)";
-  EXPECT_TRUE(matches("non-causal out with v = 1", n, want, {1, 1, 5, 2})) << hint;
-  EXPECT_TRUE(matches("causal out with v = 1", c, want, {1, 1, 5, 2})) << hint;
+  EXPECT_TRUE(close("non-causal out with v = 1", n, want, {1, 1, 5, 2})) << hint;
+  EXPECT_TRUE(close("causal out with v = 1", c, want, {1, 1, 5, 2})) << hint;
 }
 
 TEST(Mistakes, FeatureMapMissingPlusOne) {

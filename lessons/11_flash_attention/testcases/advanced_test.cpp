@@ -20,8 +20,10 @@
 #include "core/allocator.h"
 #include "flash_attention.h"
 #include "nn/gpt.h"
+#include "lesson_test.h"
 
 using namespace attn;
+using namespace lesson_test;
 
 // ---- heap accounting --------------------------------------------------------
 // Tensors come from attnlab's allocator, which counts its bytes; a
@@ -71,47 +73,6 @@ void operator delete(void* p, const std::nothrow_t&) noexcept { heap::give(p); }
 void operator delete[](void* p, const std::nothrow_t&) noexcept { heap::give(p); }
 
 namespace {
-
-std::string where_in(int64_t flat, const Shape& shape) {
-  std::vector<int64_t> idx(shape.size());
-  for (int d = static_cast<int>(shape.size()) - 1; d >= 0; --d) {
-    idx[d] = flat % shape[d];
-    flat /= shape[d];
-  }
-  std::ostringstream os;
-  os << "[";
-  for (std::size_t d = 0; d < idx.size(); ++d) os << (d ? "," : "") << idx[d];
-  os << "]";
-  return os.str();
-}
-
-// Checks shape and values (a -inf expected value must come out as -inf);
-// on failure names the first bad element.
-::testing::AssertionResult matches(const std::string& what, const Tensor& got,
-                                   const std::vector<double>& want, const Shape& shape,
-                                   double tol = 1e-4) {
-  if (!got.defined()) return ::testing::AssertionFailure() << what << ": got an undefined Tensor";
-  if (got.shape() != shape)
-    return ::testing::AssertionFailure() << what << ": expected shape " << shape_str(shape)
-                                         << ", got " << shape_str(got.shape());
-  const std::vector<float> g = got.to_vector();
-  int64_t bad = 0, first = -1;
-  for (std::size_t i = 0; i < g.size(); ++i) {
-    const bool ok = std::isinf(want[i])
-                        ? g[i] == static_cast<float>(want[i])
-                        : std::isfinite(g[i]) && std::fabs(g[i] - want[i]) <= tol * (1 + std::fabs(want[i]));
-    if (!ok && bad++ == 0) first = static_cast<int64_t>(i);
-  }
-  if (bad == 0) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure() << what << ": " << bad << " of " << g.size()
-                                       << " elements differ; first at " << where_in(first, shape)
-                                       << ": expected " << want[first] << ", got " << g[first];
-}
-
-Tensor rnd(const Shape& s, uint64_t seed, float scale = 1.0f) {
-  Generator g(seed);
-  return mul(randn(s, g), scale);
-}
 
 struct Dims {
   int64_t B, H, Tq, Tk, d;
@@ -204,14 +165,14 @@ Peaks peak_extra_bytes(F f) {
 TEST_P(FlashSweep, OutAndLseMatchDoubleOracle) {
   const Case c = GetParam();
   const Dims& n = c.n;
-  const Tensor q = rnd({n.B, n.H, n.Tq, n.d}, 10 + n.Tq), k = rnd({n.B, n.H, n.Tk, n.d}, 20 + n.Tk),
-               v = rnd({n.B, n.H, n.Tk, n.d}, 30 + n.d);
+  const Tensor q = random_tensor({n.B, n.H, n.Tq, n.d}, 10 + n.Tq), k = random_tensor({n.B, n.H, n.Tk, n.d}, 20 + n.Tk),
+               v = random_tensor({n.B, n.H, n.Tk, n.d}, 30 + n.d);
   std::vector<double> want_out, want_lse;
   oracle(q, k, v, n, want_out, want_lse);
   const lesson11::FlashResult r = lesson11::flash_forward(q, k, v, n.causal, c.tile, n.offset);
   const std::string tag = std::string(c.name) + " (tile " + std::to_string(c.tile) + ")";
-  EXPECT_TRUE(matches(tag + ": out", r.out, want_out, {n.B, n.H, n.Tq, n.d}));
-  EXPECT_TRUE(matches(tag + ": lse", r.lse, want_lse, {n.B, n.H, n.Tq}));
+  EXPECT_TRUE(close(tag + ": out", r.out, want_out, {n.B, n.H, n.Tq, n.d}));
+  EXPECT_TRUE(close(tag + ": lse", r.lse, want_lse, {n.B, n.H, n.Tq}));
 }
 
 INSTANTIATE_TEST_SUITE_P(
@@ -232,9 +193,9 @@ INSTANTIATE_TEST_SUITE_P(
 TEST(Gradients, GradcheckCausal) {
   // The backward rebuilds p_ij = exp(s_ij - lse_i): only your right lse
   // gives right gradients.
-  const Tensor q = rnd({1, 2, 5, 3}, 41).set_requires_grad(),
-               k = rnd({1, 2, 5, 3}, 42).set_requires_grad(),
-               v = rnd({1, 2, 5, 3}, 43).set_requires_grad();
+  const Tensor q = random_tensor({1, 2, 5, 3}, 41).set_requires_grad(),
+               k = random_tensor({1, 2, 5, 3}, 42).set_requires_grad(),
+               v = random_tensor({1, 2, 5, 3}, 43).set_requires_grad();
   const GradcheckResult r = gradcheck(
       [](const std::vector<Tensor>& in) {
         return lesson11::flash_attention(in[0], in[1], in[2], true, 2);
@@ -246,9 +207,9 @@ TEST(Gradients, GradcheckCausal) {
 }
 
 TEST(Gradients, GradcheckNotCausalWithMoreKeys) {
-  const Tensor q = rnd({1, 1, 3, 4}, 44).set_requires_grad(),
-               k = rnd({1, 1, 7, 4}, 45).set_requires_grad(),
-               v = rnd({1, 1, 7, 4}, 46).set_requires_grad();
+  const Tensor q = random_tensor({1, 1, 3, 4}, 44).set_requires_grad(),
+               k = random_tensor({1, 1, 7, 4}, 45).set_requires_grad(),
+               v = random_tensor({1, 1, 7, 4}, 46).set_requires_grad();
   const GradcheckResult r = gradcheck(
       [](const std::vector<Tensor>& in) {
         return lesson11::flash_attention(in[0], in[1], in[2], false, 3);
@@ -259,9 +220,9 @@ TEST(Gradients, GradcheckNotCausalWithMoreKeys) {
 }
 
 TEST(Gradients, GradcheckWithCacheOffset) {
-  const Tensor q = rnd({1, 1, 2, 3}, 47).set_requires_grad(),
-               k = rnd({1, 1, 6, 3}, 48).set_requires_grad(),
-               v = rnd({1, 1, 6, 3}, 49).set_requires_grad();
+  const Tensor q = random_tensor({1, 1, 2, 3}, 47).set_requires_grad(),
+               k = random_tensor({1, 1, 6, 3}, 48).set_requires_grad(),
+               v = random_tensor({1, 1, 6, 3}, 49).set_requires_grad();
   const GradcheckResult r = gradcheck(
       [](const std::vector<Tensor>& in) {
         return lesson11::flash_attention(in[0], in[1], in[2], true, 2, 4);
@@ -279,52 +240,52 @@ TEST(Stability, ScoresNear1000RisingEveryTile) {
   const int64_t T = 12;
   const Dims n{1, 1, T, T, 4, false, 0};
   const float c = std::sqrt(2000.0f);
-  std::vector<float> qv = rnd({1, 1, T, 4}, 51, 0.3f).to_vector(), kv = rnd({1, 1, T, 4}, 52, 0.3f).to_vector();
+  std::vector<float> qv = random_tensor({1, 1, T, 4}, 51, 0.3f).to_vector(), kv = random_tensor({1, 1, T, 4}, 52, 0.3f).to_vector();
   for (int64_t i = 0; i < T; ++i) {
     qv[i * 4] = c;
     kv[i * 4] = c * (1.0f + 0.01f * float(i));
   }
   const Tensor q = from_vector(qv, {1, 1, T, 4}), k = from_vector(kv, {1, 1, T, 4}),
-               v = rnd({1, 1, T, 4}, 53);
+               v = random_tensor({1, 1, T, 4}, 53);
   std::vector<double> want_out, want_lse;
   oracle(q, k, v, n, want_out, want_lse);
   const lesson11::FlashResult r = lesson11::flash_forward(q, k, v, false, 2);
-  EXPECT_TRUE(matches("out with scores 1000, 1010, ...", r.out, want_out, {1, 1, T, 4}, 1e-3))
+  EXPECT_TRUE(close("out with scores 1000, 1010, ...", r.out, want_out, {1, 1, T, 4}, 1e-3))
       << "(a NaN or inf means exp() of a raw score overflowed: always exponentiate s - m)";
-  EXPECT_TRUE(matches("lse with scores 1000, 1010, ...", r.lse, want_lse, {1, 1, T}, 1e-4));
+  EXPECT_TRUE(close("lse with scores 1000, 1010, ...", r.lse, want_lse, {1, 1, T}, 1e-4));
 }
 
 TEST(EdgeCases, RowsWithNoKeyGiveZerosAndMinusInfLse) {
   // offset -2: the queries sit at positions -2, -1, 0, 1 over keys 0, 1.
   // Queries 0 and 1 have no key at all.
   const Dims n{1, 2, 4, 2, 3, true, -2};
-  const Tensor q = rnd({1, 2, 4, 3}, 61), k = rnd({1, 2, 2, 3}, 62), v = rnd({1, 2, 2, 3}, 63);
+  const Tensor q = random_tensor({1, 2, 4, 3}, 61), k = random_tensor({1, 2, 2, 3}, 62), v = random_tensor({1, 2, 2, 3}, 63);
   std::vector<double> want_out, want_lse;
   oracle(q, k, v, n, want_out, want_lse);
   const lesson11::FlashResult r = lesson11::flash_forward(q, k, v, true, 2, -2);
-  EXPECT_TRUE(matches("out with empty rows", r.out, want_out, {1, 2, 4, 3}))
+  EXPECT_TRUE(close("out with empty rows", r.out, want_out, {1, 2, 4, 3}))
       << "a row with no key outputs zeros (l = 0: do not divide by it)";
-  EXPECT_TRUE(matches("lse with empty rows", r.lse, want_lse, {1, 2, 4}))
+  EXPECT_TRUE(close("lse with empty rows", r.lse, want_lse, {1, 2, 4}))
       << "a row with no key has lse = log(0) = -inf";
 }
 
 TEST(EdgeCases, SingleQueryOverManyKeysEqualsItsFullSoftmax) {
   // Decoding: one query after a cache of 99 tokens, tiles of 8.
   const Dims n{1, 3, 1, 100, 8, true, 99};
-  const Tensor q = rnd({1, 3, 1, 8}, 64), k = rnd({1, 3, 100, 8}, 65), v = rnd({1, 3, 100, 8}, 66);
+  const Tensor q = random_tensor({1, 3, 1, 8}, 64), k = random_tensor({1, 3, 100, 8}, 65), v = random_tensor({1, 3, 100, 8}, 66);
   std::vector<double> want_out, want_lse;
   oracle(q, k, v, n, want_out, want_lse);
   const lesson11::FlashResult r = lesson11::flash_forward(q, k, v, true, 8, 99);
-  EXPECT_TRUE(matches("out of one query over 100 keys", r.out, want_out, {1, 3, 1, 8}));
-  EXPECT_TRUE(matches("lse of one query over 100 keys", r.lse, want_lse, {1, 3, 1}));
+  EXPECT_TRUE(close("out of one query over 100 keys", r.out, want_out, {1, 3, 1, 8}));
+  EXPECT_TRUE(close("lse of one query over 100 keys", r.lse, want_lse, {1, 3, 1}));
 }
 
 // ------------------------------------------------------------------ causality
 
 TEST(Causality, FutureKeysDoNotChangeThePast) {
-  const Tensor q = rnd({1, 2, 9, 4}, 71), k = rnd({1, 2, 9, 4}, 72), v = rnd({1, 2, 9, 4}, 73);
+  const Tensor q = random_tensor({1, 2, 9, 4}, 71), k = random_tensor({1, 2, 9, 4}, 72), v = random_tensor({1, 2, 9, 4}, 73);
   const Tensor future = from_bools({0, 0, 0, 0, 0, 1, 1, 1, 1}, {1, 1, 9, 1});
-  const Tensor k2 = where(future, rnd({1, 2, 9, 4}, 74), k), v2 = where(future, rnd({1, 2, 9, 4}, 75), v);
+  const Tensor k2 = where(future, random_tensor({1, 2, 9, 4}, 74), k), v2 = where(future, random_tensor({1, 2, 9, 4}, 75), v);
   const lesson11::FlashResult a = lesson11::flash_forward(q, k, v, true, 2);
   const lesson11::FlashResult b = lesson11::flash_forward(q, k2, v2, true, 2);
   const std::vector<float> oa = a.out.to_vector(), ob = b.out.to_vector();
@@ -347,7 +308,7 @@ TEST(Memory, NeverATxTBuffer) {
   // 136 KiB. Both the allocator (tensors) and the heap (std::vector, new)
   // must stay far below the matrix.
   const int64_t T = 2048;
-  const Tensor q = rnd({1, 1, T, 16}, 81), k = rnd({1, 1, T, 16}, 82), v = rnd({1, 1, T, 16}, 83);
+  const Tensor q = random_tensor({1, 1, T, 16}, 81), k = random_tensor({1, 1, T, 16}, 82), v = random_tensor({1, 1, T, 16}, 83);
   const double txt = double(T) * T * 4;
   for (bool causal : {true, false}) {
     const Peaks p = peak_extra_bytes([&] { return lesson11::flash_forward(q, k, v, causal, 64); });
@@ -365,7 +326,7 @@ TEST(Memory, NeverATxTBuffer) {
 
 TEST(Memory, GrowsLinearlyInT) {
   auto total_at = [](int64_t T) {
-    const Tensor q = rnd({1, 1, T, 16}, 84), k = rnd({1, 1, T, 16}, 85), v = rnd({1, 1, T, 16}, 86);
+    const Tensor q = random_tensor({1, 1, T, 16}, 84), k = random_tensor({1, 1, T, 16}, 85), v = random_tensor({1, 1, T, 16}, 86);
     const Peaks p = peak_extra_bytes([&] { return lesson11::flash_forward(q, k, v, true, 64); });
     return p.allocator + p.heap;
   };
@@ -382,18 +343,18 @@ TEST(Mistakes, RescaleForgetsRunningSumOverManyTiles) {
   // sum l that is not multiplied by exp(m_old - m_new) is far too large.
   const int64_t T = 16;
   const Dims n{1, 1, 3, T, 4, false, 0};
-  std::vector<float> kv = rnd({1, 1, T, 4}, 91, 0.2f).to_vector();
+  std::vector<float> kv = random_tensor({1, 1, T, 4}, 91, 0.2f).to_vector();
   for (int64_t j = 0; j < T; ++j) kv[j * 4] = 0.25f * float(j);
   const Tensor q = from_vector({4, 0, 0, 0, /**/ 3, 0.5f, 0, 0, /**/ 5, 0, -1, 0}, {1, 1, 3, 4}),
-               k = from_vector(kv, {1, 1, T, 4}), v = rnd({1, 1, T, 4}, 92);
+               k = from_vector(kv, {1, 1, T, 4}), v = random_tensor({1, 1, T, 4}, 92);
   std::vector<double> want_out, want_lse, l_out, l_lse, acc_out, acc_lse;
   oracle(q, k, v, n, want_out, want_lse);
   oracle(q, k, v, n, l_out, l_lse, Bug::NoRescaleOfL, 2);
   oracle(q, k, v, n, acc_out, acc_lse, Bug::NoRescaleOfAcc, 2);
   const lesson11::FlashResult r = lesson11::flash_forward(q, k, v, false, 2);
-  const bool forgot_l = matches("", r.out, l_out, {1, 1, 3, 4}, 1e-3);
-  const bool forgot_acc = matches("", r.out, acc_out, {1, 1, 3, 4}, 1e-3);
-  EXPECT_TRUE(matches("out over 8 tiles of rising scores", r.out, want_out, {1, 1, 3, 4}))
+  const bool forgot_l = close("", r.out, l_out, {1, 1, 3, 4}, 1e-3);
+  const bool forgot_acc = close("", r.out, acc_out, {1, 1, 3, 4}, 1e-3);
+  EXPECT_TRUE(close("out over 8 tiles of rising scores", r.out, want_out, {1, 1, 3, 4}))
       << (forgot_l ? "your output is what the online softmax gives when the running sum l is NOT "
                      "rescaled: when a tile raises the max from m_old to m_new, do "
                      "l = l * exp(m_old - m_new) before adding the tile's exp(s - m_new)"
@@ -401,8 +362,8 @@ TEST(Mistakes, RescaleForgetsRunningSumOverManyTiles) {
       << (forgot_acc ? "your output is what the online softmax gives when the accumulator is NOT "
                        "rescaled: multiply the running sum of p * v by exp(m_old - m_new) too"
                      : "");
-  const bool lse_forgot_l = matches("", r.lse, l_lse, {1, 1, 3}, 1e-3);
-  EXPECT_TRUE(matches("lse over 8 tiles of rising scores", r.lse, want_lse, {1, 1, 3}))
+  const bool lse_forgot_l = close("", r.lse, l_lse, {1, 1, 3}, 1e-3);
+  EXPECT_TRUE(close("lse over 8 tiles of rising scores", r.lse, want_lse, {1, 1, 3}))
       << (lse_forgot_l ? "your lse is m + log(l) with an l that was not rescaled when the max rose"
                        : "");
 }
@@ -411,7 +372,7 @@ TEST(Mistakes, LseIsNotTheMaxNorLogL) {
   // lse = m + log(l). Returning m alone, or log(l) alone, breaks the
   // backward, which rebuilds p = exp(s - lse).
   const Dims n{1, 1, 4, 4, 4, true, 0};
-  const Tensor q = rnd({1, 1, 4, 4}, 93, 2.0f), k = rnd({1, 1, 4, 4}, 94, 2.0f), v = rnd({1, 1, 4, 4}, 95);
+  const Tensor q = random_tensor({1, 1, 4, 4}, 93, 2.0f), k = random_tensor({1, 1, 4, 4}, 94, 2.0f), v = random_tensor({1, 1, 4, 4}, 95);
   std::vector<double> want_out, want_lse;
   oracle(q, k, v, n, want_out, want_lse);
   const std::vector<float> lse = lesson11::flash_forward(q, k, v, true, 2).lse.to_vector();
@@ -436,12 +397,12 @@ TEST(Mistakes, LseIsNotTheMaxNorLogL) {
 
 TEST(Mistakes, OutputNotDividedByL) {
   // The accumulator holds sum_j exp(s_j - m) v_j; the output is that / l.
-  const Tensor q = rnd({1, 1, 3, 4}, 96), k = rnd({1, 1, 6, 4}, 97);
+  const Tensor q = random_tensor({1, 1, 3, 4}, 96), k = random_tensor({1, 1, 6, 4}, 97);
   const Tensor v = ones({1, 1, 6, 4});
   const std::vector<float> out = lesson11::flash_forward(q, k, v, false, 2).out.to_vector();
   for (int64_t i = 0; i < 12; ++i)
     ASSERT_NEAR(out[i], 1.0f, 1e-5) << "with v = 1 every output must be 1 (the weights sum to 1); "
-                                    << "out[" << where_in(i, {1, 1, 3, 4}) << "] = " << out[i]
+                                    << "out[" << index_str(i, {1, 1, 3, 4}) << "] = " << out[i]
                                     << ". Divide the accumulator by l at the end of the row";
 }
 

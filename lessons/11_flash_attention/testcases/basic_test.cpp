@@ -12,56 +12,12 @@
 
 #include "autograd/ops.h"
 #include "flash_attention.h"
+#include "lesson_test.h"
 
 using namespace attn;
+using namespace lesson_test;
 
 namespace {
-
-// "[0,1,2,3]": where flat element `flat` sits in a tensor of `shape`.
-std::string where_in(int64_t flat, const Shape& shape) {
-  std::vector<int64_t> idx(shape.size());
-  for (int d = static_cast<int>(shape.size()) - 1; d >= 0; --d) {
-    idx[d] = flat % shape[d];
-    flat /= shape[d];
-  }
-  std::ostringstream os;
-  os << "[";
-  for (std::size_t d = 0; d < idx.size(); ++d) os << (d ? "," : "") << idx[d];
-  os << "]";
-  return os.str();
-}
-
-// Checks shape and values; on failure names the first bad element, what was
-// expected there and what came out.
-::testing::AssertionResult matches(const std::string& what, const Tensor& got,
-                                   const std::vector<double>& want, const Shape& shape,
-                                   double tol = 1e-4) {
-  if (!got.defined()) return ::testing::AssertionFailure() << what << ": got an undefined Tensor";
-  if (got.shape() != shape)
-    return ::testing::AssertionFailure() << what << ": expected shape " << shape_str(shape)
-                                         << ", got " << shape_str(got.shape());
-  const std::vector<float> g = got.to_vector();
-  int64_t bad = 0, first = -1;
-  for (std::size_t i = 0; i < g.size(); ++i) {
-    const bool ok =
-        std::isfinite(g[i]) && std::fabs(g[i] - want[i]) <= tol * (1 + std::fabs(want[i]));
-    if (!ok && bad++ == 0) first = static_cast<int64_t>(i);
-  }
-  if (bad == 0) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure() << what << ": " << bad << " of " << g.size()
-                                       << " elements differ; first at " << where_in(first, shape)
-                                       << ": expected " << want[first] << ", got " << g[first];
-}
-
-std::vector<double> values(const Tensor& t) {
-  const std::vector<float> v = t.to_vector();
-  return {v.begin(), v.end()};
-}
-
-Tensor rnd(const Shape& s, uint64_t seed, float scale = 1.0f) {
-  Generator g(seed);
-  return mul(randn(s, g), scale);
-}
 
 bool near(double a, double b, double tol = 1e-4) { return std::fabs(a - b) <= tol * (1 + std::fabs(b)); }
 
@@ -150,7 +106,7 @@ TEST(OnlineSoftmax, MinusInfScoresAddNothing) {
 
 TEST(FlashForward, ShapesOfOutAndLse) {
   const lesson11::FlashResult r =
-      lesson11::flash_forward(rnd({2, 3, 5, 4}, 1), rnd({2, 3, 7, 4}, 2), rnd({2, 3, 7, 4}, 3), false, 2);
+      lesson11::flash_forward(random_tensor({2, 3, 5, 4}, 1), random_tensor({2, 3, 7, 4}, 2), random_tensor({2, 3, 7, 4}, 3), false, 2);
   ASSERT_TRUE(r.out.defined() && r.lse.defined()) << "fill both out and lse";
   EXPECT_EQ(r.out.shape(), (Shape{2, 3, 5, 4})) << "out is [B, H, Tq, d]";
   EXPECT_EQ(r.lse.shape(), (Shape{2, 3, 5})) << "lse is [B, H, Tq]: one number per query row";
@@ -162,36 +118,36 @@ TEST(FlashForward, ReadmeWorkedExampleNotCausal) {
   // lse = 5.1851825 (both heads see the same scores).
   const Example e;
   const lesson11::FlashResult r = lesson11::flash_forward(e.q2, e.k2, e.v2, false, 2);
-  EXPECT_TRUE(matches("out (head 0 = column 0, head 1 = column 1)", r.out,
+  EXPECT_TRUE(close("out (head 0 = column 0, head 1 = column 1)", r.out,
                       {1.0710865, 1.0710865, 1.0710865, 1.0710865, /**/ 0.8723234, 0.8723234,
                        0.8723234, 0.8723234},
                       {1, 2, 4, 1}));
-  EXPECT_TRUE(matches("lse", r.lse, std::vector<double>(8, 5.1851825), {1, 2, 4}));
+  EXPECT_TRUE(close("lse", r.lse, std::vector<double>(8, 5.1851825), {1, 2, 4}));
 }
 
 TEST(FlashForward, ReadmeWorkedExampleCausal) {
   // Query i sees keys 0..i: row 0 = v0, row 1 = softmax([1, 2]) of v0, v1, ...
   const Example e;
   const lesson11::FlashResult r = lesson11::flash_forward(e.q2, e.k2, e.v2, true, 2);
-  EXPECT_TRUE(matches("causal out", r.out,
+  EXPECT_TRUE(close("causal out", r.out,
                       {1, 0.2689414, 0.9533874, 1.0710865, /**/ 0, 0.7310586, 0.9828522, 0.8723234},
                       {1, 2, 4, 1}));
-  EXPECT_TRUE(matches("causal lse", r.lse,
+  EXPECT_TRUE(close("causal lse", r.lse,
                       {1, 2.3132617, 5.0658839, 5.1851825, /**/ 1, 2.3132617, 5.0658839, 5.1851825},
                       {1, 2, 4}));
 }
 
 TEST(FlashForward, TileSizeDoesNotMatter) {
-  const Tensor q = rnd({2, 2, 9, 4}, 4), k = rnd({2, 2, 9, 4}, 5), v = rnd({2, 2, 9, 4}, 6);
+  const Tensor q = random_tensor({2, 2, 9, 4}, 4), k = random_tensor({2, 2, 9, 4}, 5), v = random_tensor({2, 2, 9, 4}, 6);
   for (bool causal : {false, true}) {
     const auto [want_out, want_lse] = plain_attention(q, k, v, causal);
     for (int64_t tile : {1, 2, 3, 4, 9, 64}) {
       const lesson11::FlashResult r = lesson11::flash_forward(q, k, v, causal, tile);
       const std::string tag = std::string(causal ? "causal" : "non-causal") + ", tile " +
                               std::to_string(tile);
-      EXPECT_TRUE(matches("out, " + tag, r.out, values(want_out), {2, 2, 9, 4}))
+      EXPECT_TRUE(close("out, " + tag, r.out, values(want_out), {2, 2, 9, 4}))
           << "the tile size must change nothing but the memory";
-      EXPECT_TRUE(matches("lse, " + tag, r.lse, values(want_lse), {2, 2, 9}));
+      EXPECT_TRUE(close("lse, " + tag, r.lse, values(want_lse), {2, 2, 9}));
     }
   }
 }
@@ -201,8 +157,8 @@ TEST(FlashForward, SingleKeyGivesItsValueAndItsScore) {
   const Tensor q = from_vector({1, 2, 0, 0}, {1, 1, 1, 4}), k = from_vector({3, 1, 0, 0}, {1, 1, 1, 4});
   const Tensor v = from_vector({7, -1, 0.5f, 2}, {1, 1, 1, 4});
   const lesson11::FlashResult r = lesson11::flash_forward(q, k, v, true, 4);
-  EXPECT_TRUE(matches("out with one key", r.out, {7, -1, 0.5, 2}, {1, 1, 1, 4}));
-  EXPECT_TRUE(matches("lse with one key", r.lse, {2.5}, {1, 1, 1}))
+  EXPECT_TRUE(close("out with one key", r.out, {7, -1, 0.5, 2}, {1, 1, 1, 4}));
+  EXPECT_TRUE(close("lse with one key", r.lse, {2.5}, {1, 1, 1}))
       << "q.k = 5, / sqrt(4) = 2.5: did you scale the scores by 1/sqrt(d)?";
 }
 
