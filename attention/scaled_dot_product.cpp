@@ -68,11 +68,16 @@ Tensor AttentionCall::bias() const {
   return alibi_bias(q.shape()[1], q.shape()[2], k.shape()[2], offset, q.device());
 }
 
+// The same computation as scaled_dot_product_attention with a causal mask
+// and the ALiBi bias, but the scaling, the bias, the mask and the softmax are
+// one fused op (causal_softmax): one pass over the [B, H, Tq, Tk] scores
+// instead of five, and only the weights are kept for the backward.
 Tensor dense_causal_attention(const AttentionCall& c) {
-  const int64_t heads = c.q.shape()[1], tq = c.q.shape()[2], tk = c.k.shape()[2];
-  return scaled_dot_product_attention(c.q, repeat_kv(c.k, heads), repeat_kv(c.v, heads),
-                                      causal_mask(tq, tk, c.offset, c.q.device()), c.scale,
-                                      c.want_weights ? &c.weights : nullptr, c.bias());
+  const int64_t heads = c.q.shape()[1];
+  const Tensor scores = matmul(c.q, transpose(repeat_kv(c.k, heads), -2, -1));
+  const Tensor weights = causal_softmax(scores, c.scale, c.offset, c.alibi);
+  if (c.want_weights) c.weights = weights;
+  return matmul(weights, repeat_kv(c.v, heads));
 }
 
 }  // namespace attn

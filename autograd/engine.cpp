@@ -33,7 +33,15 @@ Tensor record(Tensor out, const char* name, std::vector<Tensor> inputs, Backward
   if (!any) return out;
   auto node = std::make_shared<Node>();
   node->name = name;
-  node->inputs = std::move(inputs);
+  for (const Tensor& t : inputs) {
+    Edge e;
+    if (t.defined()) {
+      e.shape = t.shape();
+      if (t.impl()->grad_fn) e.producer = t.impl()->grad_fn;
+      else if (t.impl()->requires_grad) e.leaf = t.impl_ptr();
+    }
+    node->inputs.push_back(std::move(e));
+  }
   node->backward = std::move(backward);
   out.impl()->grad_fn = std::move(node);
   return out;
@@ -47,13 +55,11 @@ Node::~Node() {
   // destroyed one at a time from a worklist.
   std::vector<std::shared_ptr<Node>> pending;
   auto take_inputs = [&pending](Node& n) {
-    n.backward = nullptr;  // captured tensors are also held by `inputs` (or are not graph tensors)
-    for (Tensor& t : n.inputs) {
-      if (!t.defined()) continue;
-      TensorImpl* impl = t.impl();
-      if (t.impl_ptr().use_count() == 1 && impl->grad_fn && impl->grad_fn.use_count() == 1)
-        pending.push_back(std::move(impl->grad_fn));
-    }
+    // The closure goes first: a captured input tensor would otherwise keep
+    // its producer's count above one.
+    n.backward = nullptr;
+    for (Edge& e : n.inputs)
+      if (e.producer && e.producer.use_count() == 1) pending.push_back(std::move(e.producer));
     n.inputs.clear();
   };
   take_inputs(*this);
@@ -77,8 +83,7 @@ std::vector<std::shared_ptr<Node>> topological_order(const std::shared_ptr<Node>
   while (!stack.empty()) {
     auto& [node, next] = stack.back();
     if (next < node->inputs.size()) {
-      const Tensor& in = node->inputs[next++];
-      std::shared_ptr<Node> child = in.defined() ? in.impl()->grad_fn : nullptr;
+      const std::shared_ptr<Node>& child = node->inputs[next++].producer;
       if (child && seen.insert(child.get()).second) stack.push_back({child, 0});
     } else {
       order.push_back(node);
@@ -133,18 +138,18 @@ void run_backward(const Tensor& root, const Tensor& grad_in, bool retain_graph) 
     grads.erase(it);
     std::vector<Tensor> in_grads = node->backward(g);
     for (size_t i = 0; i < node->inputs.size(); ++i) {
-      const Tensor& in = node->inputs[i];
-      if (i >= in_grads.size() || !in_grads[i].defined() || !in.requires_grad()) continue;
-      check(in_grads[i].shape() == in.shape(), "backward of ", node->name, ": gradient for input ",
-            i, " has shape ", shape_str(in_grads[i].shape()), ", expected ", shape_str(in.shape()));
-      if (Node* producer = in.impl()->grad_fn.get()) {
-        accumulate(grads[producer], in_grads[i]);
+      const Edge& in = node->inputs[i];
+      if (i >= in_grads.size() || !in_grads[i].defined() || !in.wants_grad()) continue;
+      check(in_grads[i].shape() == in.shape, "backward of ", node->name, ": gradient for input ",
+            i, " has shape ", shape_str(in_grads[i].shape()), ", expected ", shape_str(in.shape));
+      if (in.producer) {
+        accumulate(grads[in.producer.get()], in_grads[i]);
       } else {
         // A leaf owns its gradient (an optimizer may scale it in place), so
         // the first contribution is copied rather than shared.
-        const Tensor old = in.grad();
+        const Tensor old = in.leaf->grad ? Tensor(in.leaf->grad) : Tensor();
         const Tensor sum = old.defined() ? add(old, in_grads[i]) : in_grads[i].clone();
-        in.impl()->grad = sum.impl_ptr();
+        in.leaf->grad = sum.impl_ptr();
       }
     }
     if (!retain_graph) node->release();

@@ -104,6 +104,12 @@ Tensor to(const Tensor& x, const Device& device);
 Tensor matmul(const Tensor& a, const Tensor& b);  // ops_matmul.cpp
 Tensor softmax(const Tensor& x, int64_t dim);     // ops_softmax.cpp
 Tensor log_softmax(const Tensor& x, int64_t dim);
+// Attention weights from raw scores [B, H, Tq, Tk] in one fused op:
+// softmax over keys j <= offset + i of scale * scores - slope[h] * (offset + i - j)
+// (no ALiBi term when alibi_slopes is empty); masked keys get 0, a row with
+// no key is all zeros. Equals softmax(masked_fill(scale * s + bias, !causal, -inf)).
+Tensor causal_softmax(const Tensor& scores, float scale, int64_t offset = 0,
+                      const std::vector<float>& alibi_slopes = {});
 
 // ---- fused layers (ops_norm.cpp, ops_loss.cpp): one kernel forward, one backward ----
 // Normalise over the last dim. weight/bias may be undefined Tensors (no affine).

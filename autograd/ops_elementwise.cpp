@@ -61,14 +61,19 @@ Tensor unary_with_derivative(UnaryOp op, UnaryOp derivative, const char* name, c
 }  // namespace
 
 Tensor add(const Tensor& a, const Tensor& b) {
-  return record(arithmetic(BinaryOp::Add, "add", a, b), "add", {a, b}, [a, b](const Tensor& g) {
-    return std::vector<Tensor>{sum_to(g, a.shape()), sum_to(g, b.shape())};
+  // Only the shapes are kept: holding a and b would keep their memory alive
+  // until backward, and a sum's gradient never needs their values. (The
+  // kernel runs first: it checks that a and b are defined.)
+  Tensor out = arithmetic(BinaryOp::Add, "add", a, b);
+  return record(out, "add", {a, b}, [sa = a.shape(), sb = b.shape()](const Tensor& g) {
+    return std::vector<Tensor>{sum_to(g, sa), sum_to(g, sb)};
   });
 }
 
 Tensor sub(const Tensor& a, const Tensor& b) {
-  return record(arithmetic(BinaryOp::Sub, "sub", a, b), "sub", {a, b}, [a, b](const Tensor& g) {
-    return std::vector<Tensor>{sum_to(g, a.shape()), sum_to(neg(g), b.shape())};
+  Tensor out = arithmetic(BinaryOp::Sub, "sub", a, b);
+  return record(out, "sub", {a, b}, [sa = a.shape(), sb = b.shape()](const Tensor& g) {
+    return std::vector<Tensor>{sum_to(g, sa), sum_to(neg(g), sb)};
   });
 }
 

@@ -70,10 +70,13 @@ Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
   if (out.numel() > 0)
     backend_for(d).where(out.view_desc(), cond.view_desc(shape), a.view_desc(shape),
                          b.view_desc(shape));
-  return record(out, "where", {a, b}, [cond, a, b](const Tensor& g) {
+  // The gradient needs only the condition and the shapes, not a's or b's values.
+  return record(out, "where", {a, b},
+                [cond, sa = a.shape(), sb = b.shape(), ga = a.requires_grad(),
+                 gb = b.requires_grad()](const Tensor& g) {
     const Tensor zero = zeros({}, DType::Float32, g.device());
-    return std::vector<Tensor>{a.requires_grad() ? sum_to(where(cond, g, zero), a.shape()) : Tensor(),
-                               b.requires_grad() ? sum_to(where(cond, zero, g), b.shape()) : Tensor()};
+    return std::vector<Tensor>{ga ? sum_to(where(cond, g, zero), sa) : Tensor(),
+                               gb ? sum_to(where(cond, zero, g), sb) : Tensor()};
   });
 }
 

@@ -215,7 +215,7 @@ Tensor cat(const std::vector<Tensor>& xs, int64_t dim) {
     shape[d] += xs[i].shape()[d];
   }
   Tensor out = empty(shape, first.dtype(), device);
-  std::vector<int64_t> starts;
+  std::vector<int64_t> starts;  // where each input begins along d; one extra for the end
   int64_t at = 0;
   for (const Tensor& x : xs) {
     starts.push_back(at);
@@ -223,10 +223,11 @@ Tensor cat(const std::vector<Tensor>& xs, int64_t dim) {
     if (x.numel() > 0) backend_for(device).copy(dst.view_desc(), x.view_desc());
     at += x.shape()[d];
   }
-  return record(out, "cat", xs, [d, starts, xs](const Tensor& g) {
+  starts.push_back(at);
+  return record(out, "cat", xs, [d, starts](const Tensor& g) {
     std::vector<Tensor> grads;
-    for (size_t i = 0; i < xs.size(); ++i)
-      grads.push_back(slice(g, d, starts[i], starts[i] + xs[i].shape()[d]));
+    for (size_t i = 0; i + 1 < starts.size(); ++i)
+      grads.push_back(slice(g, d, starts[i], starts[i + 1]));
     return grads;
   });
 }

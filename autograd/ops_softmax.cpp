@@ -1,4 +1,5 @@
-// softmax and log_softmax over one dim, as fused kernels.
+// softmax and log_softmax over one dim, and the causal softmax of attention
+// scores, as fused kernels.
 //
 // Forward subtracts the row max before exponentiating (stability). Backward,
 // with y = softmax(x):      dx = y * (dy - sum(dy * y))
@@ -41,5 +42,38 @@ Tensor softmax_impl(bool log, const char* name, const Tensor& x, int64_t dim) {
 
 Tensor softmax(const Tensor& x, int64_t dim) { return softmax_impl(false, "softmax", x, dim); }
 Tensor log_softmax(const Tensor& x, int64_t dim) { return softmax_impl(true, "log_softmax", x, dim); }
+
+// Causal attention weights from raw scores [B, H, Tq, Tk], fused: the steps
+// scale -> + ALiBi bias -> mask keys j > offset + i -> softmax, which would
+// each write (and autograd keep) a full [B, H, Tq, Tk] tensor, are one pass
+// here, and only the weights y are kept for the backward:
+//   x' = scale * x + bias,  y = softmax(x'),  dx = scale * y * (dy - sum(dy * y))
+// (the bias is a constant; masked keys have y = 0 and so get no gradient).
+Tensor causal_softmax(const Tensor& scores, float scale, int64_t offset,
+                      const std::vector<float>& alibi_slopes) {
+  const char* name = "causal_softmax";
+  require_defined(name, scores);
+  require_float(name, scores);
+  check(scores.dim() == 4, name, ": expected scores of shape [B, H, Tq, Tk], got ",
+        shape_str(scores.shape()));
+  const int64_t heads = scores.shape()[1], tq = scores.shape()[2], tk = scores.shape()[3];
+  check(alibi_slopes.empty() || static_cast<int64_t>(alibi_slopes.size()) == heads, name, ": ",
+        alibi_slopes.size(), " ALiBi slopes for ", heads, " heads");
+  const Tensor x = scores.detach().contiguous();
+  const int64_t rows = tk == 0 ? 0 : x.numel() / tk;
+  Tensor y = empty(x.shape(), DType::Float32, x.device());
+  if (rows > 0)
+    backend_for(x.device()).causal_softmax(y.data<float>(), x.data<float>(), rows, heads, tq, tk,
+                                           offset, scale,
+                                           alibi_slopes.empty() ? nullptr : alibi_slopes.data());
+  return record(y, name, {scores}, [y = y.detach(), rows, tq, tk, offset, scale](const Tensor& g) {
+    const Tensor gc = g.contiguous();
+    Tensor dx = empty(gc.shape(), DType::Float32, g.device());
+    if (rows > 0)
+      backend_for(g.device()).causal_softmax_backward(dx.data<float>(), y.data<float>(),
+                                                      gc.data<float>(), rows, tq, tk, offset, scale);
+    return std::vector<Tensor>{dx};
+  });
+}
 
 }  // namespace attn

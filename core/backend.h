@@ -97,6 +97,17 @@ class Backend {
   virtual void softmax_backward(bool log, float* grad_in, const float* y, const float* grad_out,
                                 int64_t rows, int64_t cols) = 0;
 
+  // Causal attention weights in one pass over scores x [B, H, Tq, Tk]
+  // (contiguous; `rows` = B*H*Tq): for query i of head h,
+  //   y[.., i, j] = softmax_j(scale * x[.., i, j] - alibi[h] * (offset + i - j))
+  // over the keys j <= offset + i; other keys get 0, and a row with no key
+  // is all zeros. alibi: one slope per head (host memory), or null.
+  virtual void causal_softmax(float* y, const float* x, int64_t rows, int64_t heads, int64_t tq,
+                              int64_t tk, int64_t offset, float scale, const float* alibi) = 0;
+  // dx = scale * y * (dy - sum_j dy * y), zero past the causal limit.
+  virtual void causal_softmax_backward(float* dx, const float* y, const float* dy, int64_t rows,
+                                       int64_t tq, int64_t tk, int64_t offset, float scale) = 0;
+
   // out[i, :] = table[idx[i], :]. Returns -1 if all indices are in
   // [0, table_rows), otherwise the position of the first bad index.
   virtual int64_t gather_rows(float* out, const float* table, const int64_t* idx, int64_t n,

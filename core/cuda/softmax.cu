@@ -1,4 +1,5 @@
-// Row-wise softmax / log-softmax and cross-entropy on the GPU.
+// Row-wise softmax / log-softmax, the causal softmax of attention scores
+// and cross-entropy on the GPU.
 //
 // One warp per row for rows of up to 1024 columns (8 rows per block), one
 // 256-thread block per row beyond. Each row subtracts its max before exp
@@ -69,6 +70,54 @@ __global__ void softmax_backward_kernel(bool log, float* gx, const float* y, con
   }
 }
 
+// Causal softmax (core/backend.h), a warp per row. Keys past the causal
+// limit are never read, only written as zeros: for square attention that
+// halves the bytes read. The second and third passes re-read the row from L1
+// (a row of 256 keys is 1 KiB), so DRAM sees each score once.
+__device__ __forceinline__ int64_t causal_keys(int64_t i, int64_t offset, int64_t tk) {
+  const int64_t n = offset + i + 1;
+  return n < 0 ? 0 : (n > tk ? tk : n);
+}
+
+__global__ void causal_softmax_kernel(float* y, const float* x, int64_t rows, int64_t heads,
+                                      int64_t tq, int64_t tk, int64_t offset, float scale,
+                                      const float* alibi) {
+  const int64_t r = group_row<32>();
+  if (r >= rows) return;
+  const int lane = threadIdx.x % 32;
+  const int64_t i = r % tq, pos = offset + i, n = causal_keys(i, offset, tk);
+  const float slope = alibi ? alibi[(r / tq) % heads] : 0.0f;
+  const float* xr = x + r * tk;
+  float* yr = y + r * tk;
+  float mx = -INFINITY;
+  for (int64_t j = lane; j < n; j += 32)
+    mx = max_keep(mx, scale * xr[j] - slope * static_cast<float>(pos - j));
+  mx = warp_max(mx);
+  double sum = 0;
+  for (int64_t j = lane; j < n; j += 32)
+    sum += expf(scale * xr[j] - slope * static_cast<float>(pos - j) - mx);
+  sum = warp_sum(sum);
+  const float inv = n > 0 ? static_cast<float>(1.0 / sum) : 0.0f;
+  for (int64_t j = lane; j < tk; j += 32)
+    yr[j] = j < n ? expf(scale * xr[j] - slope * static_cast<float>(pos - j) - mx) * inv : 0.0f;
+}
+
+__global__ void causal_softmax_backward_kernel(float* dx, const float* y, const float* dy,
+                                               int64_t rows, int64_t tq, int64_t tk,
+                                               int64_t offset, float scale) {
+  const int64_t r = group_row<32>();
+  if (r >= rows) return;
+  const int lane = threadIdx.x % 32;
+  const int64_t n = causal_keys(r % tq, offset, tk);
+  const float* yr = y + r * tk;
+  const float* gr = dy + r * tk;
+  float* out = dx + r * tk;
+  double dot = 0;
+  for (int64_t j = lane; j < n; j += 32) dot += static_cast<double>(gr[j]) * yr[j];
+  const float d = static_cast<float>(warp_sum(dot));
+  for (int64_t j = lane; j < tk; j += 32) out[j] = j < n ? scale * yr[j] * (gr[j] - d) : 0.0f;
+}
+
 // loss = logsumexp(z) - z[target]. A row whose target is outside [0, cols)
 // records its index in *bad (the smallest wins) and computes nothing.
 template <int G>
@@ -136,6 +185,30 @@ void CudaBackend::softmax_backward(bool log, float* gx, const float* y, const fl
   if (rows <= 0 || cols <= 0) return;
   activate();
   ATTN_ROW_LAUNCH(softmax_backward_kernel, rows, cols, log, gx, y, gy, rows, cols);
+}
+
+void CudaBackend::causal_softmax(float* y, const float* x, int64_t rows, int64_t heads,
+                                 int64_t tq, int64_t tk, int64_t offset, float scale,
+                                 const float* alibi) {
+  if (rows <= 0 || tk <= 0) return;
+  activate();
+  Buffer slopes(this, alibi ? heads * sizeof(float) : 1);
+  if (alibi)
+    ATTN_CUDA_CHECK(cudaMemcpy(slopes.ptr, alibi, heads * sizeof(float), cudaMemcpyHostToDevice));
+  const int64_t per_block = kThreads / 32;
+  causal_softmax_kernel<<<static_cast<unsigned>((rows + per_block - 1) / per_block), kThreads>>>(
+      y, x, rows, heads, tq, tk, offset, scale, alibi ? slopes.as<float>() : nullptr);
+  ATTN_CUDA_LAUNCHED("causal_softmax_kernel");
+}
+
+void CudaBackend::causal_softmax_backward(float* dx, const float* y, const float* dy, int64_t rows,
+                                          int64_t tq, int64_t tk, int64_t offset, float scale) {
+  if (rows <= 0 || tk <= 0) return;
+  activate();
+  const int64_t per_block = kThreads / 32;
+  causal_softmax_backward_kernel<<<static_cast<unsigned>((rows + per_block - 1) / per_block),
+                                   kThreads>>>(dx, y, dy, rows, tq, tk, offset, scale);
+  ATTN_CUDA_LAUNCHED("causal_softmax_backward_kernel");
 }
 
 int64_t CudaBackend::cross_entropy(float* loss, float* lse, const float* logits,

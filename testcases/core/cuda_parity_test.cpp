@@ -1,9 +1,9 @@
 // CUDA parity: every kernel of core/backend.h runs on CPU tensors and on
 // .to(Device::cuda()) copies of them, and outputs and gradients must agree
 // (~1e-5 relative; matrix products a little looser). Most ops go through the
-// public API (autograd/ops.h); adamw and flash attention, whose ops live
-// above core, are driven through the Backend directly. Also: the CUDA
-// allocator's counters, out-of-memory and bad-index errors.
+// public API (autograd/ops.h); adamw, whose op lives above core, is driven
+// through the Backend directly (flash attention: flash_cuda_test.cpp).
+// Also: the CUDA allocator's counters, out-of-memory and bad-index errors.
 //
 // Without a usable GPU (or in a build without CUDA) every test skips, saying
 // why.
@@ -315,6 +315,24 @@ TEST(CudaParity, ElementwiseOpsThroughTheApi) {
   same_forward("big permuted", {big}, [](const V& v) { return mul(permute(v[0], {2, 0, 1}), 3.0f) + 1.0f; });
 }
 
+// The 16-byte paths (elementwise.cu's to_vec4) and their fallbacks: a head
+// transpose made contiguous, a bias broadcast over rows, a dense add, and the
+// same on views whose start or strides break 16-byte alignment.
+TEST(CudaParity, SixteenByteElementwisePaths) {
+  REQUIRE_CUDA();
+  const Tensor x = normal({2, 5, 3, 8}, 31), bias = normal({8}, 32), y = normal({2, 5, 3, 8}, 33);
+  auto all = [](const std::vector<Tensor>& in) {
+    const Tensor heads = contiguous(transpose(in[0], 1, 2));        // vec4 copy
+    const Tensor biased = add(reshape(in[0], {30, 8}), in[1]);     // vec4 strided binary
+    const Tensor dense = gelu(add(in[0], in[2]));                   // vec4 dense binary, unary
+    const Tensor shifted = contiguous(slice(in[0], 3, 1, 7));       // misaligned start
+    const Tensor odd = add(slice(in[0], 3, 0, 6), slice(in[2], 3, 2, 8));  // rows of 6
+    return cat({reshape(heads, {-1}), reshape(biased, {-1}), reshape(dense, {-1}),
+                reshape(shifted, {-1}), reshape(odd, {-1})}, 0);
+  };
+  same_gradients("vec4 and scalar elementwise paths", {x, bias, y}, all);
+}
+
 TEST(CudaParity, WhereMaskedFillTriangles) {
   REQUIRE_CUDA();
   using V = std::vector<Tensor>;
@@ -617,60 +635,6 @@ TEST(CudaParity, AdamW) {
   EXPECT_TRUE(close(pc, pg, 1e-5, 1e-6)) << "param";
   EXPECT_TRUE(close(mc, mg, 1e-5, 1e-7)) << "m";
   EXPECT_TRUE(close(vc, vg, 1e-5, 1e-7)) << "v";
-}
-
-// Flash attention through the Backend (the op lives in attention/).
-TEST(CudaParity, FlashAttentionForwardBackward) {
-  REQUIRE_CUDA();
-  struct Case {
-    int64_t B, H, Hkv, Tq, Tk, d, offset, window;
-    bool causal, alibi;
-  };
-  const Case cases[] = {
-      {2, 4, 2, 37, 53, 40, 16, 0, true, false},  // GQA, causal with an offset
-      {1, 2, 2, 70, 70, 64, 0, 8, true, true},    // sliding window + ALiBi
-      {2, 3, 1, 19, 45, 16, 0, 0, false, false},  // MQA, not causal
-      {1, 2, 1, 33, 33, 128, 0, 0, true, false},  // d = 128
-      {1, 1, 1, 5, 9, 256, 0, 3, false, true},    // d = 256, window without causal
-      {1, 2, 2, 4, 4, 8, -2, 0, true, false},     // rows with no allowed key
-  };
-  int seed = 130;
-  for (const Case& c : cases) {
-    std::ostringstream what;
-    what << "B" << c.B << " H" << c.H << " Hkv" << c.Hkv << " Tq" << c.Tq << " Tk" << c.Tk << " d"
-         << c.d << " offset" << c.offset << " window" << c.window << (c.causal ? " causal" : "")
-         << (c.alibi ? " alibi" : "");
-    const Tensor q = normal({c.B, c.H, c.Tq, c.d}, seed++), k = normal({c.B, c.Hkv, c.Tk, c.d}, seed++),
-                 v = normal({c.B, c.Hkv, c.Tk, c.d}, seed++), dout = normal({c.B, c.H, c.Tq, c.d}, seed++);
-    std::vector<float> slopes;
-    for (int64_t h = 0; h < c.H; ++h) slopes.push_back(std::pow(2.0f, -8.0f * (h + 1) / c.H));
-    struct Run {
-      Tensor out, lse, dq, dk, dv;
-    };
-    const auto run = [&](const Device& dev) {
-      const Tensor qd = q.to(dev), kd = k.to(dev), vd = v.to(dev), gd = dout.to(dev);
-      Run r{empty(q.shape(), DType::Float32, dev), empty({c.B, c.H, c.Tq}, DType::Float32, dev),
-            empty(q.shape(), DType::Float32, dev), empty(k.shape(), DType::Float32, dev),
-            empty(v.shape(), DType::Float32, dev)};
-      FlashArgs a;
-      a.q = qd.data<float>(), a.k = kd.data<float>(), a.v = vd.data<float>();
-      a.out = r.out.data<float>(), a.lse = r.lse.data<float>();
-      a.batch = c.B, a.heads = c.H, a.kv_heads = c.Hkv, a.tq = c.Tq, a.tk = c.Tk, a.dim = c.d;
-      a.offset = c.offset, a.window = c.window, a.causal = c.causal;
-      a.scale = 1.0f / std::sqrt(static_cast<float>(c.d));
-      a.alibi = c.alibi ? slopes.data() : nullptr;
-      backend_for(dev).flash_attention_forward(a);
-      backend_for(dev).flash_attention_backward(a, gd.data<float>(), r.dq.data<float>(),
-                                                r.dk.data<float>(), r.dv.data<float>());
-      return r;
-    };
-    const Run rc = run(kCpu), rg = run(kCuda);
-    EXPECT_TRUE(close(rc.out, rg.out, 1e-4, 1e-5)) << what.str() << ": out";
-    EXPECT_TRUE(close(rc.lse, rg.lse, 1e-5, 1e-5)) << what.str() << ": lse";
-    EXPECT_TRUE(close(rc.dq, rg.dq, 1e-4, 1e-4)) << what.str() << ": dq";
-    EXPECT_TRUE(close(rc.dk, rg.dk, 1e-4, 1e-4)) << what.str() << ": dk";
-    EXPECT_TRUE(close(rc.dv, rg.dv, 1e-4, 1e-4)) << what.str() << ": dv";
-  }
 }
 
 // More than 2^31 elements: the elementwise kernels switch to 64-bit index
