@@ -16,7 +16,8 @@ MultiHeadAttention::MultiHeadAttention(const AttentionConfig& c, int64_t kv_head
   check(!(positions.rope && positions.alibi), "attention: choose rope or alibi, not both");
   check(c.heads > 0 && c.embd % c.heads == 0, "attention: heads=", c.heads,
         " must divide embd=", c.embd);
-  check(kv_heads > 0 && c.heads % kv_heads == 0, "attention: kv_heads=", kv_heads,
+  check(kv_heads > 0, "attention: kv_heads=", kv_heads, " must be >= 1 (and divide heads=", c.heads, ")");
+  check(c.heads % kv_heads == 0, "attention: kv_heads=", kv_heads,
         " must divide heads=", c.heads);
   head_dim_ = c.embd / c.heads;
   const int64_t kv_width = kv_heads * head_dim_;

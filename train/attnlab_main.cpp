@@ -1,5 +1,6 @@
 // The `attnlab` command line: train, sample, compare, convert, bench, variants, demo.
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <iostream>
@@ -54,11 +55,78 @@ int run_sample(const std::string& ckpt, const std::string& prompt, const SampleO
   const CharTokenizer tok = CharTokenizer::from_json(d.tokenizer);
   GPT model(config, 0);
   model.to(Device::parse(device));
-  model.load_state_dict(d.model);
+  load_model_weights(model, d, checkpoint_path(ckpt));
   Generator gen(seed);
   const std::vector<int64_t> ids = tok.encode(prompt.empty() ? "\n" : prompt);
   std::cout << prompt << tok.decode(generate(model, ids, so, gen)) << std::endl;
   return 0;
+}
+
+// For unsigned options: CLI11 2.1 reads "-1" as 2^64 - 1 without a word.
+const CLI::Validator kWholeNumber(
+    [](std::string& s) {
+      const bool digits = !s.empty() && s.size() <= 20 &&
+                          std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+      return digits ? std::string() : "expected a whole number >= 0, got '" + s + "'";
+    },
+    "UINT");
+
+// The subcommand chain parsed so far, e.g. "attnlab train".
+std::string command_path(const CLI::App* app, const CLI::App** deepest) {
+  std::string where = "attnlab";
+  const CLI::App* at = app;
+  for (std::vector<CLI::App*> subs = at->get_subcommands(); !subs.empty(); subs = at->get_subcommands()) {
+    at = subs.front();
+    where += " " + at->get_name();
+  }
+  if (deepest) *deepest = at;
+  return where;
+}
+
+// CLI11's usage errors in attnlab's style: the command, the option, the
+// value and what was expected ("Could not convert: --steps = abc" does not
+// say that --steps takes a whole number).
+std::string usage_error(const CLI::App* app, const CLI::Error& e) {
+  const CLI::App* at = nullptr;
+  const std::string where = command_path(app, &at);
+  std::string msg = e.what();
+  const std::string convert = "Could not convert: ";
+  if (msg.rfind(convert, 0) == 0) {
+    const std::string rest = msg.substr(convert.size());
+    const std::size_t eq = rest.find(" = ");
+    const std::string name = rest.substr(0, eq);
+    const std::string value = eq == std::string::npos ? "" : rest.substr(eq + 3);
+    const CLI::Option* opt = at->get_option_no_throw(name);
+    const std::string type = opt ? opt->get_type_name() : "";
+    const char* expected = type.find("UINT") != std::string::npos    ? "a whole number >= 0"
+                           : type.find("INT") != std::string::npos   ? "a whole number"
+                           : type.find("FLOAT") != std::string::npos ? "a number"
+                                                                     : "a valid value";
+    msg = name + " '" + value + "' is not " + expected;
+  }
+  return where + ": " + msg + "\nRun '" + where + " --help' for the options.\n";
+}
+
+// CLI11 2.1 reports an unknown command word only as "A subcommand is
+// required". Returns the message for the first unknown one, or "".
+std::string unknown_command(CLI::App& app, int argc, char** argv) {
+  CLI::App* at = &app;
+  std::string where = "attnlab";
+  for (int i = 1; i < argc && argv[i][0] != '-'; ++i) {
+    const std::vector<CLI::App*> subs = at->get_subcommands([](CLI::App*) { return true; });
+    if (subs.empty()) break;  // a positional argument of a command, like "lesson status 04"
+    CLI::App* next = nullptr;
+    std::string names;
+    for (CLI::App* s : subs) {
+      if (s->check_name(argv[i])) next = s;
+      names += (names.empty() ? "" : ", ") + s->get_name();
+    }
+    if (next == nullptr)
+      return where + ": unknown command '" + argv[i] + "'; expected one of: " + names + "\n";
+    at = next;
+    where += " " + next->get_name();
+  }
+  return "";
 }
 
 void add_train_options(CLI::App* cmd, TrainOptions& o) {
@@ -69,7 +137,7 @@ void add_train_options(CLI::App* cmd, TrainOptions& o) {
   cmd->add_option("--device", o.device, "cpu or cuda[:N]")->capture_default_str();
   cmd->add_option("--steps", o.steps, "optimizer steps")->capture_default_str();
   cmd->add_option("--stop-at", o.stop_at, "end this run after that step; --resume continues it (0 = off)")->capture_default_str();
-  cmd->add_option("--seed", o.seed, "seed for init, batches and dropout")->capture_default_str();
+  cmd->add_option("--seed", o.seed, "seed for init, batches and dropout")->check(kWholeNumber)->capture_default_str();
   cmd->add_option("--attention", m.attention, "attention variant, e.g. mha, gqa:kv_heads=2, mqa")->capture_default_str();
   cmd->add_option("--layers", m.layers, "transformer blocks")->capture_default_str();
   cmd->add_option("--heads", m.heads, "query heads per block")->capture_default_str();
@@ -99,6 +167,7 @@ void add_train_options(CLI::App* cmd, TrainOptions& o) {
 int main(int argc, char** argv) {
   CLI::App app{"attnlab: a from-scratch training framework for learning attention"};
   app.require_subcommand(1);
+  app.failure_message(usage_error);
   // A value given twice: the last one wins (handy when editing long commands).
   app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
 
@@ -115,7 +184,7 @@ int main(int argc, char** argv) {
   sample_cmd->add_option("--tokens", so.tokens, "characters to generate")->capture_default_str();
   sample_cmd->add_option("--temperature", so.temperature, "0 = greedy; <1 sharper, >1 flatter")->capture_default_str();
   sample_cmd->add_option("--top-k", so.top_k, "sample from the k most likely only (0 = all)")->capture_default_str();
-  sample_cmd->add_option("--seed", sample_seed, "sampling seed")->capture_default_str();
+  sample_cmd->add_option("--seed", sample_seed, "sampling seed")->check(kWholeNumber)->capture_default_str();
   sample_cmd->add_option("--device", sample_device, "cpu or cuda[:N]")->capture_default_str();
 
   TrainOptions compare_opts;
@@ -172,9 +241,16 @@ int main(int argc, char** argv) {
   uint64_t demo_seed = 0;
   auto* demo_cmd = app.add_subcommand("demo", "fit a small MLP to sin(x) with autograd");
   demo_cmd->add_option("--steps", demo_steps, "gradient steps")->check(CLI::Range(1, 1000000));
-  demo_cmd->add_option("--seed", demo_seed, "random seed");
+  demo_cmd->add_option("--seed", demo_seed, "random seed")->check(kWholeNumber);
 
+  if (const std::string bad = unknown_command(app, argc, argv); !bad.empty()) {
+    std::fprintf(stderr, "%s", bad.c_str());
+    return static_cast<int>(CLI::ExitCodes::ExtrasError);
+  }
   CLI11_PARSE(app, argc, argv);
+  // The options named on the command line: --resume checks them against the run.
+  for (const CLI::Option* opt : train_cmd->get_options())
+    if (opt->count() > 0) train_opts.given.push_back(opt->get_name());
   try {
     if (demo_cmd->parsed()) return run_demo(demo_steps, demo_seed);
     if (sample_cmd->parsed()) return run_sample(ckpt, prompt, so, sample_seed, sample_device);

@@ -61,8 +61,11 @@ std::vector<std::string> bench_attention_methods() {
 }
 
 std::vector<BenchRow> bench_attention(const BenchAttentionOptions& o) {
-  check(o.heads >= 1 && o.dim >= 1 && o.window >= 1 && o.repeats >= 1,
-        "bench attention: heads, dim, window and repeats must be >= 1");
+  check(o.heads >= 1, "bench attention: --heads must be >= 1, got ", o.heads);
+  check(o.dim >= 1, "bench attention: --dim must be >= 1, got ", o.dim);
+  check(o.window >= 1, "bench attention: --window must be >= 1, got ", o.window);
+  check(o.repeats >= 1, "bench attention: --repeats must be >= 1, got ", o.repeats);
+  make_output_folder(o.out, "bench attention: --out");  // before the run, not after it
   const Device device = Device::parse(o.device);
   std::vector<const Method*> chosen;
   for (const Method& m : methods())
@@ -142,7 +145,7 @@ std::vector<BenchRow> bench_attention(const BenchAttentionOptions& o) {
   }
 
   // Table and plots.
-  fs::create_directories(o.out);
+  make_output_folder(o.out, "bench attention: --out");
   std::ostringstream md;
   md << "# attention benchmark\n\nheads " << o.heads << ", head dim " << o.dim << ", window "
      << o.window << ", device " << o.device << ", best of " << o.repeats

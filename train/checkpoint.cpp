@@ -60,6 +60,16 @@ void save_checkpoint(const std::string& path, const CheckpointData& d) {
 }
 
 CheckpointData load_checkpoint(const std::string& path) {
+  // A run folder without a checkpoint (a run that never reached its first
+  // save, or the wrong folder) says so rather than "no such file".
+  const std::filesystem::path p(path);
+  std::error_code ec;
+  if (p.filename() == "checkpoint.safetensors" && !std::filesystem::exists(p, ec) &&
+      std::filesystem::is_directory(p.parent_path(), ec)) {
+    fail("checkpoint: run folder '", p.parent_path().string(),
+         "' has no checkpoint.safetensors; expected a folder written by attnlab train "
+         "(train into it first) or a checkpoint file");
+  }
   const safetensors::Checkpoint file = safetensors::load(path);
   const std::string& format = meta(path, file.metadata, "format");
   check(format == kFormat, "checkpoint '", path, "': format is '", format, "', expected '", kFormat,
@@ -82,6 +92,15 @@ CheckpointData load_checkpoint(const std::string& path) {
   d.batch_rng = rng_state(path, file.tensors, "rng.batches");
   d.dropout_rng = rng_state(path, file.tensors, "rng.dropout");
   return d;
+}
+
+void load_model_weights(Module& model, const CheckpointData& data, const std::string& path) {
+  try {
+    model.load_state_dict(data.model);
+  } catch (const Error& e) {
+    fail("checkpoint '", path, "': its tensors do not fit the model its metadata describes (",
+         e.what(), "); the file was changed or is from another version");
+  }
 }
 
 }  // namespace attn

@@ -10,6 +10,7 @@
 
 #include "core/random.h"
 #include "core/tensor.h"
+#include "nn/module.h"
 
 namespace attn {
 
@@ -28,5 +29,9 @@ CheckpointData load_checkpoint(const std::string& path);
 
 // "DIR" -> "DIR/checkpoint.safetensors"; a file path is returned as is.
 std::string checkpoint_path(const std::string& dir_or_file);
+
+// model.load_state_dict(data.model); a mismatch (a tampered file, or one
+// whose tensors belong to another model shape) names the checkpoint `path`.
+void load_model_weights(Module& model, const CheckpointData& data, const std::string& path);
 
 }  // namespace attn

@@ -27,6 +27,9 @@ std::vector<std::string> split_variants(const std::string& list) {
   while (pos <= list.size()) {
     const std::size_t comma = std::min(list.find(',', pos), list.size());
     const std::string piece = list.substr(pos, comma - pos);
+    // Checked here: an empty piece would otherwise be glued to the previous variant.
+    check(!piece.empty(), "compare: empty variant at position ", pos, " of '", list,
+          "'; expected a comma-separated list, e.g. mha,gqa:kv_heads=2,mqa");
     const std::string name = piece.substr(0, piece.find(':'));
     const bool is_option = piece.find('=') != std::string::npos && piece.find(':') == std::string::npos;
     if (!out.empty() && (is_option || (!names.count(name) && piece.find(':') == std::string::npos)))
@@ -35,7 +38,6 @@ std::vector<std::string> split_variants(const std::string& list) {
       out.push_back(piece);
     pos = comma + 1;
   }
-  for (const std::string& v : out) check(!v.empty(), "compare: empty variant in '", list, "'");
   return out;
 }
 
@@ -106,7 +108,7 @@ std::string human_bytes(std::size_t b) {
 std::vector<VariantReport> compare(const CompareOptions& o) {
   check(!o.variants.empty(), "compare: no variants given; e.g. --attention mha,gqa:kv_heads=2,mqa");
   const fs::path out(o.base.out);
-  fs::create_directories(out);
+  make_output_folder(out.string(), "compare: --out");
   const Device device = Device::parse(o.base.device);
   std::vector<VariantReport> reports;
   std::set<std::string> seen;

@@ -24,7 +24,7 @@ ConvertResult convert(const ConvertOptions& o) {
 
   GPT source(GPTConfig::from_json(d.model_config), 0);
   source.to(device);
-  source.load_state_dict(d.model);
+  load_model_weights(source, d, checkpoint_path(o.ckpt));
   ConvertResult r;
   r.params_before = source.num_parameters();
   r.before = validation_loss(source, t, d.tokenizer);
@@ -43,7 +43,7 @@ ConvertResult convert(const ConvertOptions& o) {
   t.warmup = std::min<int64_t>(t.warmup, o.finetune_steps / 10);
   t.eval_every = std::max<int64_t>(o.finetune_steps / 4, 1);
   t.quiet = o.quiet;
-  std::filesystem::create_directories(o.out);
+  make_output_folder(o.out, "convert: --out");
   CheckpointData start;
   start.model_config = t.model.to_json();
   start.tokenizer = d.tokenizer;

@@ -29,4 +29,18 @@ void write_text_atomically(const std::string& path, const std::string& text) {
   }
 }
 
+void make_output_folder(const std::string& path, const std::string& option) {
+  namespace fs = std::filesystem;
+  check(!path.empty(), option, " is empty; expected a folder");
+  std::error_code ec;
+  const fs::file_status st = fs::status(path, ec);
+  if (fs::exists(st)) {
+    check(fs::is_directory(st), option, " '", path,
+          "' is a file, expected a folder (the file was left as it was); choose another folder");
+    return;
+  }
+  fs::create_directories(path, ec);
+  check(!ec, option, " '", path, "': cannot create the folder: ", ec.message());
+}
+
 }  // namespace attn

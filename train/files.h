@@ -8,4 +8,9 @@ namespace attn {
 
 void write_text_atomically(const std::string& path, const std::string& text);
 
+// Creates the output folder `path` (and its parents) if needed. A file in
+// its place, or a folder that cannot be made, is an error naming `option`
+// (e.g. "train: --out") and the path; nothing that exists is touched.
+void make_output_folder(const std::string& path, const std::string& option);
+
 }  // namespace attn

@@ -33,7 +33,8 @@ std::vector<int64_t> generate(GPT& model, const std::vector<int64_t>& prompt,
                               const SampleOptions& o, Generator& gen) {
   check(!prompt.empty(), "sample: the prompt must contain at least one character");
   check(o.tokens >= 0, "sample: --tokens must be >= 0, got ", o.tokens);
-  check(o.temperature >= 0, "sample: --temperature must be >= 0, got ", o.temperature);
+  check(o.temperature >= 0 && std::isfinite(o.temperature),
+        "sample: --temperature must be a finite number >= 0 (0 = greedy), got ", o.temperature);
   check(o.top_k >= 0, "sample: --top-k must be >= 0, got ", o.top_k);
   const int64_t vocab = model.config().vocab, block = model.config().block_size;
   for (int64_t id : prompt)

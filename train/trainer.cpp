@@ -2,9 +2,12 @@
 
 #include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -42,6 +45,7 @@ void TrainOptions::validate() const {
   check(log_every >= 1, "train: --log-every must be >= 1, got ", log_every);
   check(stop_at >= 0, "train: --stop-at must be >= 0, got ", stop_at);
   check(checkpoint_every >= 0, "train: --checkpoint-every must be >= 0, got ", checkpoint_every);
+  check(sample_tokens >= 0, "train: --sample-tokens must be >= 0 (0 = no sample), got ", sample_tokens);
   check(optimizer == "adamw" || optimizer == "sgd", "train: --optimizer must be adamw or sgd, got '",
         optimizer, "'");
   Device::parse(device);
@@ -165,6 +169,35 @@ void plot_losses(const fs::path& path, const std::vector<json>& rows) {
   if (!chart.series.empty()) plot::write_line_chart(path.string(), chart);
 }
 
+// --resume continues the stored run as it was: an option the user named
+// that disagrees with it is an error, not silently ignored (--layers 4 on a
+// 2-layer run cannot mean anything).
+void check_resume_options(const TrainOptions& cli, const TrainOptions& stored,
+                          const std::string& path) {
+  const json a = json::parse(cli.to_json()), b = json::parse(stored.to_json());
+  for (const std::string& option : cli.given) {
+    if (option == "--steps" || option == "--stop-at" || option == "--out" || option == "--device" ||
+        option == "--quiet" || option == "--resume")
+      continue;
+    std::string key = option.substr(option.find_first_not_of('-'));
+    std::replace(key.begin(), key.end(), '-', '_');
+    if (key == "block") key = "block_size";
+    const json* x = nullptr;
+    const json* y = nullptr;
+    if (a.contains(key)) x = &a[key], y = &b[key];
+    else if (a["model"].contains(key)) x = &a["model"][key], y = &b["model"][key];
+    if (x == nullptr || *x == *y) continue;
+    if (key == "data") {  // the same file by another name is fine
+      std::error_code ec;
+      if (fs::equivalent(x->get<std::string>(), y->get<std::string>(), ec)) continue;
+    }
+    fail("train: ", option, " ", x->dump(), " differs from the run being resumed ('", path,
+         "' has ", y->dump(), "); --resume keeps the stored run's settings and may only change "
+         "--steps, --stop-at, --out, --device and --quiet (drop ", option,
+         ", or start a new run without --resume)");
+  }
+}
+
 }  // namespace
 
 float validation_loss(GPT& model, const TrainOptions& o, const std::string& tokenizer_json) {
@@ -183,6 +216,7 @@ TrainResult train(const TrainOptions& options_in) {
     // The stored run decides the model and data; the command line may only
     // extend the number of steps and move the output.
     TrainOptions stored = TrainOptions::from_json(resume.train_options);
+    check_resume_options(o, stored, checkpoint_path(o.resume));
     stored.steps = std::max(o.steps, resume.step);
     stored.out = o.out;
     stored.resume = o.resume;
@@ -213,7 +247,7 @@ TrainResult train(const TrainOptions& options_in) {
   Generator batch_gen(o.seed + 3);
   int64_t start = 0;
   if (resuming) {
-    model.load_state_dict(resume.model);
+    load_model_weights(model, resume, checkpoint_path(o.resume));
     opt->load_state(resume.optimizer);
     batch_gen.set_state(resume.batch_rng);
     model.dropout_generator().set_state(resume.dropout_rng);
@@ -221,7 +255,7 @@ TrainResult train(const TrainOptions& options_in) {
   }
 
   const fs::path out(o.out);
-  fs::create_directories(out);
+  make_output_folder(o.out, "train: --out");  // a file there is an error, not overwritten
   write_text_atomically((out / "config.json").string(), o.to_json() + "\n");
   std::vector<json> metrics = read_metrics(out / "metrics.jsonl", resuming ? start : -1);
   {
@@ -230,7 +264,9 @@ TrainResult train(const TrainOptions& options_in) {
     for (const json& r : metrics) kept += r.dump() + "\n";
     write_text_atomically((out / "metrics.jsonl").string(), kept);
   }
-  std::ofstream metrics_file(out / "metrics.jsonl", std::ios::app);
+  const std::string metrics_path = (out / "metrics.jsonl").string();
+  std::ofstream metrics_file(metrics_path, std::ios::app);
+  check(metrics_file.is_open(), "train: cannot append to '", metrics_path, "': ", std::strerror(errno));
 
   auto save = [&](int64_t step) {
     CheckpointData d;
@@ -250,6 +286,9 @@ TrainResult train(const TrainOptions& options_in) {
     metrics.push_back(row);
     metrics_file << row.dump() << "\n";
     metrics_file.flush();
+    // A full disk must stop the run, not silently drop the metrics.
+    check(metrics_file.good(), "train: cannot append to '", metrics_path, "': ", std::strerror(errno),
+          " (the checkpoint keeps the last saved step)");
   };
 
   const bool tty = !o.quiet && isatty(STDERR_FILENO);

@@ -7,6 +7,7 @@
 //   <out>/sample.txt         text sampled at the end
 #pragma once
 #include <string>
+#include <vector>
 
 #include "nn/gpt.h"
 
@@ -35,6 +36,10 @@ struct TrainOptions {
   std::string sample_prompt = "\n";
   bool quiet = false;               // no progress output
   GPTConfig model;                  // vocab is filled in from the corpus
+  // The options the user named (e.g. "--layers"), filled in by the command
+  // line. With --resume, each of them must agree with the stored run, which
+  // decides everything but --steps, --stop-at, --out, --device and --quiet.
+  std::vector<std::string> given;
 
   void validate() const;
   std::string to_json() const;
