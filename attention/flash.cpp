@@ -10,7 +10,7 @@
 namespace attn {
 
 Tensor flash_attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in,
-                       const FlashOptions& o, Tensor* lse_out) {
+                       const FlashOptions& o, Tensor* lse_out, const FlashForward& forward) {
   const char* op = "flash_attention";
   for (const Tensor* t : {&q_in, &k_in, &v_in}) {
     require_defined(op, *t);
@@ -39,7 +39,12 @@ Tensor flash_attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_i
   a.offset = o.offset, a.window = o.window, a.causal = o.causal;
   a.scale = o.scale > 0 ? o.scale : 1.0f / std::sqrt(static_cast<float>(d));
   a.alibi = o.alibi.empty() ? nullptr : o.alibi.data();
-  if (out.numel() > 0) backend_for(device).flash_attention_forward(a);
+  if (out.numel() > 0) {
+    if (forward)
+      forward(a);
+    else
+      backend_for(device).flash_attention_forward(a);
+  }
   if (lse_out) *lse_out = lse;
   // The backward keeps q, k, v, out and lse: O(T d), never the T x T weights.
   return record(out, op, {q_in, k_in, v_in},

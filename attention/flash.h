@@ -1,9 +1,11 @@
 // Flash attention as a differentiable op: the fused kernel of the device
 // (core/cpu/flash_attention.cpp) forward, and its recomputing backward.
 #pragma once
+#include <functional>
 #include <vector>
 
 #include "attention/kernel.h"
+#include "core/backend.h"
 
 namespace attn {
 
@@ -15,10 +17,17 @@ struct FlashOptions {
   float scale = 0;           // 0 = 1/sqrt(d)
 };
 
+// A forward kernel: fills a.out and a.lse from a.q, a.k, a.v (FlashArgs in
+// core/backend.h). The backward only needs what it leaves behind, so any
+// correct forward pairs with the device's recomputing backward.
+using FlashForward = std::function<void(const FlashArgs& a)>;
+
 // q [B, H, Tq, d], k/v [B, Hkv, Tk, d] with Hkv dividing H -> [B, H, Tq, d].
 // Also returns the per-row logsumexp through `lse_out` when non-null.
+// `forward` replaces the device's forward kernel (lesson 14 plugs the
+// student's CUDA kernel in here); empty = the device's own.
 Tensor flash_attention(const Tensor& q, const Tensor& k, const Tensor& v, const FlashOptions& o,
-                       Tensor* lse_out = nullptr);
+                       Tensor* lse_out = nullptr, const FlashForward& forward = {});
 
 // The multi-head kernel: flash attention for an AttentionCall, with an
 // optional sliding window.

@@ -1,0 +1,280 @@
+// Flash attention backward on the tensor cores (the tiling is explained in
+// flash_attention.cuh): the FlashAttention-2 schedule.
+//
+//   1. D_i = dout_i . out_i per query row (= sum_j p_ij dp_ij, the softmax
+//      backward's row term, without the row of probabilities).
+//   2. A block owns 64 keys of one (batch, K/V head); warp w owns keys
+//      16w .. 16w + 15 and keeps their dK and dV (16 x d each) in registers.
+//      It walks every query tile that can see its keys, for every query
+//      head sharing the K/V head (GQA), recomputing in registers
+//        S^T  = K Q^T                  P^T = exp(S^T - lse)
+//        dP^T = V dO^T                 dS^T = P^T (dP^T - D) scale
+//        dV  += P^T dO                 dK  += dS^T Q
+//      Then dS^T goes through shared memory so each warp can take 16 of the
+//      tile's queries for dQ += dS K, added into dq with atomicAdd (dq is
+//      zeroed first; the order of additions varies, within fp32 rounding).
+#include "core/cuda/flash_attention.cuh"
+
+namespace attn {
+namespace cuda {
+namespace {
+
+using namespace flash;
+
+// D_i = dout_i . out_i, a warp per row.
+__global__ void flash_delta_kernel(float* D, const float* dout, const float* out, int64_t rows,
+                                   int d) {
+  const int64_t r = int64_t{blockIdx.x} * (blockDim.x / 32) + threadIdx.x / 32;
+  if (r >= rows) return;
+  const int lane = threadIdx.x % 32;
+  float s = 0;
+  for (int c = lane; c < d; c += 32) s += dout[r * d + c] * out[r * d + c];
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+  if (lane == 0) D[r] = s;
+}
+
+// Shared memory: the block's keys and values, the query tile, its dout
+// rows, dS^T, and the tile's lse (log2 units) and D.
+template <int DP>
+struct BackwardSmem {
+  static constexpr int kLd = ld_for(DP);
+  static constexpr int kLdS = kCols + 4;  // dS^T [key][query], read as [2t, 2t+1][g]
+  static constexpr int kFloats = 4 * kRows * kLd + kRows * kLdS + 2 * kCols;
+  static constexpr int kBytes = kFloats * static_cast<int>(sizeof(float));
+};
+
+// One query tile against the warp's 16 keys: updates dK, dV in registers and
+// writes dS^T to shared memory. MASKED tests every (query, key) pair.
+template <int DP, bool MASKED>
+__device__ __forceinline__ void backward_tile(const FlashArgs& a, const float* Ks, const float* Vs,
+                                              const float* Qs, const float* Gs, const float* Ls,
+                                              const float* Ds, float* dSs, int64_t i0, int64_t j0,
+                                              float scale2, float slope2, float (&dk)[DP / 8][4],
+                                              float (&dv)[DP / 8][4]) {
+  constexpr int ld = ld_for(DP), lds = BackwardSmem<DP>::kLdS;
+  const int lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+  const int warp_row = (threadIdx.x / 32) * 16;
+  const int chunks = (static_cast<int>(a.dim) + 7) / 8;
+
+  // S^T = K Q^T and dP^T = V dO^T: 16 keys x 64 queries, over d.
+  float s[8][4], dp[8][4];
+#pragma unroll
+  for (int n = 0; n < 8; ++n)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) s[n][e] = dp[n][e] = 0.0f;
+#pragma unroll
+  for (int kc = 0; kc < DP / 8; ++kc) {
+    if (kc >= chunks) break;
+    const float* kr = Ks + (warp_row + g) * ld + kc * 8 + t;
+    const float* vr = Vs + (warp_row + g) * ld + kc * 8 + t;
+    const FragA ka = frag_a(kr[0], kr[8 * ld], kr[4], kr[8 * ld + 4]);
+    const FragA va = frag_a(vr[0], vr[8 * ld], vr[4], vr[8 * ld + 4]);
+#pragma unroll
+    for (int n = 0; n < 8; ++n) {
+      const float* q = Qs + (n * 8 + g) * ld + kc * 8 + t;
+      const float* go = Gs + (n * 8 + g) * ld + kc * 8 + t;
+      mma3(s[n], ka, q[0], q[4]);
+      mma3(dp[n], va, go[0], go[4]);
+    }
+  }
+
+  // P^T and dS^T. Entry e of block n: key g (e < 2) or g + 8, query 8n + 2t + (e & 1).
+  // Ls holds +inf for rows with no key (and past tq), so their p is 0.
+#pragma unroll
+  for (int n = 0; n < 8; ++n)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const int qi = n * 8 + 2 * t + (e & 1);
+      const int64_t i = i0 + qi, j = j0 + warp_row + g + (e >> 1) * 8;
+      float x = s[n][e] * scale2;
+      if (slope2 != 0.0f) x -= alibi_bias2(slope2, a.offset + i, j);
+      float p = fast_exp2(x - Ls[qi]);
+      if (MASKED && !allowed(a, i, j)) p = 0.0f;
+      s[n][e] = p;
+      dp[n][e] = p * (dp[n][e] - Ds[qi]) * a.scale;
+    }
+
+  // dV += P^T dO and dK += dS^T Q: the sum runs over the tile's queries,
+  // in the order 2t, 2t + 1 (see the header).
+#pragma unroll
+  for (int kc = 0; kc < 8; ++kc) {
+    const FragA pa = frag_a(s[kc][0], s[kc][2], s[kc][1], s[kc][3]);
+    const FragA sa = frag_a(dp[kc][0], dp[kc][2], dp[kc][1], dp[kc][3]);
+    const float* go = Gs + (kc * 8 + 2 * t) * ld + g;
+    const float* q = Qs + (kc * 8 + 2 * t) * ld + g;
+#pragma unroll
+    for (int c = 0; c < DP / 8; ++c) {
+      if (c >= chunks) break;
+      mma3(dv[c], pa, go[c * 8], go[ld + c * 8]);
+      mma3(dk[c], sa, q[c * 8], q[ld + c * 8]);
+    }
+  }
+
+  // dS^T to shared memory, [key][query].
+#pragma unroll
+  for (int n = 0; n < 8; ++n)
+#pragma unroll
+    for (int e = 0; e < 4; ++e)
+      dSs[(warp_row + g + (e >> 1) * 8) * lds + n * 8 + 2 * t + (e & 1)] = dp[n][e];
+}
+
+// dQ for 16 of the tile's queries per warp: dS (queries x 64 keys) K, summed
+// over keys in the order 2t, 2t + 1, then added into dq.
+template <int DP>
+__device__ __forceinline__ void backward_dq(const FlashArgs& a, const float* Ks, const float* dSs,
+                                            int64_t i0, float* dq_rows) {
+  constexpr int ld = ld_for(DP), lds = BackwardSmem<DP>::kLdS;
+  const int lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+  const int warp_row = (threadIdx.x / 32) * 16;
+  const int d = static_cast<int>(a.dim), chunks = (d + 7) / 8;
+  float acc[DP / 8][4];
+#pragma unroll
+  for (int c = 0; c < DP / 8; ++c) acc[c][0] = acc[c][1] = acc[c][2] = acc[c][3] = 0.0f;
+#pragma unroll
+  for (int kc = 0; kc < 8; ++kc) {
+    // A[m = query g][k = key 2t] = dS^T[key][query].
+    const float* sa = dSs + (kc * 8 + 2 * t) * lds + warp_row + g;
+    const FragA da = frag_a(sa[0], sa[8], sa[lds], sa[lds + 8]);
+    const float* kr = Ks + (kc * 8 + 2 * t) * ld + g;
+#pragma unroll
+    for (int c = 0; c < DP / 8; ++c) {
+      if (c >= chunks) break;
+      mma3(acc[c], da, kr[c * 8], kr[ld + c * 8]);
+    }
+  }
+  const bool pairs = d % 2 == 0 && reinterpret_cast<uintptr_t>(dq_rows) % 8 == 0;
+  (void)pairs;  // older GPUs have no 8-byte float atomics: only the scalar path below
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const int64_t i = i0 + warp_row + g + r * 8;
+    if (i >= a.tq) continue;
+    float* row = dq_rows + i * d;
+#pragma unroll
+    for (int c = 0; c < DP / 8; ++c) {
+      const int col = c * 8 + 2 * t;
+#if __CUDA_ARCH__ >= 900
+      if (pairs) {  // one 8-byte atomic for the lane's two columns (sm_90 and newer)
+        if (col < d) atomicAdd(reinterpret_cast<float2*>(row + col), make_float2(acc[c][2 * r], acc[c][2 * r + 1]));
+      } else
+#endif
+      {
+        if (col < d) atomicAdd(row + col, acc[c][2 * r]);
+        if (col + 1 < d) atomicAdd(row + col + 1, acc[c][2 * r + 1]);
+      }
+    }
+  }
+}
+
+template <int DP>
+__global__ void __launch_bounds__(kBlock)
+    flash_backward_kernel(FlashArgs a, const float* dout, const float* delta, float* dq, float* dk,
+                          float* dv) {
+  extern __shared__ float smem[];
+  constexpr int ld = ld_for(DP);
+  float* Ks = smem;
+  float* Vs = Ks + kRows * ld;
+  float* Qs = Vs + kRows * ld;
+  float* Gs = Qs + kCols * ld;
+  float* dSs = Gs + kCols * ld;
+  float* Ls = dSs + kRows * BackwardSmem<DP>::kLdS;
+  float* Ds = Ls + kCols;
+  const int d = static_cast<int>(a.dim);
+  const int lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+  const int warp_row = (threadIdx.x / 32) * 16;
+  const int64_t j0 = int64_t{blockIdx.x} * kRows;
+  const int64_t kvh = blockIdx.y % a.kv_heads, b = blockIdx.y / a.kv_heads;
+  const int64_t group = a.heads / a.kv_heads;
+  const int64_t kvrow0 = (b * a.kv_heads + kvh) * a.tk;
+  stage_tile<DP, ld>(Ks, a.k + kvrow0 * d, j0, a.tk, d);
+  stage_tile<DP, ld>(Vs, a.v + kvrow0 * d, j0, a.tk, d);
+
+  // Queries that may see a key of this block: causal needs pos >= j0,
+  // a window needs pos < j_last + window.
+  const int64_t j_last = min(a.tk, j0 + kRows) - 1;
+  int64_t i_begin = a.causal ? max(int64_t{0}, j0 - a.offset) : 0;
+  int64_t i_end = a.window > 0 ? min(a.tq, j_last - a.offset + a.window) : a.tq;
+  i_begin = min(i_begin, a.tq);
+  if (i_end < i_begin) i_end = i_begin;
+
+  float dk_acc[DP / 8][4], dv_acc[DP / 8][4];
+#pragma unroll
+  for (int c = 0; c < DP / 8; ++c)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) dk_acc[c][e] = dv_acc[c][e] = 0.0f;
+
+  for (int64_t h = kvh * group; h < (kvh + 1) * group; ++h) {
+    const int64_t qrow0 = (b * a.heads + h) * a.tq;
+    const float scale2 = a.scale * kLog2e;
+    const float slope2 = a.alibi ? a.alibi[h] * kLog2e : 0.0f;
+    for (int64_t i0 = i_begin; i0 < i_end; i0 += kCols) {
+      __syncthreads();  // the previous tile (and its dS^T) is consumed
+      stage_tile<DP, ld>(Qs, a.q + qrow0 * d, i0, a.tq, d);
+      stage_tile<DP, ld>(Gs, dout + qrow0 * d, i0, a.tq, d);
+      if (threadIdx.x < kCols) {
+        const int64_t i = i0 + threadIdx.x;
+        const float lse = i < a.tq ? a.lse[qrow0 + i] : -INFINITY;
+        Ls[threadIdx.x] = lse == -INFINITY ? INFINITY : lse * kLog2e;
+        Ds[threadIdx.x] = i < a.tq ? delta[qrow0 + i] : 0.0f;
+      }
+      __syncthreads();
+      if (tile_is_full(a, i0, j0))
+        backward_tile<DP, false>(a, Ks, Vs, Qs, Gs, Ls, Ds, dSs, i0, j0, scale2, slope2, dk_acc,
+                                 dv_acc);
+      else
+        backward_tile<DP, true>(a, Ks, Vs, Qs, Gs, Ls, Ds, dSs, i0, j0, scale2, slope2, dk_acc,
+                                dv_acc);
+      __syncthreads();  // all of dS^T is written
+      backward_dq<DP>(a, Ks, dSs, i0, dq + qrow0 * d);
+    }
+  }
+
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const int64_t j = j0 + warp_row + g + r * 8;
+    if (j >= a.tk) continue;
+#pragma unroll
+    for (int c = 0; c < DP / 8; ++c) {
+      const int col = c * 8 + 2 * t;
+      float* dkr = dk + (kvrow0 + j) * d;
+      float* dvr = dv + (kvrow0 + j) * d;
+      if (col < d) dkr[col] = dk_acc[c][2 * r], dvr[col] = dv_acc[c][2 * r];
+      if (col + 1 < d) dkr[col + 1] = dk_acc[c][2 * r + 1], dvr[col + 1] = dv_acc[c][2 * r + 1];
+    }
+  }
+}
+
+template <int DP>
+void launch(const FlashArgs& a, const float* dout, const float* delta, float* dq, float* dk,
+            float* dv) {
+  const int shared = BackwardSmem<DP>::kBytes;
+  ATTN_CUDA_CHECK(cudaFuncSetAttribute(flash_backward_kernel<DP>,
+                                       cudaFuncAttributeMaxDynamicSharedMemorySize, shared));
+  const dim3 grid(static_cast<unsigned>((a.tk + kRows - 1) / kRows),
+                  static_cast<unsigned>(a.batch * a.kv_heads));
+  flash_backward_kernel<DP><<<grid, kBlock, shared>>>(a, dout, delta, dq, dk, dv);
+  ATTN_CUDA_LAUNCHED("flash_backward_kernel");
+}
+
+}  // namespace
+
+void flash_backward_launch(const FlashArgs& a, const float* dout, float* delta, float* dq,
+                           float* dk, float* dv) {
+  const int64_t q_rows = a.batch * a.heads * a.tq;
+  const int d = static_cast<int>(a.dim);
+  ATTN_CUDA_CHECK(cudaMemsetAsync(dq, 0, q_rows * d * sizeof(float)));
+  if (q_rows > 0) {
+    const int per_block = kThreads / 32;
+    flash_delta_kernel<<<static_cast<unsigned>((q_rows + per_block - 1) / per_block), kThreads>>>(
+        delta, dout, a.out, q_rows, d);
+    ATTN_CUDA_LAUNCHED("flash_delta_kernel");
+  }
+  if (a.tk <= 0) return;
+  if (d <= 64)
+    launch<64>(a, dout, delta, dq, dk, dv);
+  else
+    launch<128>(a, dout, delta, dq, dk, dv);
+}
+
+}  // namespace cuda
+}  // namespace attn
