@@ -45,8 +45,15 @@ Tensor flash_attention(const Tensor& q, const Tensor& k, const Tensor& v, bool c
             q.shape()[1] == k.shape()[1] && q.shape()[3] == k.shape()[3],
         "flash_attention: expected q [B, H, Tq, d] and k, v [B, H, Tk, d], got ",
         shape_str(q.shape()), ", ", shape_str(k.shape()), ", ", shape_str(v.shape()));
-  const Tensor qd = q.detach().contiguous(), kd = k.detach().contiguous(),
-               vd = v.detach().contiguous();
+  // flash_forward works on float arrays in CPU memory. With q, k, v on a
+  // GPU, it runs on CPU copies and its results go back to their device (the
+  // gradients too); chapter 14 writes the same loops as a CUDA kernel.
+  const Device device = q.device(), cpu = Device::cpu();
+  check(k.device() == device && v.device() == device,
+        "flash_attention: q, k, v must be on one device, got ", device.str(), ", ",
+        k.device().str(), ", ", v.device().str());
+  const Tensor qd = q.detach().to(cpu).contiguous(), kd = k.detach().to(cpu).contiguous(),
+               vd = v.detach().to(cpu).contiguous();
   FlashResult r = flash_forward(qd, kd, vd, causal, tile, offset);
   const int64_t B = q.shape()[0], H = q.shape()[1], Tq = q.shape()[2], d = q.shape()[3];
   check(r.out.defined() && r.out.shape() == q.shape(), "flash_forward: out must be [B, H, Tq, d] = ",
@@ -54,7 +61,7 @@ Tensor flash_attention(const Tensor& q, const Tensor& k, const Tensor& v, bool c
   check(r.lse.defined() && r.lse.shape() == Shape{B, H, Tq},
         "flash_forward: lse must be [B, H, Tq] = ", shape_str(Shape{B, H, Tq}), ", got ",
         r.lse.defined() ? shape_str(r.lse.shape()) : "undefined");
-  const Tensor out = r.out.detach().contiguous(), lse = r.lse.detach().contiguous();
+  const Tensor out = r.out.detach().to(cpu).contiguous(), lse = r.lse.detach().to(cpu).contiguous();
   FlashArgs a;
   a.q = qd.data<float>(), a.k = kd.data<float>(), a.v = vd.data<float>();
   a.out = out.data<float>(), a.lse = lse.data<float>();
@@ -62,16 +69,16 @@ Tensor flash_attention(const Tensor& q, const Tensor& k, const Tensor& v, bool c
   a.offset = offset, a.window = 0, a.causal = causal;
   a.scale = 1.0f / std::sqrt(static_cast<float>(d));
   // The closure keeps q, k, v, out and lse alive: O(T d) saved, never T x T.
-  return record(out, "lesson11_flash_attention", {q, k, v},
-                [a, qd, kd, vd, out, lse](const Tensor& g) {
-                  const Tensor dout = g.contiguous();
+  return record(out.to(device), "lesson11_flash_attention", {q, k, v},
+                [a, qd, kd, vd, out, lse, device](const Tensor& g) {
+                  const Tensor dout = g.to(Device::cpu()).contiguous();
                   Tensor dq = empty(qd.shape()), dk = empty(kd.shape()), dv = empty(vd.shape());
                   if (dq.numel() > 0 && dk.numel() > 0)
                     backend_for(Device::cpu()).flash_attention_backward(
                         a, dout.data<float>(), dq.data<float>(), dk.data<float>(), dv.data<float>());
                   else
                     dq = zeros(qd.shape()), dk = zeros(kd.shape()), dv = zeros(vd.shape());
-                  return std::vector<Tensor>{dq, dk, dv};
+                  return std::vector<Tensor>{dq.to(device), dk.to(device), dv.to(device)};
                 });
 }
 

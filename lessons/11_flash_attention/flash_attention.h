@@ -72,6 +72,9 @@ FlashResult flash_forward(const Tensor& q, const Tensor& k, const Tensor& v, boo
 // (core/cpu/flash_attention.cpp): it rebuilds every weight as
 // exp(s_ij - lse_i) from q, k and YOUR lse, so a wrong lse gives wrong
 // gradients. q, k, v [B, H, T*, d] -> out [B, H, Tq, d].
+// q, k, v may live on either device (all three on the same one): on a GPU
+// the glue hands flash_forward CPU copies and moves out and the gradients
+// back to the GPU, so flash_forward itself only ever sees CPU tensors.
 Tensor flash_attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal,
                        int64_t tile, int64_t offset = 0);
 

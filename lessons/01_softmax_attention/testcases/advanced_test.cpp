@@ -429,3 +429,70 @@ TEST(Training, YourAttentionTrainsATinyGPT) {
       << "loss went from " << first << " to " << last << " in " << kSteps
       << " Adam steps; with a working attention it falls below a quarter (about 0.05)";
 }
+
+// ------------------------------------------------------------- GPU parity
+// Your functions on CUDA tensors must give what they give on the CPU,
+// gradients included. Skipped where no GPU exists.
+
+TEST(GpuParity, Softmax) {
+  if (!attn::cuda_available()) GTEST_SKIP() << "no CUDA device: GPU parity runs where a GPU exists";
+  // Ordinary rows, rows near +-1000 and a row with -inf entries.
+  std::vector<float> x = random_tensor({4, 3, 7}, 900, 3.0f).to_vector();
+  for (int j = 0; j < 7; ++j) x[7 + j] += 1000.0f, x[14 + j] -= 1000.0f;
+  x[21] = x[23] = -INFINITY;
+  EXPECT_TRUE(same_on_both_devices(
+      "softmax", [](const std::vector<Tensor>& in) { return lesson01::softmax(in[0]); },
+      {from_vector(x, {4, 3, 7})}, {"x"}));
+}
+
+TEST(GpuParity, PaddingMaskIsMadeOnTheDeviceOfLengths) {
+  if (!attn::cuda_available()) GTEST_SKIP() << "no CUDA device: GPU parity runs where a GPU exists";
+  const Tensor lengths = from_ints({3, 0, 6}, {3});
+  const Tensor cpu = lesson01::padding_mask(lengths, 6);
+  Tensor gpu;
+  try {
+    gpu = lesson01::padding_mask(lengths.to(Device::cuda()), 6);
+  } catch (const NotImplemented&) {
+    throw;
+  } catch (const Error& e) {
+    FAIL() << "padding_mask(lengths on CUDA, 6) threw: " << e.what()
+           << "\n(build the positions on lengths.device(): arange(t, DType::Int64, lengths.device()))";
+  }
+  EXPECT_TRUE(same_on_both_devices("padding_mask(lengths {3, 0, 6}, 6)", gpu, cpu, 0));
+}
+
+TEST(GpuParity, AttentionWithCausalAndPaddingMasks) {
+  if (!attn::cuda_available()) GTEST_SKIP() << "no CUDA device: GPU parity runs where a GPU exists";
+  // Causal AND padding (one sequence fully padded: its rows are all masked),
+  // three heads, Tq = Tk = 6, d = 5, dv = 3.
+  const int64_t B = 3, H = 3, T = 6;
+  const Tensor causal = lesson01::causal_mask(T);
+  const Tensor lengths = from_ints({4, 0, 6}, {B});
+  auto attention = [&](const std::vector<Tensor>& in) {
+    const Tensor keep = logical_and(causal.to(in[0].device()),
+                                    lesson01::padding_mask(lengths.to(in[0].device()), T));
+    return lesson01::scaled_dot_product_attention(in[0], in[1], in[2], keep);
+  };
+  EXPECT_TRUE(same_on_both_devices("scaled_dot_product_attention (causal + padding)", attention,
+                                   {random_tensor({B, H, T, 5}, 901), random_tensor({B, H, T, 5}, 902),
+                                    random_tensor({B, H, T, 3}, 903)},
+                                   {"q", "k", "v"}));
+}
+
+TEST(GpuParity, AttentionWeightsAndNoMask) {
+  if (!attn::cuda_available()) GTEST_SKIP() << "no CUDA device: GPU parity runs where a GPU exists";
+  // No mask, Tq != Tk, large scores; the weights through weights_out too.
+  const Tensor q = random_tensor({2, 2, 3, 4}, 904, 4.0f), k = random_tensor({2, 2, 5, 4}, 905, 4.0f),
+               v = random_tensor({2, 2, 5, 2}, 906);
+  EXPECT_TRUE(same_on_both_devices(
+      "scaled_dot_product_attention (no mask)",
+      [](const std::vector<Tensor>& in) {
+        return lesson01::scaled_dot_product_attention(in[0], in[1], in[2]);
+      },
+      {q, k, v}, {"q", "k", "v"}));
+  Tensor w_cpu, w_gpu;
+  lesson01::scaled_dot_product_attention(q, k, v, Tensor(), &w_cpu);
+  lesson01::scaled_dot_product_attention(q.to(Device::cuda()), k.to(Device::cuda()),
+                                         v.to(Device::cuda()), Tensor(), &w_gpu);
+  EXPECT_TRUE(same_on_both_devices("weights_out", w_gpu, w_cpu));
+}

@@ -311,3 +311,32 @@ TEST(Training, YourModuleTrainsATinyGPT) {
       << "loss went from " << first << " to " << last << " in " << kSteps
       << " Adam steps; with a working attention it falls below a quarter";
 }
+
+// ------------------------------------------------------------- GPU parity
+// Your functions and your module on CUDA tensors must give what they give
+// on the CPU, gradients included. Skipped where no GPU exists.
+
+TEST(GpuParity, SplitAndMergeHeads) {
+  if (!attn::cuda_available()) GTEST_SKIP() << "no CUDA device: GPU parity runs where a GPU exists";
+  EXPECT_TRUE(same_on_both_devices(
+      "split_heads(x [2, 5, 12], 3)",
+      [](const std::vector<Tensor>& in) { return lesson02::split_heads(in[0], 3); },
+      {random_tensor({2, 5, 12}, 950)}, {"x"}));
+  EXPECT_TRUE(same_on_both_devices(
+      "merge_heads(x [2, 3, 5, 4])",
+      [](const std::vector<Tensor>& in) { return lesson02::merge_heads(in[0]); },
+      {random_tensor({2, 3, 5, 4}, 951)}, {"x"}));
+}
+
+TEST(GpuParity, ModuleOutputsAndGradients) {
+  if (!attn::cuda_available()) GTEST_SKIP() << "no CUDA device: GPU parity runs where a GPU exists";
+  // Three heads (odd), T = 7; the module on CUDA gets the CPU module's
+  // weights: its output, x.grad and every parameter's gradient must agree.
+  Generator g1(952), g2(953);
+  lesson02::MultiHeadAttention on_cpu(12, 3, g1), on_gpu(12, 3, g2);
+  randomize(on_cpu, 954);
+  EXPECT_TRUE(module_same_on_both_devices(
+      "MultiHeadAttention(12, 3 heads)", on_cpu, on_gpu,
+      [](Module& m, const Tensor& x) { return static_cast<lesson02::MultiHeadAttention&>(m).forward(x); },
+      random_tensor({2, 7, 12}, 955), 2e-4));
+}

@@ -25,6 +25,7 @@ Tensor batch_norm(const Tensor& x, float eps) {
   check(x.dim() >= 2, "batch_norm: expected at least [N, C], got ", shape_str(x.shape()));
   // A fresh module: weight 1, bias 0, training mode (batch statistics).
   BatchNorm1d bn(x.shape().back(), /*momentum=*/0.1f, eps);
+  bn.to(x.device());  // its weight, bias and running statistics start on the CPU
   return bn.forward(x);
 }
 

@@ -270,3 +270,58 @@ TEST(PrePost, PreNormHasAnIdentityGradientPath) {
                      {2, 3, 5}, 1e-3))
       << "a post-norm stack passed the gradient through unchanged: is the norm applied after the add?";
 }
+
+// ------------------------------------------------------------- GPU parity
+// Your norms and blocks on CUDA tensors must give what they give on the CPU,
+// gradients included (of x, and of the weights and biases). Skipped where no
+// GPU exists.
+
+TEST(GpuParity, Norms) {
+  if (!attn::cuda_available()) GTEST_SKIP() << "no CUDA device: GPU parity runs where a GPU exists";
+  const Tensor x = random_tensor({2, 5, 16}, 980, 2.0f), w = random_tensor({16}, 981),
+               b = random_tensor({16}, 982);
+  EXPECT_TRUE(same_on_both_devices(
+      "layer_norm(x [2, 5, 16], weight, bias)",
+      [](const std::vector<Tensor>& in) { return lesson03::layer_norm(in[0], in[1], in[2]); },
+      {x, w, b}, {"x", "weight", "bias"}));
+  EXPECT_TRUE(same_on_both_devices(
+      "layer_norm(x [2, 5, 16]) without weight and bias",
+      [](const std::vector<Tensor>& in) { return lesson03::layer_norm(in[0], kNone, kNone); }, {x},
+      {"x"}));
+  EXPECT_TRUE(same_on_both_devices(
+      "rms_norm(x [2, 5, 16], weight)",
+      [](const std::vector<Tensor>& in) { return lesson03::rms_norm(in[0], in[1]); }, {x, w},
+      {"x", "weight"}));
+  EXPECT_TRUE(same_on_both_devices(
+      "batch_norm(x [2, 5, 16])",
+      [](const std::vector<Tensor>& in) { return lesson03::batch_norm(in[0]); }, {x}, {"x"}));
+}
+
+TEST(GpuParity, PreAndPostNormBlocks) {
+  if (!attn::cuda_available()) GTEST_SKIP() << "no CUDA device: GPU parity runs where a GPU exists";
+  // A whole block with LayerNorm, RMSNorm and two random linear branches; the
+  // branch weights are inputs too, so their gradients are compared.
+  const int64_t C = 8;
+  const std::vector<Tensor> inputs = {
+      random_tensor({2, 4, C}, 983),      random_tensor({C}, 984),        random_tensor({C}, 985),
+      random_tensor({C, C}, 986, 0.5f),   random_tensor({C}, 987),        random_tensor({C, 2 * C}, 988, 0.5f),
+      random_tensor({2 * C, C}, 989, 0.5f)};
+  const std::vector<std::string> names = {"x", "norm1.weight", "norm1.bias", "attn.weight",
+                                          "norm2.weight", "mlp.up", "mlp.down"};
+  for (bool pre : {true, false}) {
+    EXPECT_TRUE(same_on_both_devices(
+        pre ? "block_forward, pre-norm" : "block_forward, post-norm",
+        [pre](const std::vector<Tensor>& in) {
+          const lesson03::Sublayer norm1 = [&](const Tensor& t) {
+            return lesson03::layer_norm(t, in[1], in[2]);
+          };
+          const lesson03::Sublayer attention = [&](const Tensor& t) { return tanh(matmul(t, in[3])); };
+          const lesson03::Sublayer norm2 = [&](const Tensor& t) { return lesson03::rms_norm(t, in[4]); };
+          const lesson03::Sublayer mlp = [&](const Tensor& t) {
+            return matmul(gelu(matmul(t, in[5])), in[6]);
+          };
+          return lesson03::block_forward(in[0], norm1, attention, norm2, mlp, pre);
+        },
+        inputs, names));
+  }
+}

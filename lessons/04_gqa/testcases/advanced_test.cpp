@@ -412,3 +412,62 @@ TEST(Training, YourMQATrainsATinyGPT) {
   EXPECT_LT(last, 0.5f * first) << "the loss went from " << first << " to " << last
                                 << " in 60 steps; with working attention it more than halves";
 }
+
+// ------------------------------------------------------------- GPU parity
+// Your functions and your module on CUDA tensors must give what they give
+// on the CPU, gradients included. Skipped where no GPU exists.
+
+TEST(GpuParity, RepeatKv) {
+  if (!attn::cuda_available()) GTEST_SKIP() << "no CUDA device: GPU parity runs where a GPU exists";
+  EXPECT_TRUE(same_on_both_devices(
+      "repeat_kv(kv [2, 2, 5, 3], 6)",
+      [](const std::vector<Tensor>& in) { return lesson04::repeat_kv(in[0], 6); },
+      {random_tensor({2, 2, 5, 3}, 960)}, {"kv"}));
+}
+
+TEST(GpuParity, GroupedAttention) {
+  if (!attn::cuda_available()) GTEST_SKIP() << "no CUDA device: GPU parity runs where a GPU exists";
+  // GQA (6 query heads, 2 K/V heads), MQA, and queries after a cache.
+  const struct {
+    Dims n;
+    const char* name;
+  } cases[] = {{{2, 6, 2, 7, 0, 4, 3}, "grouped_attention, 6 heads / 2 K/V heads"},
+               {{1, 5, 1, 6, 0, 3, 5}, "grouped_attention, MQA (5 heads / 1 K/V head)"},
+               {{2, 4, 2, 3, 5, 4, 4}, "grouped_attention, 3 queries after a cache of 5"}};
+  for (const auto& c : cases) {
+    const Dims n = c.n;
+    const int64_t offset = n.offset;
+    EXPECT_TRUE(same_on_both_devices(
+        c.name,
+        [offset](const std::vector<Tensor>& in) {
+          return lesson04::grouped_attention(in[0], in[1], in[2], offset);
+        },
+        {random_tensor({n.B, n.H, n.Tq, n.d}, 961), random_tensor({n.B, n.Hkv, n.tk(), n.d}, 962),
+         random_tensor({n.B, n.Hkv, n.tk(), n.dv}, 963)},
+        {"q", "k", "v"}));
+  }
+  // And the weights it hands back.
+  const Tensor q = random_tensor({1, 4, 5, 3}, 964), k = random_tensor({1, 2, 5, 3}, 965),
+               v = random_tensor({1, 2, 5, 2}, 966);
+  Tensor w_cpu, w_gpu;
+  lesson04::grouped_attention(q, k, v, 0, &w_cpu);
+  lesson04::grouped_attention(q.to(Device::cuda()), k.to(Device::cuda()), v.to(Device::cuda()), 0,
+                              &w_gpu);
+  EXPECT_TRUE(same_on_both_devices("grouped_attention: weights_out", w_gpu, w_cpu));
+}
+
+TEST(GpuParity, ModuleOutputsAndGradients) {
+  if (!attn::cuda_available()) GTEST_SKIP() << "no CUDA device: GPU parity runs where a GPU exists";
+  // 6 query heads, 2 K/V heads: the module on CUDA gets the CPU module's
+  // weights; output, x.grad and every parameter's gradient must agree.
+  Generator g1(967), g2(968);
+  lesson04::GroupedQueryAttention on_cpu(12, 6, 2, g1), on_gpu(12, 6, 2, g2);
+  auto sd = on_cpu.state_dict();
+  int seed = 0;
+  for (auto& [name, t] : sd) t = random_tensor(t.shape(), 969 + seed++, 0.5f);
+  on_cpu.load_state_dict(sd);
+  EXPECT_TRUE(module_same_on_both_devices(
+      "GroupedQueryAttention(12, 6 heads, 2 K/V heads)", on_cpu, on_gpu,
+      [](Module& m, const Tensor& x) { return static_cast<lesson04::GroupedQueryAttention&>(m).forward(x); },
+      random_tensor({2, 6, 12}, 975), 2e-4));
+}

@@ -391,3 +391,48 @@ TEST(Training, YourWindowTrainsATinyGPT) {
   EXPECT_LT(last, 0.5f * first) << "the loss went from " << first << " to " << last
                                 << " in 60 steps; with a working window of 2 it more than halves";
 }
+
+// ------------------------------------------------------------- GPU parity
+// Both of your window attentions on CUDA tensors must give what they give
+// on the CPU, gradients included. (A mask you build inside them must be on
+// q.device(): window_mask makes it on the CPU, .to(q.device()) moves it.)
+// Skipped where no GPU exists.
+
+TEST(GpuParity, MaskedAndBandedWindowAttention) {
+  if (!attn::cuda_available()) GTEST_SKIP() << "no CUDA device: GPU parity runs where a GPU exists";
+  const struct {
+    Dims n;
+    int64_t window, chunk;
+    const char* name;
+  } cases[] = {{{2, 3, 11, 0, 4, 3}, 4, 3, "T = 11, window 4, chunks of 3"},
+               {{1, 2, 9, 0, 5, 5}, 1, 4, "T = 9, window 1, chunks of 4"},
+               {{2, 2, 7, 0, 3, 2}, 16, 5, "T = 7, window 16 (wider than T), chunks of 5"},
+               {{1, 3, 4, 6, 4, 4}, 5, 3, "4 queries after a cache of 6, window 5, chunks of 3"}};
+  for (const auto& c : cases) {
+    const Dims n = c.n;
+    const int64_t window = c.window, chunk = c.chunk, offset = n.offset;
+    const std::vector<Tensor> qkv = {random_tensor({n.B, n.H, n.Tq, n.d}, 990),
+                                     random_tensor({n.B, n.H, n.tk(), n.d}, 991),
+                                     random_tensor({n.B, n.H, n.tk(), n.dv}, 992)};
+    EXPECT_TRUE(same_on_both_devices(
+        std::string("window_attention_masked, ") + c.name,
+        [=](const std::vector<Tensor>& in) {
+          return lesson08::window_attention_masked(in[0], in[1], in[2], window, offset);
+        },
+        qkv, {"q", "k", "v"}));
+    EXPECT_TRUE(same_on_both_devices(
+        std::string("window_attention_banded, ") + c.name,
+        [=](const std::vector<Tensor>& in) {
+          return lesson08::window_attention_banded(in[0], in[1], in[2], window, chunk, offset);
+        },
+        qkv, {"q", "k", "v"}));
+  }
+  // And the weights window_attention_masked hands back.
+  const Tensor q = random_tensor({1, 2, 6, 3}, 993), k = random_tensor({1, 2, 6, 3}, 994),
+               v = random_tensor({1, 2, 6, 2}, 995);
+  Tensor w_cpu, w_gpu;
+  lesson08::window_attention_masked(q, k, v, 3, 0, &w_cpu);
+  lesson08::window_attention_masked(q.to(Device::cuda()), k.to(Device::cuda()), v.to(Device::cuda()),
+                                    3, 0, &w_gpu);
+  EXPECT_TRUE(same_on_both_devices("window_attention_masked: weights_out", w_gpu, w_cpu));
+}

@@ -326,3 +326,43 @@ TEST(Training, YourLinearAttentionTrainsATinyGPT) {
   EXPECT_LT(last, 0.5f * first) << "the loss went from " << first << " to " << last
                                 << " in 80 steps; a working causal linear attention halves it";
 }
+
+// ------------------------------------------------------------- GPU parity
+// Your feature map and both linear attentions on CUDA tensors must give what
+// they give on the CPU, gradients included. (A tril mask or a zero state you
+// make inside must be on q.device().) Skipped where no GPU exists.
+
+TEST(GpuParity, FeatureMap) {
+  if (!attn::cuda_available()) GTEST_SKIP() << "no CUDA device: GPU parity runs where a GPU exists";
+  EXPECT_TRUE(same_on_both_devices(
+      "elu_feature_map(x [3, 4, 5])",
+      [](const std::vector<Tensor>& in) { return lesson10::elu_feature_map(in[0]); },
+      {random_tensor({3, 4, 5}, 1000, 3.0f)}, {"x"}));
+}
+
+TEST(GpuParity, NoncausalLinearAttention) {
+  if (!attn::cuda_available()) GTEST_SKIP() << "no CUDA device: GPU parity runs where a GPU exists";
+  EXPECT_TRUE(same_on_both_devices(
+      "linear_attention_noncausal (T = 6, Tk = 9)",
+      [](const std::vector<Tensor>& in) {
+        return lesson10::linear_attention_noncausal(in[0], in[1], in[2]);
+      },
+      {random_tensor({2, 3, 6, 4}, 1001), random_tensor({2, 3, 9, 4}, 1002),
+       random_tensor({2, 3, 9, 5}, 1003)},
+      {"q", "k", "v"}));
+}
+
+TEST(GpuParity, CausalLinearAttention) {
+  if (!attn::cuda_available()) GTEST_SKIP() << "no CUDA device: GPU parity runs where a GPU exists";
+  // The RNN form (chunk 1), chunks that do not divide T, one chunk for all.
+  const std::vector<Tensor> qkv = {random_tensor({2, 2, 10, 4}, 1004), random_tensor({2, 2, 10, 4}, 1005),
+                                   random_tensor({2, 2, 10, 3}, 1006)};
+  for (int64_t chunk : {1, 3, 10}) {
+    EXPECT_TRUE(same_on_both_devices(
+        "linear_attention_causal (T = 10, chunk " + std::to_string(chunk) + ")",
+        [chunk](const std::vector<Tensor>& in) {
+          return lesson10::linear_attention_causal(in[0], in[1], in[2], chunk);
+        },
+        qkv, {"q", "k", "v"}));
+  }
+}

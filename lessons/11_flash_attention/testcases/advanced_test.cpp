@@ -456,3 +456,32 @@ TEST(Training, YourFlashTrainsATinyGPT) {
   EXPECT_LT(last, 0.5f * first) << "the loss went from " << first << " to " << last
                                 << " in 60 steps; with a working flash forward it more than halves";
 }
+
+// ------------------------------------------------------------- GPU parity
+// flash_attention on CUDA tensors (the glue runs your flash_forward on CPU
+// copies and moves the results back) must give what it gives on the CPU:
+// the output on the GPU, and gradients recomputed from your lse that land on
+// the GPU with the same values. Skipped where no GPU exists.
+
+TEST(GpuParity, FlashAttentionOnCudaTensors) {
+  if (!attn::cuda_available()) GTEST_SKIP() << "no CUDA device: GPU parity runs where a GPU exists";
+  const struct {
+    Dims n;
+    int64_t tile;
+    const char* name;
+  } cases[] = {{{2, 2, 9, 9, 4, true, 0}, 4, "causal, T = 9, tiles of 4"},
+               {{1, 3, 5, 12, 8, true, 7}, 3, "causal, 5 queries after a cache of 7, tiles of 3"},
+               {{2, 1, 6, 10, 5, false, 0}, 4, "not causal, Tq = 6, Tk = 10, tiles of 4"}};
+  for (const auto& c : cases) {
+    const Dims n = c.n;
+    const int64_t tile = c.tile;
+    EXPECT_TRUE(same_on_both_devices(
+        std::string("flash_attention, ") + c.name,
+        [n, tile](const std::vector<Tensor>& in) {
+          return lesson11::flash_attention(in[0], in[1], in[2], n.causal, tile, n.offset);
+        },
+        {random_tensor({n.B, n.H, n.Tq, n.d}, 1100), random_tensor({n.B, n.H, n.Tk, n.d}, 1101),
+         random_tensor({n.B, n.H, n.Tk, n.d}, 1102)},
+        {"q", "k", "v"}));
+  }
+}

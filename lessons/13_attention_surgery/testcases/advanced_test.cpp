@@ -463,3 +463,70 @@ TEST(Training, YourPooledGQATrainsATinyGPT) {
   EXPECT_LT(last, 0.5f * first) << "the loss went from " << first << " to " << last
                                 << " in 60 steps; with working attention it more than halves";
 }
+
+// ------------------------------------------------------------- GPU parity
+// Surgery on a model that lives on the GPU must give, on the GPU, what it
+// gives on the CPU: the pooled weights, and the converted attention's
+// outputs and gradients. Skipped where no GPU exists.
+
+namespace {
+
+// Every tensor of `gpu` (a state_dict from the CUDA side) against `cpu`.
+::testing::AssertionResult same_state(const std::string& what, const std::map<std::string, Tensor>& gpu,
+                                      const std::map<std::string, Tensor>& cpu) {
+  for (const auto& [name, t] : cpu) {
+    const auto it = gpu.find(name);
+    if (it == gpu.end()) return ::testing::AssertionFailure() << what << ": " << name << " missing on CUDA";
+    auto r = same_on_both_devices(what + ": " + name, it->second, t);
+    if (!r) return r;
+  }
+  return ::testing::AssertionSuccess();
+}
+
+}  // namespace
+
+TEST(GpuParity, PoolKvHeads) {
+  if (!attn::cuda_available()) GTEST_SKIP() << "no CUDA device: GPU parity runs where a GPU exists";
+  EXPECT_TRUE(same_on_both_devices(
+      "pool_kv_heads(weight [6*3, 10], 6 heads, 2 groups)",
+      [](const std::vector<Tensor>& in) { return lesson13::pool_kv_heads(in[0], 6, 2); },
+      {random_tensor({18, 10}, 1200)}, {"weight"}));
+  EXPECT_TRUE(same_on_both_devices(
+      "pool_kv_heads(bias [6*3], 6 heads, 3 groups)",
+      [](const std::vector<Tensor>& in) { return lesson13::pool_kv_heads(in[0], 6, 3); },
+      {random_tensor({18}, 1201)}, {"bias"}));
+}
+
+TEST(GpuParity, ConvertedModuleOnTheGpu) {
+  if (!attn::cuda_available()) GTEST_SKIP() << "no CUDA device: GPU parity runs where a GPU exists";
+  // A RoPE MHA with 6 heads -> 2 K/V heads, once on the CPU, once on CUDA.
+  PositionOptions rope;
+  rope.rope = true;
+  auto mha_cpu = random_mha(12, 6, 1202, rope), mha_gpu = random_mha(12, 6, 1202, rope);
+  mha_gpu->to(Device::cuda());
+  auto gqa_cpu = lesson13::gqa_from_mha(*mha_cpu, config(12, 6), 2, rope);
+  auto gqa_gpu = lesson13::gqa_from_mha(*mha_gpu, config(12, 6), 2, rope);
+  ASSERT_TRUE(gqa_gpu != nullptr) << "gqa_from_mha returned nullptr for a module on CUDA";
+  EXPECT_TRUE(same_state("gqa_from_mha (6 heads -> 2 groups), weights", gqa_gpu->state_dict(),
+                         gqa_cpu->state_dict()))
+      << "the converted module of an MHA on CUDA must live on CUDA too (Module::to) and hold the "
+         "same weights as the CPU conversion";
+  EXPECT_TRUE(module_same_on_both_devices(
+      "the converted module", *gqa_cpu, *gqa_gpu,
+      [](Module& m, const Tensor& x) { return static_cast<MultiHeadAttention&>(m).forward(x); },
+      random_tensor({2, 7, 12}, 1203), 2e-4));
+}
+
+TEST(GpuParity, WholeModelConvertedOnTheGpu) {
+  if (!attn::cuda_available()) GTEST_SKIP() << "no CUDA device: GPU parity runs where a GPU exists";
+  auto cpu = random_gpt(tiny("mha"), 1204), gpu = random_gpt(tiny("mha"), 1204);
+  gpu->to(Device::cuda());
+  lesson13::mha_to_gqa(*cpu, 2);
+  lesson13::mha_to_gqa(*gpu, 2);
+  EXPECT_EQ(gpu->config().attention, cpu->config().attention);
+  EXPECT_TRUE(same_state("mha_to_gqa(model, 2), weights", gpu->state_dict(), cpu->state_dict()))
+      << "every converted block of a model on CUDA must live on CUDA with the CPU conversion's weights";
+  EXPECT_TRUE(module_same_on_both_devices(
+      "the converted GPT (logits)", *cpu, *gpu,
+      [](Module& m, const Tensor& x) { return static_cast<GPT&>(m).forward(x); }, ids(), 2e-4));
+}
