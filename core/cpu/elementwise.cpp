@@ -115,8 +115,9 @@ void CpuBackend::binary(BinaryOp op, const View& out, const View& a, const View&
     case BinaryOp::Sub: return map_binary(out, a, b, [](float x, float y) { return x - y; });
     case BinaryOp::Mul: return map_binary(out, a, b, [](float x, float y) { return x * y; });
     case BinaryOp::Div: return map_binary(out, a, b, [](float x, float y) { return x / y; });
-    case BinaryOp::Max: return map_binary(out, a, b, [](float x, float y) { return x >= y ? x : y; });
-    case BinaryOp::Min: return map_binary(out, a, b, [](float x, float y) { return x <= y ? x : y; });
+    // A NaN on either side wins (as torch.maximum): a NaN is never quietly dropped.
+    case BinaryOp::Max: return map_binary(out, a, b, [](float x, float y) { return x >= y || x != x ? x : y; });
+    case BinaryOp::Min: return map_binary(out, a, b, [](float x, float y) { return x <= y || x != x ? x : y; });
     case BinaryOp::Pow: return map_binary(out, a, b, [](float x, float y) { return std::pow(x, y); });
     case BinaryOp::Gt: return map_to_bool(out, a, b, [](auto x, auto y) { return x > y; });
     case BinaryOp::Ge: return map_to_bool(out, a, b, [](auto x, auto y) { return x >= y; });

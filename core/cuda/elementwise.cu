@@ -64,8 +64,8 @@ struct BinaryF {
     else if constexpr (OP == BinaryOp::Sub) return x - y;
     else if constexpr (OP == BinaryOp::Mul) return x * y;
     else if constexpr (OP == BinaryOp::Div) return x / y;
-    else if constexpr (OP == BinaryOp::Max) return x >= y ? x : y;
-    else if constexpr (OP == BinaryOp::Min) return x <= y ? x : y;
+    else if constexpr (OP == BinaryOp::Max) return x >= y || x != x ? x : y;  // NaN wins
+    else if constexpr (OP == BinaryOp::Min) return x <= y || x != x ? x : y;
     else return powf(x, y);  // Pow
   }
 };

@@ -283,7 +283,7 @@ TEST(CudaParity, ElementwiseOpsThroughTheApi) {
                               gpu(y).view_desc({4, 6}));
     EXPECT_TRUE(close(oc, og, 2e-6)) << "binary pow";
   }
-  // Max/Min with NaN follow the CPU's x >= y ? x : y.
+  // Max/Min with a NaN on either side give NaN on both devices.
   {
     const float nan = std::numeric_limits<float>::quiet_NaN();
     const Tensor x = from_vector({nan, 1, 2, nan}, {4}), y = from_vector({1, nan, 2, nan}, {4});

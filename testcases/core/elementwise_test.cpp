@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <functional>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -156,6 +157,21 @@ TEST(Elementwise, UnaryOpsAtSpecialPoints) {
   EXPECT_EQ(attn::log(attn::full({}, 0.0)).item(), -INFINITY);
   EXPECT_TRUE(std::isnan(attn::sqrt(attn::full({}, -1.0)).item()));
   EXPECT_EQ(attn::rsqrt(attn::full({}, 0.0)).item(), INFINITY);
+}
+
+TEST(Binary, MaximumAndMinimumPropagateNaN) {
+  // A NaN on either side must come out as NaN (as torch.maximum does): a
+  // diverged value silently replaced by the other operand hides the bug.
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const Tensor x = attn::from_vector({nan, 1, 2, nan, -3}, {5}),
+               y = attn::from_vector({1, nan, 2, nan, 4}, {5});
+  for (const bool is_max : {true, false}) {
+    const std::vector<float> got = (is_max ? attn::maximum(x, y) : attn::minimum(x, y)).to_vector();
+    const char* op = is_max ? "maximum" : "minimum";
+    for (int i : {0, 1, 3}) EXPECT_TRUE(std::isnan(got[i])) << op << " element " << i << " = " << got[i];
+    EXPECT_EQ(got[2], 2.0f) << op;
+    EXPECT_EQ(got[4], is_max ? 4.0f : -3.0f) << op;
+  }
 }
 
 Array away_from_zero(const Dims& shape, Generator& g) {
