@@ -1,6 +1,7 @@
 // Chapter 01 — your code. Replace each `throw` with an implementation.
 // Read lessons/01_softmax_attention/README.md first; the shapes are in
 // softmax_attention.h.
+// The given code (you do not write it) is in softmax_attention_glue.cpp.
 #include "softmax_attention.h"
 
 #include <cmath>
@@ -47,25 +48,3 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
 }
 
 }  // namespace lesson01
-
-// ---- glue, nothing to change here ----------------------------------------
-// Registers a multi-head attention that runs YOUR scaled_dot_product_attention
-// on its heads, as the variant "student:sdpa" (see attention/registry.h).
-// The advanced suite trains a tiny GPT with it.
-namespace {
-[[maybe_unused]] const bool registered = [] {
-  attn::register_attention(
-      "student:sdpa", "chapter 01: multi-head attention running your scaled_dot_product_attention",
-      [](const attn::VariantSpec& spec, const attn::AttentionConfig& config, attn::Generator& gen) {
-        attn::check_options(spec, {});
-        auto kernel = [](const attn::AttentionCall& call) {
-          const int64_t tq = call.q.shape()[2], tk = call.k.shape()[2];
-          return lesson01::scaled_dot_product_attention(
-              call.q, call.k, call.v, attn::causal_mask(tq, tk, call.offset, call.q.device()));
-        };
-        return std::make_shared<attn::MultiHeadAttention>(config, config.heads, gen,
-                                                          attn::PositionOptions{}, kernel);
-      });
-  return true;
-}();
-}  // namespace

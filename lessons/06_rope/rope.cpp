@@ -1,5 +1,6 @@
 // Chapter 06 — your code. Replace each `throw` with an implementation.
 // Read lessons/06_rope/README.md first; the shapes are in rope.h.
+// The given code (you do not write it) is in rope_glue.cpp.
 #include "rope.h"
 
 #include <cmath>
@@ -41,40 +42,3 @@ Tensor rope_attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t
 }
 
 }  // namespace lesson06
-
-// ---- glue, nothing to change here ----------------------------------------
-// Registers "student:rope" (options kv_heads=N, rope_base=B, ntk=S): the
-// library's multi-head module whose kernel is YOUR rope_attention. It rotates
-// the queries at their positions and every key so far at 0..Tk-1 on each
-// call, so it also decodes with the library's KV cache (which then stores
-// unrotated keys). The model adds no learned position embedding: RoPE is
-// the only source of positions.
-namespace {
-class StudentRope : public attn::MultiHeadAttention {
- public:
-  using attn::MultiHeadAttention::MultiHeadAttention;
-  bool encodes_positions() const override { return true; }
-};
-
-[[maybe_unused]] const bool registered = [] {
-  attn::register_attention(
-      "student:rope",
-      "chapter 06: multi-head attention with your rope_attention; options kv_heads=N, "
-      "rope_base=B, ntk=S",
-      [](const attn::VariantSpec& spec, const attn::AttentionConfig& config, attn::Generator& gen) {
-        attn::check_options(spec, {"kv_heads", "rope_base", "ntk"});
-        const double base = attn::option_float(spec, "rope_base", 10000.0f);
-        const double ntk = attn::option_float(spec, "ntk", 1.0f);
-        auto kernel = [base, ntk](const attn::AttentionCall& call) {
-          attn::Tensor weights;
-          attn::Tensor out = lesson06::rope_attention(call.q, call.k, call.v, call.offset, base, ntk,
-                                                call.want_weights ? &weights : nullptr);
-          if (call.want_weights) call.weights = weights;
-          return out;
-        };
-        return std::make_shared<StudentRope>(config, attn::option_int(spec, "kv_heads", config.heads),
-                                             gen, attn::PositionOptions{}, kernel);
-      });
-  return true;
-}();
-}  // namespace

@@ -1,6 +1,7 @@
 // Chapter 10 — your code. Replace each `throw` with an implementation.
 // Read lessons/10_linear_attention/README.md first; the shapes are in
 // linear_attention.h.
+// The given code (you do not write it) is in linear_attention_glue.cpp.
 #include "linear_attention.h"
 
 #include <algorithm>
@@ -38,26 +39,3 @@ Tensor linear_attention_causal(const Tensor& q, const Tensor& k, const Tensor& v
 }
 
 }  // namespace lesson10
-
-// ---- glue, nothing to change here ----------------------------------------
-// Registers the variant "student:linear": the library's multi-head module
-// running YOUR linear_attention_causal on its heads (chunks of 64). Like
-// the library's `linear`, it has no KV cache: generation reruns the prefix.
-// The advanced suite trains a tiny GPT with it.
-namespace {
-[[maybe_unused]] const bool registered = [] {
-  attn::register_attention(
-      "student:linear", "chapter 10: multi-head attention running your linear_attention_causal",
-      [](const attn::VariantSpec& spec, const attn::AttentionConfig& config, attn::Generator& gen) {
-        attn::check_options(spec, {});
-        auto kernel = [](const attn::AttentionCall& call) {
-          attn::check(call.offset == 0 && call.k.shape()[2] == call.q.shape()[2],
-                      "attention student:linear: no KV cache; generate without one");
-          return lesson10::linear_attention_causal(call.q, call.k, call.v, 64);
-        };
-        return std::make_shared<attn::MultiHeadAttention>(config, config.heads, gen,
-                                                          attn::PositionOptions{}, kernel);
-      });
-  return true;
-}();
-}  // namespace

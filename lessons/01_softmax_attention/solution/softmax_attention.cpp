@@ -44,25 +44,3 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
 }
 
 }  // namespace lesson01
-
-// ---- glue, the same as in the stub ---------------------------------------
-// Registers a multi-head attention that runs this file's
-// scaled_dot_product_attention on its heads, as "student:sdpa".
-// The advanced suite trains a tiny GPT with it.
-namespace {
-[[maybe_unused]] const bool registered = [] {
-  attn::register_attention(
-      "student:sdpa", "chapter 01: multi-head attention running the lesson's scaled_dot_product_attention",
-      [](const attn::VariantSpec& spec, const attn::AttentionConfig& config, attn::Generator& gen) {
-        attn::check_options(spec, {});
-        auto kernel = [](const attn::AttentionCall& call) {
-          const int64_t tq = call.q.shape()[2], tk = call.k.shape()[2];
-          return lesson01::scaled_dot_product_attention(
-              call.q, call.k, call.v, attn::causal_mask(tq, tk, call.offset, call.q.device()));
-        };
-        return std::make_shared<attn::MultiHeadAttention>(config, config.heads, gen,
-                                                          attn::PositionOptions{}, kernel);
-      });
-  return true;
-}();
-}  // namespace

@@ -378,7 +378,7 @@ TEST(Mistakes, OpsOutsideAutogradCutTheGraph) {
 // ------------------------------------------------------------- training
 
 TEST(Training, YourAttentionTrainsATinyGPT) {
-  // The glue in softmax_attention.cpp registers "student:sdpa": the library's
+  // The glue in softmax_attention_glue.cpp registers "student:sdpa": the library's
   // multi-head module running your scaled_dot_product_attention. The task,
   // "repeat the previous token", cannot be solved from the current token
   // alone: the model must attend to position t-1.

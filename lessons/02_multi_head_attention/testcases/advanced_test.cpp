@@ -262,7 +262,7 @@ TEST(Mistakes, ScaleByModelWidthInsteadOfHeadDim) {
 // ------------------------------------------------------------- training
 
 TEST(Training, YourModuleTrainsATinyGPT) {
-  // The glue in multi_head_attention.cpp registers "student:mha". The task,
+  // The glue in multi_head_attention_glue.cpp registers "student:mha". The task,
   // "repeat the previous token", needs attention to position t-1.
   GPTConfig c;
   c.vocab = 5;

@@ -367,7 +367,7 @@ TEST(Mistakes, ModuleReadsTheWrongKvHead) {
 
 TEST(Training, YourMQATrainsATinyGPT) {
   // "Repeat the previous token" with one K/V head shared by 4 query heads.
-  // The glue in gqa.cpp registers "student:gqa" (your module).
+  // The glue in gqa_glue.cpp registers "student:gqa" (your module).
   GPTConfig c;
   c.vocab = 5;
   c.block_size = 8;

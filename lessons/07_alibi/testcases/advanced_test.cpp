@@ -456,7 +456,7 @@ TEST(Mistakes, BiasIsNotAMask) {
 TEST(Training, YourALiBiTrainsATinyGPT) {
   // "Repeat the previous token" with no position embedding at all: only the
   // ALiBi bias tells the model which token is the previous one. The glue in
-  // alibi.cpp registers "student:alibi" (your alibi_attention).
+  // alibi_glue.cpp registers "student:alibi" (your alibi_attention).
   Trained& t = trained_alibi_gpt();
   ASSERT_TRUE(std::isfinite(t.first_loss) && std::isfinite(t.last_loss)) << "the loss became NaN or inf";
   EXPECT_LT(t.last_loss, 0.5f * t.first_loss)
