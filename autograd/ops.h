@@ -102,6 +102,12 @@ Tensor to(const Tensor& x, const Device& device);
 
 // ---- products and normalisers ----
 Tensor matmul(const Tensor& a, const Tensor& b);  // ops_matmul.cpp
+// A Linear layer in one op: y = act(x @ w^T + b), x [..., in], w [out, in],
+// b [out] or undefined. One matrix product whose epilogue adds the bias and
+// applies GELU (tanh form) in the same pass (ops_matmul.cpp).
+enum class LinearActivation { None, Gelu };
+Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b,
+              LinearActivation act = LinearActivation::None);
 Tensor softmax(const Tensor& x, int64_t dim);     // ops_softmax.cpp
 Tensor log_softmax(const Tensor& x, int64_t dim);
 // Attention weights from raw scores [B, H, Tq, Tk] in one fused op:

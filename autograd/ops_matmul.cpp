@@ -121,4 +121,71 @@ Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
   return out;
 }
 
+// ---- linear: y = act(x @ w^T + b) ----
+//
+// Forward: one product of the rows of x, [N, in], with w^T (a free
+// transposed view), its epilogue adding b and applying GELU while the tile
+// is in registers; with GELU the pre-activation z = x w^T + b is kept.
+// Backward, for the upstream gradient g [N, out]:
+//   dz = g * gelu'(z)   (one pass; dz = g without GELU)
+//   dx = dz @ w         dw = dz^T @ x   (already [out, in]: nothing to transpose back)
+//   db = sum of dz over rows
+
+Tensor linear(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, LinearActivation act) {
+  require_defined("linear", x_in);
+  require_defined("linear", w_in);
+  common_device("linear", b_in.defined() ? std::vector<Tensor>{x_in, w_in, b_in}
+                                          : std::vector<Tensor>{x_in, w_in});
+  check(x_in.dtype() == DType::Float32 && w_in.dtype() == DType::Float32 &&
+            (!b_in.defined() || b_in.dtype() == DType::Float32),
+        "linear: expected float32 inputs");
+  check(w_in.dim() == 2, "linear: weight must be [out, in], got shape ", shape_str(w_in.shape()));
+  const int64_t in = w_in.shape()[1], out = w_in.shape()[0];
+  check(in > 0, "linear: in_features must be positive, got weight of shape ",
+        shape_str(w_in.shape()));
+  check(x_in.dim() >= 1 && x_in.shape().back() == in, "linear: input of shape ",
+        shape_str(x_in.shape()), " does not end in in_features=", in);
+  check(!b_in.defined() || b_in.shape() == Shape{out}, "linear: bias must have shape [", out,
+        "], got ", b_in.defined() ? shape_str(b_in.shape()) : "");
+  Shape y_shape = x_in.shape();
+  y_shape.back() = out;
+  const int64_t rows = x_in.numel() / in;
+  const Tensor x = reshape(x_in.detach().contiguous(), {rows, in});
+  const Tensor w = w_in.detach().contiguous();
+  const Tensor b = b_in.defined() ? b_in.detach().contiguous() : Tensor();
+  const bool gelu = act == LinearActivation::Gelu;
+  Backend& be = backend_for(x.device());
+  Tensor y = empty({rows, out}, DType::Float32, x.device());
+  Tensor z = gelu ? empty({rows, out}, DType::Float32, x.device()) : Tensor();
+  if (rows > 0 && out > 0) {
+    const int64_t zero = 0;
+    GemmArgs args;
+    args.m = rows, args.n = out, args.k = in;
+    args.a = x.data<float>(), args.lda = in;
+    args.b = w.data<float>(), args.ldb = in, args.trans_b = true;
+    args.c = y.data<float>();
+    args.a_offsets = &zero, args.b_offsets = &zero;
+    args.bias = b.defined() ? b.data<float>() : nullptr;
+    args.gelu_aux = gelu ? z.data<float>() : nullptr;
+    be.gemm(args);
+  }
+  const bool need_dx = x_in.requires_grad(), need_dw = w_in.requires_grad();
+  const bool need_db = b_in.defined() && b_in.requires_grad();
+  y = record(reshape(y, y_shape), "linear", {x_in, w_in, b_in},
+             [x, w, z, x_shape = x_in.shape(), need_dx, need_dw, need_db](const Tensor& g_in) {
+    const Tensor g = reshape(g_in.contiguous(), {x.shape()[0], w.shape()[0]});
+    Tensor dz = g;
+    if (z.defined()) {
+      dz = empty(g.shape(), DType::Float32, g.device());
+      backend_for(g.device()).binary(BinaryOp::GeluBackward, dz.view_desc(), g.view_desc(),
+                                     z.view_desc());
+    }
+    return std::vector<Tensor>{
+        need_dx ? reshape(matmul(dz, w), x_shape) : Tensor(),
+        need_dw ? matmul(transpose(dz, 0, 1), x) : Tensor(),
+        need_db ? sum(dz, {0}) : Tensor()};
+  });
+  return y;
+}
+
 }  // namespace attn

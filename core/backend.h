@@ -27,7 +27,11 @@ enum class UnaryOp : int {
   SiluGrad, Elu, EluGrad, Sin, Cos, Square, Reciprocal, AddScalar, MulScalar, PowScalar,
   LogicalNot
 };
-enum class BinaryOp : int { Add, Sub, Mul, Div, Max, Min, Pow, Gt, Ge, Lt, Le, Eq, Ne, And, Or };
+// GeluBackward: out = a * gelu'(b), GELU's backward in one pass (a = the
+// upstream gradient, b = GELU's input).
+enum class BinaryOp : int {
+  Add, Sub, Mul, Div, Max, Min, Pow, GeluBackward, Gt, Ge, Lt, Le, Eq, Ne, And, Or
+};
 enum class ReduceOp : int { Sum, Max, Min, ArgMax, ArgMin };
 
 // C[b] = alpha * op(A[b]) @ op(B[b]) + beta * C[b] for every batch b.
@@ -47,6 +51,13 @@ struct GemmArgs {
   const int64_t* a_offsets = nullptr;
   const int64_t* b_offsets = nullptr;
   float alpha = 1.0f, beta = 0.0f;
+  // Epilogue (batch 1 only), applied to C after alpha and beta: a Linear
+  // layer's bias and GELU in the same pass as the product (cuBLASLt on CUDA).
+  //   bias (n floats, or null):  C[i, j] += bias[j]
+  //   gelu_aux (m x n, or null): gelu_aux = C (the pre-activation, for the
+  //                              backward), then C = gelu(C) (tanh form)
+  const float* bias = nullptr;
+  float* gelu_aux = nullptr;
 };
 
 // Flash attention on contiguous q/out [B, H, Tq, d] and k/v [B, Hkv, Tk, d].

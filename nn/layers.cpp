@@ -98,7 +98,12 @@ MLP::MLP(int64_t embd, int64_t layers, bool bias, Generator& gen) {
                           std::make_shared<Linear>(4 * embd, embd, bias, gen, residual_std(layers)));
 }
 
-Tensor MLP::forward(const Tensor& x) const { return proj_->forward(gelu(fc_->forward(x))); }
+Tensor MLP::forward(const Tensor& x) const {
+  // fc and GELU as one op: GELU runs in the product's epilogue.
+  const Tensor h = linear(x, fc_->weight(), fc_->bias() ? *fc_->bias() : Tensor(),
+                          LinearActivation::Gelu);
+  return proj_->forward(h);
+}
 
 SwiGLU::SwiGLU(int64_t embd, int64_t layers, bool bias, Generator& gen) {
   const int64_t hidden = (8 * embd / 3 + 7) / 8 * 8;

@@ -23,9 +23,8 @@ Linear::Linear(int64_t in, int64_t out, bool bias, Generator& gen, float init_st
 Tensor Linear::forward(const Tensor& x) const {
   check(x.dim() >= 1 && x.shape().back() == in_, "Linear: input of shape ", shape_str(x.shape()),
         " does not end in in_features=", in_);
-  // W^T is a free transposed view; BLAS reads it as is.
-  const Tensor y = matmul(x, transpose(*weight_, 0, 1));
-  return bias_ ? add(y, *bias_) : y;
+  // One product with the bias added in its epilogue (autograd/ops_matmul.cpp).
+  return linear(x, *weight_, bias_ ? *bias_ : Tensor());
 }
 
 }  // namespace attn

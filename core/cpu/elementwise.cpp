@@ -119,6 +119,8 @@ void CpuBackend::binary(BinaryOp op, const View& out, const View& a, const View&
     case BinaryOp::Max: return map_binary(out, a, b, [](float x, float y) { return x >= y || x != x ? x : y; });
     case BinaryOp::Min: return map_binary(out, a, b, [](float x, float y) { return x <= y || x != x ? x : y; });
     case BinaryOp::Pow: return map_binary(out, a, b, [](float x, float y) { return std::pow(x, y); });
+    case BinaryOp::GeluBackward:
+      return map_binary(out, a, b, [](float g, float x) { return g * gelu_grad(x); });
     case BinaryOp::Gt: return map_to_bool(out, a, b, [](auto x, auto y) { return x > y; });
     case BinaryOp::Ge: return map_to_bool(out, a, b, [](auto x, auto y) { return x >= y; });
     case BinaryOp::Lt: return map_to_bool(out, a, b, [](auto x, auto y) { return x < y; });

@@ -8,6 +8,7 @@
 // "first bad index" of gather_rows / cross_entropy) synchronise.
 #include <algorithm>
 #include <atomic>
+#include <cstdint>
 #include <cstdlib>
 #include <memory>
 #include <mutex>
@@ -171,6 +172,8 @@ void CudaBackend::release_cached() {
   allocator_->empty_cache();
   if (blas_) cublasDestroy(blas_);
   blas_ = nullptr;
+  if (blas_lt_) cublasLtDestroy(blas_lt_);
+  blas_lt_ = nullptr;
   if (flag_) cudaFree(flag_);
   flag_ = nullptr;
   cudaGetLastError();
@@ -189,6 +192,11 @@ cublasHandle_t CudaBackend::blas() {
     ATTN_CUBLAS_CHECK(cublasSetStream(blas_, 0));
   }
   return blas_;
+}
+
+cublasLtHandle_t CudaBackend::blas_lt() {
+  if (!blas_lt_) ATTN_CUBLAS_CHECK(cublasLtCreate(&blas_lt_));
+  return blas_lt_;
 }
 
 void* CudaBackend::allocate(std::size_t bytes) {
@@ -261,6 +269,14 @@ bool arithmetic(const int64_t* off, int64_t n, int64_t& step) {
 void CudaBackend::gemm(const GemmArgs& g) {
   if (g.batch <= 0 || g.m <= 0 || g.n <= 0) return;
   activate();
+  const bool epilogue = g.bias || g.gelu_aux;
+  check(!epilogue || g.batch == 1, "gemm: a bias or GELU epilogue needs batch 1, got ", g.batch);
+  if (epilogue && g.k > 0 && gemm_lt(g)) return;
+  gemm_blas(g);
+  if (epilogue) gemm_epilogue_passes(g);
+}
+
+void CudaBackend::gemm_blas(const GemmArgs& g) {
   if (g.k <= 0) {  // an empty sum: C = beta * C
     const int64_t n = g.batch * g.m * g.n;
     scale_kernel<<<cuda::blocks_for(n), cuda::kThreads>>>(g.c, n, g.beta);
@@ -311,6 +327,115 @@ void CudaBackend::gemm(const GemmArgs& g) {
                                          dptrs + g.batch + b0, lda, &beta,
                                          const_cast<float* const*>(dptrs + 2 * g.batch + b0),
                                          ldc, count));
+  }
+}
+
+// ---- the epilogue: a Linear layer's bias and GELU ----
+//
+// cuBLASLt applies them to each output tile while it is still in registers:
+// the product's result is written once (twice with GELU: the pre-activation
+// is kept for the backward) instead of being read back and rewritten by a
+// bias-add pass and a GELU pass. Its GELU is the tanh form, as ours.
+
+namespace {
+
+constexpr std::size_t kLtWorkspace = std::size_t{4} << 20;
+
+bool aligned16(const void* p) { return reinterpret_cast<std::uintptr_t>(p) % 16 == 0; }
+
+// The descriptors of one cuBLASLt call, destroyed on every path out.
+struct LtCall {
+  cublasLtMatmulDesc_t op = nullptr;
+  cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
+  cublasLtMatmulPreference_t pref = nullptr;
+  ~LtCall() {
+    if (pref) cublasLtMatmulPreferenceDestroy(pref);
+    if (c) cublasLtMatrixLayoutDestroy(c);
+    if (b) cublasLtMatrixLayoutDestroy(b);
+    if (a) cublasLtMatrixLayoutDestroy(a);
+    if (op) cublasLtMatmulDescDestroy(op);
+  }
+};
+
+template <class T>
+void set_attr(cublasLtMatmulDesc_t d, cublasLtMatmulDescAttributes_t attr, const T& value) {
+  ATTN_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(d, attr, &value, sizeof(value)));
+}
+
+}  // namespace
+
+bool CudaBackend::gemm_lt(const GemmArgs& g) {
+  // Column-major as in gemm_blas: D (n x m here) = op(B) op(A), so cuBLASLt's
+  // "A" is our B and its "B" our A. Its kernels load 16 bytes at a time:
+  // other alignments take the plain path.
+  const float* lt_a = g.b + g.b_offsets[0];
+  const float* lt_b = g.a + g.a_offsets[0];
+  if (!aligned16(lt_a) || !aligned16(lt_b) || !aligned16(g.c) || g.lda % 4 || g.ldb % 4 ||
+      g.n % 4 || (g.bias && !aligned16(g.bias)) ||
+      (g.gelu_aux && (!aligned16(g.gelu_aux) || g.n % 8)))
+    return false;
+  const cublasOperation_t op_a = g.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
+  const cublasOperation_t op_b = g.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
+  const uint64_t m = g.n, n = g.m, k = g.k;
+  LtCall call;
+  ATTN_CUBLAS_CHECK(cublasLtMatmulDescCreate(
+      &call.op, cuda_tf32() ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F, CUDA_R_32F));
+  set_attr(call.op, CUBLASLT_MATMUL_DESC_TRANSA, op_a);
+  set_attr(call.op, CUBLASLT_MATMUL_DESC_TRANSB, op_b);
+  const cublasLtEpilogue_t epilogue =
+      g.gelu_aux ? (g.bias ? CUBLASLT_EPILOGUE_GELU_AUX_BIAS : CUBLASLT_EPILOGUE_GELU_AUX)
+                 : CUBLASLT_EPILOGUE_BIAS;
+  set_attr(call.op, CUBLASLT_MATMUL_DESC_EPILOGUE, epilogue);
+  if (g.bias) set_attr(call.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, g.bias);
+  if (g.gelu_aux) {
+    set_attr(call.op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, g.gelu_aux);
+    set_attr(call.op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, static_cast<int64_t>(m));
+  }
+  const bool ta = op_a == CUBLAS_OP_T, tb = op_b == CUBLAS_OP_T;
+  ATTN_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&call.a, CUDA_R_32F, ta ? k : m, ta ? m : k, g.ldb));
+  ATTN_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&call.b, CUDA_R_32F, tb ? n : k, tb ? k : n, g.lda));
+  ATTN_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&call.c, CUDA_R_32F, m, n, m));
+  ATTN_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&call.pref));
+  const uint64_t workspace = kLtWorkspace;
+  const uint32_t align = 16;
+  ATTN_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
+      call.pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &workspace, sizeof(workspace)));
+  for (const auto attr : {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES,
+                          CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+                          CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES,
+                          CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES})
+    ATTN_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(call.pref, attr, &align, sizeof(align)));
+  cublasLtMatmulHeuristicResult_t best = {};
+  int found = 0;
+  if (cublasLtMatmulAlgoGetHeuristic(blas_lt(), call.op, call.a, call.b, call.c, call.c, call.pref,
+                                     1, &best, &found) != CUBLAS_STATUS_SUCCESS ||
+      found == 0)
+    return false;
+  Buffer ws(this, std::max<std::size_t>(best.workspaceSize, 16));
+  ATTN_CUBLAS_CHECK(cublasLtMatmul(blas_lt(), call.op, &g.alpha, lt_a, call.a, lt_b, call.b,
+                                   &g.beta, g.c, call.c, g.c, call.c, &best.algo, ws.ptr,
+                                   best.workspaceSize, 0));
+  return true;
+}
+
+void CudaBackend::gemm_epilogue_passes(const GemmArgs& g) {
+  View c;
+  c.data = g.c;
+  c.dtype = static_cast<int>(DType::Float32);
+  c.ndim = 2;
+  c.shape[0] = g.m, c.shape[1] = g.n;
+  c.strides[0] = g.n, c.strides[1] = 1;
+  if (g.bias) {
+    View bias = c;  // each row reads the same n values
+    bias.data = const_cast<float*>(g.bias);
+    bias.strides[0] = 0;
+    binary(BinaryOp::Add, c, c, bias);
+  }
+  if (g.gelu_aux) {
+    View aux = c;
+    aux.data = g.gelu_aux;
+    copy(aux, c);
+    unary(UnaryOp::Gelu, c, aux, 0.0f);
   }
 }
 

@@ -4,6 +4,7 @@
 // Compiled as CUDA C++17: it may include core/backend.h, core/allocator.h,
 // core/error.h and core/dtype.h, never the Tensor class.
 #pragma once
+#include <cublasLt.h>
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
@@ -112,11 +113,19 @@ class CudaBackend final : public Backend {
 
  private:
   cublasHandle_t blas();
+  cublasLtHandle_t blas_lt();
+  // gemm's parts (cuda_backend.cu): the product through cuBLAS; the product
+  // with its epilogue fused through cuBLASLt (false when cuBLASLt has no
+  // kernel for the layout); the epilogue as separate passes.
+  void gemm_blas(const GemmArgs& args);
+  bool gemm_lt(const GemmArgs& args);
+  void gemm_epilogue_passes(const GemmArgs& args);
 
   int device_;
   int sm_count_ = 0;
   CachingAllocator* allocator_ = nullptr;  // never destroyed (tensors may outlive main)
   cublasHandle_t blas_ = nullptr;
+  cublasLtHandle_t blas_lt_ = nullptr;
   unsigned long long* flag_ = nullptr;
 };
 

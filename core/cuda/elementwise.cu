@@ -66,6 +66,7 @@ struct BinaryF {
     else if constexpr (OP == BinaryOp::Div) return x / y;
     else if constexpr (OP == BinaryOp::Max) return x >= y || x != x ? x : y;  // NaN wins
     else if constexpr (OP == BinaryOp::Min) return x <= y || x != x ? x : y;
+    else if constexpr (OP == BinaryOp::GeluBackward) return x * UnaryF<UnaryOp::GeluGrad>{0}(y);
     else return powf(x, y);  // Pow
   }
 };
@@ -434,6 +435,7 @@ void CudaBackend::binary(BinaryOp op, const View& out, const View& a, const View
     case BinaryOp::Max: return run_binary<BinaryOp::Max>(out, a, b);
     case BinaryOp::Min: return run_binary<BinaryOp::Min>(out, a, b);
     case BinaryOp::Pow: return run_binary<BinaryOp::Pow>(out, a, b);
+    case BinaryOp::GeluBackward: return run_binary<BinaryOp::GeluBackward>(out, a, b);
     case BinaryOp::Gt: return run_compare<BinaryOp::Gt>(out, a, b);
     case BinaryOp::Ge: return run_compare<BinaryOp::Ge>(out, a, b);
     case BinaryOp::Lt: return run_compare<BinaryOp::Lt>(out, a, b);
