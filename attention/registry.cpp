@@ -80,9 +80,17 @@ void register_builtins(std::map<std::string, Entry>& t) {
               [](const VariantSpec& s, const AttentionConfig& c, Generator& g) {
                 check_options(s, {"latent", "rope_dim"});
                 const int64_t head_dim = c.heads > 0 ? c.embd / c.heads : 0;
-                return std::make_shared<MultiHeadLatentAttention>(
-                    c, option_int(s, "latent", std::max<int64_t>(c.embd / 4, 1)),
-                    option_int(s, "rope_dim", std::max<int64_t>(head_dim / 2 / 2 * 2, 2)), g);
+                const int64_t latent = option_int(s, "latent", std::max<int64_t>(c.embd / 4, 1));
+                const int64_t rope_dim = option_int(s, "rope_dim", std::max<int64_t>(head_dim / 2 / 2 * 2, 2));
+                // Upper bounds before any weight is allocated (mla:latent=999999999
+                // would ask for gigabytes): a latent wider than the K and V it
+                // replaces (2 x embd) saves nothing, nor does a RoPE key wider than 2 heads.
+                check(latent <= 2 * c.embd, "attention mla: latent=", latent, " must be at most ",
+                      2 * c.embd, " (2 x embd, the width of the K and V it compresses)");
+                check(rope_dim <= std::max<int64_t>(2 * head_dim, 2), "attention mla: rope_dim=", rope_dim,
+                      " must be at most ", std::max<int64_t>(2 * head_dim, 2), " (2 x the head width ",
+                      head_dim, ")");
+                return std::make_shared<MultiHeadLatentAttention>(c, latent, rope_dim, g);
               }};
   t["mqa"] = {"multi-query attention: one K/V head shared by all query heads",
               [](const VariantSpec& s, const AttentionConfig& c, Generator& g) {

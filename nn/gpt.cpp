@@ -40,11 +40,19 @@ GPTConfig GPTConfig::from_json(const std::string& text) {
   GPTConfig c;
   try {
     const auto j = nlohmann::json::parse(text);
-    c.vocab = j.at("vocab").get<int64_t>();
-    c.block_size = j.at("block_size").get<int64_t>();
-    c.layers = j.at("layers").get<int64_t>();
-    c.heads = j.at("heads").get<int64_t>();
-    c.embd = j.at("embd").get<int64_t>();
+    // Sizes must be JSON integers: converting a float such as 1e300 to
+    // int64 is undefined behaviour (found by fuzz/checkpoint.cpp).
+    auto integer = [&](const char* key) {
+      const auto& v = j.at(key);
+      check(v.is_number_integer(), "model: config is not valid: ", key, " is ", v.dump(),
+            ", expected an integer");
+      return v.get<int64_t>();
+    };
+    c.vocab = integer("vocab");
+    c.block_size = integer("block_size");
+    c.layers = integer("layers");
+    c.heads = integer("heads");
+    c.embd = integer("embd");
     c.dropout = j.at("dropout").get<float>();
     c.attention = j.at("attention").get<std::string>();
     c.norm = j.at("norm").get<std::string>();

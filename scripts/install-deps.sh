@@ -3,8 +3,14 @@
 # Safe to run twice: it only calls apt-get when a package is missing.
 set -euo pipefail
 
+# clang builds the sanitizer + fuzzing build (preset `sanitize`); libFuzzer's
+# runtime (libclang_rt.fuzzer) comes apart from it, in libclang-rt-<major>-dev
+# (Debian 12: clang 14, libclang-rt-14-dev).
+clang_major=$(clang -dumpversion 2>/dev/null ||
+              apt-cache depends clang 2>/dev/null | grep -o 'clang-[0-9]*' | head -n1 | tr -dc '0-9' || true)
+clang_major=${clang_major%%.*}
 packages=(g++ cmake ninja-build libopenblas-dev libgtest-dev libcli11-dev libstb-dev
-          nlohmann-json3-dev "$@")
+          nlohmann-json3-dev clang "libclang-rt-${clang_major:-14}-dev" "$@")
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -71,11 +71,11 @@ CheckpointData load_checkpoint(const std::string& path) {
          "(train into it first) or a checkpoint file");
   }
   const safetensors::Checkpoint file = safetensors::load(path);
-  const std::string& format = meta(path, file.metadata, "format");
+  const std::string format = meta(path, file.metadata, "format");
   check(format == kFormat, "checkpoint '", path, "': format is '", format, "', expected '", kFormat,
         "' (not an attnlab checkpoint, or from another version)");
   CheckpointData d;
-  const std::string& step = meta(path, file.metadata, "step");
+  const std::string step = meta(path, file.metadata, "step");
   try {
     d.step = std::stoll(step);
   } catch (const std::exception&) {

@@ -78,23 +78,31 @@ TrainOptions TrainOptions::from_json(const std::string& text) {
   TrainOptions o;
   try {
     const json j = json::parse(text);
+    // Counts must be JSON integers: converting a float such as 1e300 to an
+    // integer is undefined behaviour (found by fuzz/checkpoint.cpp).
+    auto integer = [&](const char* key) -> const json& {
+      const json& v = j.at(key);
+      check(v.is_number_integer(), "train: stored options are not valid: ", key, " is ", v.dump(),
+            ", expected an integer");
+      return v;
+    };
     o.data = j.at("data");
     o.out = j.at("out");
     o.device = j.at("device");
     o.optimizer = j.at("optimizer");
-    o.steps = j.at("steps");
-    o.seed = j.at("seed");
-    o.batch = j.at("batch");
+    o.steps = integer("steps");
+    o.seed = integer("seed");
+    o.batch = integer("batch");
     o.lr = j.at("lr");
     o.min_lr = j.at("min_lr");
-    o.warmup = j.at("warmup");
+    o.warmup = integer("warmup");
     o.weight_decay = j.at("weight_decay");
     o.grad_clip = j.at("grad_clip");
-    o.eval_every = j.at("eval_every");
-    o.eval_batches = j.at("eval_batches");
-    o.log_every = j.at("log_every");
-    o.checkpoint_every = j.at("checkpoint_every");
-    o.sample_tokens = j.at("sample_tokens");
+    o.eval_every = integer("eval_every");
+    o.eval_batches = integer("eval_batches");
+    o.log_every = integer("log_every");
+    o.checkpoint_every = integer("checkpoint_every");
+    o.sample_tokens = integer("sample_tokens");
     o.sample_prompt = j.at("sample_prompt");
     o.model = GPTConfig::from_json(j.at("model").dump());
   } catch (const json::exception& e) {

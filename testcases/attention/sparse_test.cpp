@@ -180,7 +180,8 @@ TEST_P(SparseOracle, BothPatternsMatchLoops) {
   const auto qv = q.to_vector(), kv = k.to_vector(), vv = v.to_vector();
   const AttentionCall call = make_call(q, k, v, c.offset, c.alibi);
   for (auto [local, stride] : std::vector<std::pair<int64_t, int64_t>>{{1, 1}, {2, 3}, {3, 4}, {5, 2}, {40, 40}}) {
-    const Rule rule = [=](int64_t p, int64_t j) { return strided_rule(p, j, local, stride); };
+    // Init-captures: clang before 16 cannot capture structured bindings directly.
+    const Rule rule = [l = local, s = stride](int64_t p, int64_t j) { return strided_rule(p, j, l, s); };
     expect_close(strided_sparse_kernel(local, stride)(call).to_vector(), oracle(c, rule, qv, kv, vv),
                  "sparse:local=" + std::to_string(local) + ",stride=" + std::to_string(stride));
   }

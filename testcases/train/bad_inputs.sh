@@ -8,7 +8,7 @@
 #   - and damages no file the user had: the corpus and a run folder (its
 #     checkpoint, config.json, metrics.jsonl, ...) keep their bytes, checked
 #     with sha256sum after every row.
-# Usage: bad_inputs.sh path/to/attnlab      (run by cli_test.sh, so by ctest)
+# Usage: bad_inputs.sh path/to/attnlab      (ctest: cli_bad_inputs)
 set -euo pipefail
 bin=$1
 dir=$(mktemp -d)
@@ -77,7 +77,7 @@ expect "attnlab: tokenizer: character 'x' (U+0078) at byte 0 is not in the vocab
 expect "attnlab: convert: --finetune-steps must be >= 1, got 0" convert --ckpt "$run" --to mqa --out "$dir/cv" --finetune-steps 0
 expect "attnlab: bench attention: lengths must be >= 1, got 0" bench attention --lengths 0 --out "$dir/bench"
 expect "attnlab: bench attention: --heads must be >= 1, got 0" bench attention --heads 0 --out "$dir/bench"
-expect "attnlab demo: --steps: Value 0 not in range 1 to 1000000" demo --steps 0
+expect "attnlab: demo: --steps must be in 1..1000000, got 0" demo --steps 0
 
 # ---- values that are not numbers, unknown options and commands ----
 expect "attnlab train: --steps 'abc' is not a whole number" "${T[@]}" --steps abc

@@ -44,6 +44,4 @@ expect_error "--steps must be in 1..100000000" train "${common[@]}" --out "$dir/
 if ! command -v nvidia-smi >/dev/null || ! nvidia-smi -L >/dev/null 2>&1; then
   expect_error "device cuda:0: " train "${common[@]}" --out "$dir/bad" --device cuda
 fi
-# The whole bad-input catalogue (docs/bad_inputs.md).
-bash "$(dirname "${BASH_SOURCE[0]}")/bad_inputs.sh" "$bin"
 echo "cli_test: all checks passed"
