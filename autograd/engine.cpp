@@ -146,9 +146,15 @@ void run_backward(const Tensor& root, const Tensor& grad_in, bool retain_graph) 
         accumulate(grads[in.producer.get()], in_grads[i]);
       } else {
         // A leaf owns its gradient (an optimizer may scale it in place), so
-        // the first contribution is copied rather than shared.
+        // a first contribution that anything else can still see (the
+        // upstream gradient passed through, a view of it) is copied. A fresh
+        // result that nothing shares, the usual case, is kept as it is.
         const Tensor old = in.leaf->grad ? Tensor(in.leaf->grad) : Tensor();
-        const Tensor sum = old.defined() ? add(old, in_grads[i]) : in_grads[i].clone();
+        const Tensor& g_in = in_grads[i];
+        const bool unshared = g_in.impl_ptr().use_count() == 1 &&
+                              g_in.impl()->storage.use_count() == 1 && g_in.is_contiguous() &&
+                              g_in.offset() == 0;
+        const Tensor sum = old.defined() ? add(old, g_in) : unshared ? g_in : g_in.clone();
         in.leaf->grad = sum.impl_ptr();
       }
     }

@@ -32,9 +32,9 @@ echo "== training step: attnlab" >&2
 echo "== training step: PyTorch" >&2
 python3 "$root/bench/train_step_torch.py" | tee "$out/train_torch.jsonl"
 echo "== causal attention: attnlab flash" >&2
-"$build/bench_flash" | tee "$out/flash_ours.jsonl"
+"$build/bench_flash" --warmup 5 --repeats 15 | tee "$out/flash_ours.jsonl"
 echo "== causal attention: PyTorch SDPA" >&2
-python3 "$root/bench/attention_bench_torch.py" | tee "$out/flash_torch.jsonl"
+python3 "$root/bench/attention_bench_torch.py" --warmup 5 --repeats 15 | tee "$out/flash_torch.jsonl"
 
 python3 "$root/bench/bench_report.py" "$out" > "$out/report.md"
 cat "$out/report.md"

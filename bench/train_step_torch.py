@@ -153,7 +153,7 @@ def main():
                     step()
                     sync()
                 print(f"# torch.profiler, one step, {attention} {precision}:")
-                print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=12, max_name_column_width=70))
+                print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=30, max_name_column_width=70))
             print(json.dumps({
                 "impl": "torch eager", "attention": attention, "precision": precision,
                 "torch_attention": "sdpa" if attention == "flash" else "manual",

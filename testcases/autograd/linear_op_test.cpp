@@ -102,7 +102,9 @@ TEST(Linear, ForwardAndBackwardMatchTheLoopOracle) {
     EXPECT_LT(rel_err(y.to_vector(), want.y), 1e-6) << name(c);
     EXPECT_LT(rel_err(x.grad().to_vector(), want.dx), 1e-6) << name(c);
     EXPECT_LT(rel_err(w.grad().to_vector(), want.dw), 1e-6) << name(c);
-    if (c.bias) EXPECT_LT(rel_err(b.grad().to_vector(), want.db), 1e-6) << name(c);
+    if (c.bias) {
+      EXPECT_LT(rel_err(b.grad().to_vector(), want.db), 1e-6) << name(c);
+    }
   }
 }
 
@@ -187,7 +189,9 @@ TEST(LinearGpu, MatchesCpuForwardAndBackward) {
     EXPECT_LT(err(y, yg), 1e-5) << name(c);
     EXPECT_LT(err(x.grad(), xg.grad()), 1e-5) << name(c);
     EXPECT_LT(err(w.grad(), wg.grad()), 1e-5) << name(c);
-    if (c.bias) EXPECT_LT(err(b.grad(), bg.grad()), 1e-5) << name(c);
+    if (c.bias) {
+      EXPECT_LT(err(b.grad(), bg.grad()), 1e-5) << name(c);
+    }
   }
 }
 

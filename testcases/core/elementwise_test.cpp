@@ -308,7 +308,7 @@ TEST(Elementwise, ComparisonsWithScalarsAndInts) {
   // Large int64 values must not be rounded through float: 2^53+1 vs 2^53.
   const Tensor big = attn::from_ints({(int64_t{1} << 53) + 1}, {1});
   const Tensor big2 = attn::from_ints({int64_t{1} << 53}, {1});
-  EXPECT_TRUE(oracle::equal(attn::gt(big, big2), Array({1}, {1})));
+  EXPECT_TRUE(oracle::equal(attn::gt(big, big2), Array({1}, std::vector<double>{1})));
 }
 
 TEST(Elementwise, LogicalOps) {
