@@ -157,13 +157,23 @@ class Backend {
                                       const int64_t* targets, const float* dloss, int64_t rows,
                                       int64_t cols) = 0;
 
-  // One AdamW update of n parameters in place (decoupled weight decay).
+  // One AdamW update, in place, of each of `count` tensors (decoupled
+  // weight decay, each tensor its own: 0 for gains and biases). All of a
+  // model's parameters come in one call, so the GPU can update up to 32
+  // tensors per launch instead of launching once per tensor.
   struct AdamW {
-    float lr, beta1, beta2, eps, weight_decay;
+    float lr, beta1, beta2, eps;
     float bias_correction1, bias_correction2;  // 1 - beta^t
   };
-  virtual void adamw(float* param, const float* grad, float* m, float* v, int64_t n,
-                     const AdamW& h) = 0;
+  struct AdamWTensor {
+    float* param;
+    const float* grad;
+    float* m;
+    float* v;
+    int64_t n;
+    float weight_decay;
+  };
+  virtual void adamw(const AdamWTensor* tensors, int count, const AdamW& h) = 0;
 
   // Tiled attention with an online softmax: never holds a Tq x Tk matrix.
   // The backward recomputes the probabilities from q, k and the saved lse;

@@ -47,14 +47,27 @@ void AdamW::step() {
   h.eps = eps_;
   h.bias_correction1 = 1.0f - std::pow(beta1_, static_cast<float>(t_));
   h.bias_correction2 = 1.0f - std::pow(beta2_, static_cast<float>(t_));
+  // Every parameter with a gradient in one backend call per device (one,
+  // in practice): the GPU updates them in a few launches.
+  std::vector<Tensor> grads;  // keeps contiguous copies alive through the call
+  std::vector<Backend::AdamWTensor> batch;
+  Device device = Device::cpu();
+  auto flush = [&] {
+    if (!batch.empty()) backend_for(device).adamw(batch.data(), static_cast<int>(batch.size()), h);
+    batch.clear();
+    grads.clear();
+  };
   for (size_t i = 0; i < params_.size(); ++i) {
     Tensor& p = *params_[i].second;
-    const Tensor g = p.grad();
-    if (!g.defined()) continue;
-    h.weight_decay = p.dim() >= 2 ? weight_decay_ : 0.0f;
-    backend_for(p.device()).adamw(p.data<float>(), g.contiguous().data<float>(), m_[i].data<float>(),
-                                  v_[i].data<float>(), p.numel(), h);
+    if (!p.grad().defined()) continue;
+    if (!batch.empty() && p.device() != device) flush();
+    device = p.device();
+    grads.push_back(p.grad().contiguous());
+    // Decay the matrices only: gains and biases keep their scale.
+    batch.push_back({p.data<float>(), grads.back().data<float>(), m_[i].data<float>(),
+                     v_[i].data<float>(), p.numel(), p.dim() >= 2 ? weight_decay_ : 0.0f});
   }
+  flush();
 }
 
 std::vector<std::pair<std::string, Tensor>> AdamW::state() const {

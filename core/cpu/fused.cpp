@@ -135,13 +135,16 @@ void CpuBackend::cross_entropy_backward(float* dz, const float* logits, const fl
 // m by sqrt of the bias-corrected v. Weight decay shrinks the parameter
 // directly ("decoupled"), instead of being added to the gradient.
 
-void CpuBackend::adamw(float* p, const float* g, float* m, float* v, int64_t n, const AdamW& h) {
-  for (int64_t i = 0; i < n; ++i) {
-    m[i] = h.beta1 * m[i] + (1 - h.beta1) * g[i];
-    v[i] = h.beta2 * v[i] + (1 - h.beta2) * g[i] * g[i];
-    const float m_hat = m[i] / h.bias_correction1;
-    const float v_hat = v[i] / h.bias_correction2;
-    p[i] -= h.lr * (m_hat / (std::sqrt(v_hat) + h.eps) + h.weight_decay * p[i]);
+void CpuBackend::adamw(const AdamWTensor* tensors, int count, const AdamW& h) {
+  for (int k = 0; k < count; ++k) {
+    const auto [p, g, m, v, n, weight_decay] = tensors[k];
+    for (int64_t i = 0; i < n; ++i) {
+      m[i] = h.beta1 * m[i] + (1 - h.beta1) * g[i];
+      v[i] = h.beta2 * v[i] + (1 - h.beta2) * g[i] * g[i];
+      const float m_hat = m[i] / h.bias_correction1;
+      const float v_hat = v[i] / h.bias_correction2;
+      p[i] -= h.lr * (m_hat / (std::sqrt(v_hat) + h.eps) + weight_decay * p[i]);
+    }
   }
 }
 

@@ -76,8 +76,7 @@ class CudaBackend final : public Backend {
   void cross_entropy_backward(float* dlogits, const float* logits, const float* lse,
                               const int64_t* targets, const float* dloss, int64_t rows,
                               int64_t cols) override;
-  void adamw(float* param, const float* grad, float* m, float* v, int64_t n,
-             const AdamW& h) override;
+  void adamw(const AdamWTensor* tensors, int count, const AdamW& h) override;
   void flash_attention_forward(const FlashArgs& args) override;
   void flash_attention_backward(const FlashArgs& args, const float* dout, float* dq, float* dk,
                                 float* dv) override;

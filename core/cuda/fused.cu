@@ -1,11 +1,14 @@
 // Fused layers on the GPU: LayerNorm, RMSNorm (forward and backward) and
 // AdamW. The math is core/cpu/fused.cpp's, with the same double-precision
-// row statistics.
+// row statistics. AdamW takes a whole model's parameters in one call, up to
+// 32 tensors per launch.
 //
 // Row work uses a warp per row (rows of up to 1024 columns) or a block per
 // row. The weight/bias gradients are sums down the columns: tiles of 32
 // columns x 8 row-lanes per block, each block summing one slice of the rows
 // into a partial; a second kernel adds the slices in order (deterministic).
+#include <algorithm>
+
 #include "core/cuda/cuda_internal.cuh"
 
 namespace attn {
@@ -184,18 +187,29 @@ void param_grads(CudaBackend& be, float* dw, float* db, const float* dy, const f
   }
 }
 
-__global__ void adamw_kernel(float* p, const float* g, float* m, float* v, int64_t n,
-                             Backend::AdamW h) {
-  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n;
+// Up to kAdamWBatch tensors per launch, passed by value as the kernel's
+// argument (1.5 KB, within the 4 KB a launch may carry): row y of the grid
+// updates tensor y. A model's ~100 small updates become a few launches.
+constexpr int kAdamWBatch = 32;
+struct AdamWBatch {
+  Backend::AdamWTensor t[kAdamWBatch];
+};
+
+__global__ void adamw_kernel(AdamWBatch batch, Backend::AdamW h) {
+  const Backend::AdamWTensor& t = batch.t[blockIdx.y];
+  float* p = t.param;
+  float* m = t.m;
+  float* v = t.v;
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < t.n;
        i += int64_t{gridDim.x} * blockDim.x) {
-    const float gi = g[i];
+    const float gi = t.grad[i];
     const float mi = h.beta1 * m[i] + (1 - h.beta1) * gi;
     const float vi = h.beta2 * v[i] + (1 - h.beta2) * gi * gi;
     m[i] = mi;
     v[i] = vi;
     const float m_hat = mi / h.bias_correction1;
     const float v_hat = vi / h.bias_correction2;
-    p[i] -= h.lr * (m_hat / (sqrtf(v_hat) + h.eps) + h.weight_decay * p[i]);
+    p[i] -= h.lr * (m_hat / (sqrtf(v_hat) + h.eps) + t.weight_decay * p[i]);
   }
 }
 
@@ -254,11 +268,23 @@ void CudaBackend::rms_norm_backward(float* dx, float* dw, const float* dy, const
   param_grads(*this, dw, nullptr, dy, x, nullptr, rstd, rows, cols);
 }
 
-void CudaBackend::adamw(float* p, const float* g, float* m, float* v, int64_t n, const AdamW& h) {
-  if (n <= 0) return;
+void CudaBackend::adamw(const AdamWTensor* tensors, int count, const AdamW& h) {
   activate();
-  adamw_kernel<<<blocks_for(n), kThreads>>>(p, g, m, v, n, h);
-  ATTN_CUDA_LAUNCHED("adamw_kernel");
+  for (int first = 0; first < count; first += kAdamWBatch) {
+    AdamWBatch batch{};
+    const int k = std::min(kAdamWBatch, count - first);
+    int64_t most = 0;
+    for (int i = 0; i < k; ++i) {
+      batch.t[i] = tensors[first + i];
+      most = std::max(most, batch.t[i].n);
+    }
+    if (most == 0) continue;
+    // Blocks enough for the largest tensor, at most ~4 per SM and row (the
+    // loop strides over the rest); smaller tensors' extra blocks exit at once.
+    const unsigned x = std::min(blocks_for(most), 512u);
+    adamw_kernel<<<dim3(x, static_cast<unsigned>(k)), kThreads>>>(batch, h);
+    ATTN_CUDA_LAUNCHED("adamw_kernel");
+  }
 }
 
 }  // namespace attn

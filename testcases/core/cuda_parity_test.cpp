@@ -620,21 +620,35 @@ TEST(CudaParity, CompositeGraphBackward) {
   same_gradients("composite", params, model, 1e-4, 1e-4);
 }
 
-TEST(CudaParity, AdamW) {
+// Forty tensors in one call (two launches of up to 32), of sizes from 0 to
+// 10000 and each with its own weight decay: every one must match the CPU.
+TEST(CudaParity, AdamWUpdatesEveryTensorOfOneCall) {
   REQUIRE_CUDA();
-  const int64_t n = 10000;
-  Tensor pc = normal({n}, 120), gc = normal({n}, 121), mc = zeros({n}), vc = zeros({n});
-  Tensor pg = gpu(pc), gg = gpu(gc), mg = gpu(mc), vg = gpu(vc);
-  for (int step = 1; step <= 3; ++step) {
-    Backend::AdamW h{1e-2f, 0.9f, 0.999f, 1e-8f, 0.1f,
-                     1 - std::pow(0.9f, static_cast<float>(step)),
-                     1 - std::pow(0.999f, static_cast<float>(step))};
-    backend_for(kCpu).adamw(pc.data<float>(), gc.data<float>(), mc.data<float>(), vc.data<float>(), n, h);
-    backend_for(kCuda).adamw(pg.data<float>(), gg.data<float>(), mg.data<float>(), vg.data<float>(), n, h);
+  const int count = 40;
+  std::vector<Tensor> cpu, gpu_state;  // per tensor: param, grad, m, v
+  std::vector<Backend::AdamWTensor> on_cpu, on_gpu;
+  for (int k = 0; k < count; ++k) {
+    const int64_t n = k == 3 ? 0 : (k * 997) % 10001 + 1;
+    const float decay = k % 3 == 0 ? 0.0f : 0.1f;
+    Tensor p = normal({n}, 120 + k), g = normal({n}, 220 + k), m = zeros({n}), v = zeros({n});
+    Tensor pg = gpu(p), gg = gpu(g), mg = gpu(m), vg = gpu(v);
+    on_cpu.push_back({p.data<float>(), g.data<float>(), m.data<float>(), v.data<float>(), n, decay});
+    on_gpu.push_back({pg.data<float>(), gg.data<float>(), mg.data<float>(), vg.data<float>(), n, decay});
+    for (const Tensor& t : {p, m, v}) cpu.push_back(t);
+    for (const Tensor& t : {pg, mg, vg}) gpu_state.push_back(t);
+    cpu.push_back(g), gpu_state.push_back(gg);  // kept alive with the others
   }
-  EXPECT_TRUE(close(pc, pg, 1e-5, 1e-6)) << "param";
-  EXPECT_TRUE(close(mc, mg, 1e-5, 1e-7)) << "m";
-  EXPECT_TRUE(close(vc, vg, 1e-5, 1e-7)) << "v";
+  for (int step = 1; step <= 3; ++step) {
+    const Backend::AdamW h{1e-2f, 0.9f, 0.999f, 1e-8f, 1 - std::pow(0.9f, static_cast<float>(step)),
+                           1 - std::pow(0.999f, static_cast<float>(step))};
+    backend_for(kCpu).adamw(on_cpu.data(), count, h);
+    backend_for(kCuda).adamw(on_gpu.data(), count, h);
+  }
+  const char* names[] = {"param", "m", "v"};
+  for (int k = 0; k < count; ++k)
+    for (int j = 0; j < 3; ++j)
+      EXPECT_TRUE(close(cpu[4 * k + j], gpu_state[4 * k + j], 1e-5, 1e-6))
+          << names[j] << " of tensor " << k << " (" << on_cpu[k].n << " elements)";
 }
 
 // More than 2^31 elements: the elementwise kernels switch to 64-bit index
