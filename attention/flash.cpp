@@ -9,6 +9,33 @@
 
 namespace attn {
 
+namespace {
+
+// q, k and v usually arrive as a projection's [B, T, H*d] output seen as
+// [B, H, T, d]: a transposed view, dense in "token-major" order. The kernels
+// read that layout where it is; any other is copied to contiguous first.
+bool token_major(const Tensor& t) {
+  const Shape& s = t.shape();
+  return t.strides() == Shape{s[2] * s[1] * s[3], s[3], s[1] * s[3], 1};
+}
+
+Tensor readable(const Tensor& t, bool keep_token_major) {
+  return keep_token_major && token_major(t) ? t : t.contiguous();
+}
+
+FlashLayout layout_of(const Tensor& t) { return {t.strides()[0], t.strides()[1], t.strides()[2]}; }
+
+// A new [B, H, T, d] tensor stored as `like` is (token-major or contiguous),
+// so that results (out, dq, dk, dv) leave the op in the order their
+// consumers read them: the output projection, the weight gradients.
+Tensor empty_as(const Tensor& like) {
+  if (like.is_contiguous()) return empty(like.shape(), DType::Float32, like.device());
+  const Shape& s = like.shape();
+  return transpose(empty({s[0], s[2], s[1], s[3]}, DType::Float32, like.device()), 1, 2);
+}
+
+}  // namespace
+
 Tensor flash_attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in,
                        const FlashOptions& o, Tensor* lse_out, const FlashForward& forward) {
   const char* op = "flash_attention";
@@ -28,12 +55,15 @@ Tensor flash_attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_i
   check(o.window >= 0, op, ": window must be >= 0, got ", o.window);
   check(o.alibi.empty() || static_cast<int64_t>(o.alibi.size()) == H, op, ": ", o.alibi.size(),
         " ALiBi slopes for ", H, " heads");
-  const Tensor q = q_in.detach().contiguous(), k = k_in.detach().contiguous(),
-               v = v_in.detach().contiguous();
-  Tensor out = empty(q.shape(), DType::Float32, device);
+  // A kernel passed in (chapter 14's) is promised contiguous operands.
+  const bool in_place = !forward;
+  const Tensor q = readable(q_in.detach(), in_place), k = readable(k_in.detach(), in_place),
+               v = readable(v_in.detach(), in_place);
+  Tensor out = empty_as(q);
   Tensor lse = empty({B, H, Tq}, DType::Float32, device);
   FlashArgs a;
   a.q = q.data<float>(), a.k = k.data<float>(), a.v = v.data<float>();
+  a.q_at = layout_of(q), a.k_at = layout_of(k), a.v_at = layout_of(v);
   a.out = out.data<float>(), a.lse = lse.data<float>();
   a.batch = B, a.heads = H, a.kv_heads = Hkv, a.tq = Tq, a.tk = Tk, a.dim = d;
   a.offset = o.offset, a.window = o.window, a.causal = o.causal;
@@ -49,10 +79,14 @@ Tensor flash_attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_i
   // The backward keeps q, k, v, out and lse: O(T d), never the T x T weights.
   return record(out, op, {q_in, k_in, v_in},
                 [a, q, k, v, out = out.detach(), lse, alibi = o.alibi](const Tensor& g) mutable {
-    const Tensor dout = g.contiguous();
-    Tensor dq = empty(q.shape(), DType::Float32, q.device());
-    Tensor dk = empty(k.shape(), DType::Float32, k.device());
-    Tensor dv = empty(v.shape(), DType::Float32, v.device());
+    // dout is read in out's layout (the usual case: the gradient of the
+    // output projection's input arrives in it); else copied into it.
+    Tensor dout = g;
+    if (g.strides() != out.strides()) {
+      dout = empty_as(out);
+      backend_for(g.device()).copy(dout.view_desc(), g.view_desc());
+    }
+    Tensor dq = empty_as(q), dk = empty_as(k), dv = empty_as(v);
     a.alibi = alibi.empty() ? nullptr : alibi.data();
     if (dq.numel() > 0 && dk.numel() > 0)
       backend_for(q.device()).flash_attention_backward(a, dout.data<float>(), dq.data<float>(),

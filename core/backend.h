@@ -60,7 +60,20 @@ struct GemmArgs {
   float* gelu_aux = nullptr;
 };
 
-// Flash attention on contiguous q/out [B, H, Tq, d] and k/v [B, Hkv, Tk, d].
+// Where the rows of a [B, H, T, d] operand of flash attention live, in
+// elements: row i of head h in batch b starts at b * batch + h * head + i * row,
+// and its d values are contiguous. A contiguous tensor has {H*T*d, T*d, d};
+// a projection's output [B, T, H*d] seen as [B, H, T, d] has {T*H*d, d, H*d},
+// and attention reads it there, with no transposing copy.
+struct FlashLayout {
+  int64_t batch = 0, head = 0, row = 0;
+};
+inline FlashLayout contiguous_layout(int64_t heads, int64_t t, int64_t d) {
+  return {heads * t * d, t * d, d};
+}
+
+// Flash attention on q/out [B, H, Tq, d] and k/v [B, Hkv, Tk, d], each stored
+// densely (exactly B*H*T*d floats from its pointer) in the layout given.
 // Query head h reads K/V head h / (H / Hkv). Key j is allowed for query i
 // when j <= offset + i (if causal) and j > offset + i - window (if window > 0).
 struct FlashArgs {
@@ -74,6 +87,8 @@ struct FlashArgs {
   bool causal = true;
   float scale = 1;
   const float* alibi = nullptr;  // slope per query head (host memory), or null
+  // q's layout is also out's, dout's and dq's; k's is dk's, v's is dv's.
+  FlashLayout q_at, k_at, v_at;
 };
 
 class Backend {

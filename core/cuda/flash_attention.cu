@@ -13,6 +13,8 @@ void check_flash(const FlashArgs& a) {
         flash::kMaxDim, " the CUDA kernel supports");
   check(a.kv_heads > 0 && a.heads % a.kv_heads == 0, "flash_attention: ", a.kv_heads,
         " K/V heads do not divide ", a.heads, " query heads");
+  check(a.q_at.row >= a.dim && a.k_at.row >= a.dim && a.v_at.row >= a.dim,
+        "flash_attention: the operands' layouts (FlashArgs::q_at, k_at, v_at) are not set");
   check(a.batch * a.heads <= 65535 && a.batch * a.kv_heads <= 65535,
         "flash_attention: batch x heads = ", a.batch * a.heads,
         " is more than the 65535 the CUDA kernel supports");

@@ -152,27 +152,32 @@ __device__ __forceinline__ float alibi_bias2(float slope2, int64_t pos, int64_t 
   return slope2 * static_cast<float>(dist);
 }
 
-// Copies rows [first, first + kCols) of a [rows, d] matrix into a shared
-// [kCols][LD] tile, zero-filling rows past `rows` and columns past
-// d (zeros add nothing to the dot products, and no garbage can be NaN).
-// float4 loads when rows are 16-byte aligned.
+// Where head h of batch b starts in an operand of layout `at`.
+__device__ __forceinline__ int64_t head_start(const FlashLayout& at, int64_t b, int64_t h) {
+  return b * at.batch + h * at.head;
+}
+
+// Copies rows [first, first + kCols) of a [rows, d] matrix whose rows are
+// `stride` floats apart into a shared [kCols][LD] tile, zero-filling rows
+// past `rows` and columns past d (zeros add nothing to the dot products, and
+// no garbage can be NaN). float4 loads when rows are 16-byte aligned.
 template <int DP, int LD>
-__device__ __forceinline__ void stage_tile(float* dst, const float* src, int64_t first,
-                                           int64_t rows, int d) {
+__device__ __forceinline__ void stage_tile(float* dst, const float* src, int64_t stride,
+                                           int64_t first, int64_t rows, int d) {
   constexpr int ld = LD;
-  const bool vec = (d % 4 == 0) && (reinterpret_cast<uintptr_t>(src) % 16 == 0);
+  const bool vec = (d % 4 == 0) && (stride % 4 == 0) && (reinterpret_cast<uintptr_t>(src) % 16 == 0);
   if (vec) {
     constexpr int per_row = DP / 4;
     for (int e = threadIdx.x; e < kCols * per_row; e += kBlock) {
       const int r = e / per_row, c = (e % per_row) * 4;
       float4 x = make_float4(0.f, 0.f, 0.f, 0.f);
-      if (first + r < rows && c < d) x = *reinterpret_cast<const float4*>(src + (first + r) * d + c);
+      if (first + r < rows && c < d) x = *reinterpret_cast<const float4*>(src + (first + r) * stride + c);
       *reinterpret_cast<float4*>(dst + r * ld + c) = x;
     }
   } else {
     for (int e = threadIdx.x; e < kCols * DP; e += kBlock) {
       const int r = e / DP, c = e % DP;
-      dst[r * ld + c] = (first + r < rows && c < d) ? src[(first + r) * d + c] : 0.0f;
+      dst[r * ld + c] = (first + r < rows && c < d) ? src[(first + r) * stride + c] : 0.0f;
     }
   }
 }

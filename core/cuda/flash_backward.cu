@@ -21,14 +21,15 @@ namespace {
 
 using namespace flash;
 
-// D_i = dout_i . out_i, a warp per row.
-__global__ void flash_delta_kernel(float* D, const float* dout, const float* out, int64_t rows,
-                                   int d) {
+// D_i = dout_i . out_i, a warp per row (r runs over [B, H, Tq] in order).
+__global__ void flash_delta_kernel(float* D, const float* dout, const float* out, FlashArgs a) {
   const int64_t r = int64_t{blockIdx.x} * (blockDim.x / 32) + threadIdx.x / 32;
-  if (r >= rows) return;
-  const int lane = threadIdx.x % 32;
+  if (r >= a.batch * a.heads * a.tq) return;
+  const int64_t i = r % a.tq, h = (r / a.tq) % a.heads, b = r / (a.tq * a.heads);
+  const int64_t at = head_start(a.q_at, b, h) + i * a.q_at.row;
+  const int lane = threadIdx.x % 32, d = static_cast<int>(a.dim);
   float s = 0;
-  for (int c = lane; c < d; c += 32) s += dout[r * d + c] * out[r * d + c];
+  for (int c = lane; c < d; c += 32) s += dout[at + c] * out[at + c];
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
   if (lane == 0) D[r] = s;
@@ -143,13 +144,14 @@ __device__ __forceinline__ void backward_dq(const FlashArgs& a, const float* Ks,
       mma3(acc[c], da, kr[c * 8], kr[ld + c * 8]);
     }
   }
-  const bool pairs = d % 2 == 0 && reinterpret_cast<uintptr_t>(dq_rows) % 8 == 0;
+  const int64_t stride = a.q_at.row;
+  const bool pairs = d % 2 == 0 && stride % 2 == 0 && reinterpret_cast<uintptr_t>(dq_rows) % 8 == 0;
   (void)pairs;  // older GPUs have no 8-byte float atomics: only the scalar path below
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
     const int64_t i = i0 + warp_row + g + r * 8;
     if (i >= a.tq) continue;
-    float* row = dq_rows + i * d;
+    float* row = dq_rows + i * stride;
 #pragma unroll
     for (int c = 0; c < DP / 8; ++c) {
       const int col = c * 8 + 2 * t;
@@ -185,9 +187,9 @@ __global__ void __launch_bounds__(kBlock)
   const int64_t j0 = int64_t{blockIdx.x} * kRows;
   const int64_t kvh = blockIdx.y % a.kv_heads, b = blockIdx.y / a.kv_heads;
   const int64_t group = a.heads / a.kv_heads;
-  const int64_t kvrow0 = (b * a.kv_heads + kvh) * a.tk;
-  stage_tile<DP, ld>(Ks, a.k + kvrow0 * d, j0, a.tk, d);
-  stage_tile<DP, ld>(Vs, a.v + kvrow0 * d, j0, a.tk, d);
+  const int64_t k_head = head_start(a.k_at, b, kvh), v_head = head_start(a.v_at, b, kvh);
+  stage_tile<DP, ld>(Ks, a.k + k_head, a.k_at.row, j0, a.tk, d);
+  stage_tile<DP, ld>(Vs, a.v + v_head, a.v_at.row, j0, a.tk, d);
 
   // Queries that may see a key of this block: causal needs pos >= j0,
   // a window needs pos < j_last + window.
@@ -204,13 +206,14 @@ __global__ void __launch_bounds__(kBlock)
     for (int e = 0; e < 4; ++e) dk_acc[c][e] = dv_acc[c][e] = 0.0f;
 
   for (int64_t h = kvh * group; h < (kvh + 1) * group; ++h) {
-    const int64_t qrow0 = (b * a.heads + h) * a.tq;
+    const int64_t qrow0 = (b * a.heads + h) * a.tq;  // of lse and delta
+    const int64_t q_head = head_start(a.q_at, b, h);  // of q, dout and dq
     const float scale2 = a.scale * kLog2e;
     const float slope2 = a.alibi ? a.alibi[h] * kLog2e : 0.0f;
     for (int64_t i0 = i_begin; i0 < i_end; i0 += kCols) {
       __syncthreads();  // the previous tile (and its dS^T) is consumed
-      stage_tile<DP, ld>(Qs, a.q + qrow0 * d, i0, a.tq, d);
-      stage_tile<DP, ld>(Gs, dout + qrow0 * d, i0, a.tq, d);
+      stage_tile<DP, ld>(Qs, a.q + q_head, a.q_at.row, i0, a.tq, d);
+      stage_tile<DP, ld>(Gs, dout + q_head, a.q_at.row, i0, a.tq, d);
       if (threadIdx.x < kCols) {
         const int64_t i = i0 + threadIdx.x;
         const float lse = i < a.tq ? a.lse[qrow0 + i] : -INFINITY;
@@ -225,7 +228,7 @@ __global__ void __launch_bounds__(kBlock)
         backward_tile<DP, true>(a, Ks, Vs, Qs, Gs, Ls, Ds, dSs, i0, j0, scale2, slope2, dk_acc,
                                 dv_acc);
       __syncthreads();  // all of dS^T is written
-      backward_dq<DP>(a, Ks, dSs, i0, dq + qrow0 * d);
+      backward_dq<DP>(a, Ks, dSs, i0, dq + q_head);
     }
   }
 
@@ -236,8 +239,8 @@ __global__ void __launch_bounds__(kBlock)
 #pragma unroll
     for (int c = 0; c < DP / 8; ++c) {
       const int col = c * 8 + 2 * t;
-      float* dkr = dk + (kvrow0 + j) * d;
-      float* dvr = dv + (kvrow0 + j) * d;
+      float* dkr = dk + k_head + j * a.k_at.row;
+      float* dvr = dv + v_head + j * a.v_at.row;
       if (col < d) dkr[col] = dk_acc[c][2 * r], dvr[col] = dv_acc[c][2 * r];
       if (col + 1 < d) dkr[col + 1] = dk_acc[c][2 * r + 1], dvr[col + 1] = dv_acc[c][2 * r + 1];
     }
@@ -262,11 +265,12 @@ void flash_backward_launch(const FlashArgs& a, const float* dout, float* delta, 
                            float* dk, float* dv) {
   const int64_t q_rows = a.batch * a.heads * a.tq;
   const int d = static_cast<int>(a.dim);
+  // dq is dense (its B*H*Tq*d floats from dq on, in q's layout) and summed into.
   ATTN_CUDA_CHECK(cudaMemsetAsync(dq, 0, q_rows * d * sizeof(float)));
   if (q_rows > 0) {
     const int per_block = kThreads / 32;
     flash_delta_kernel<<<static_cast<unsigned>((q_rows + per_block - 1) / per_block), kThreads>>>(
-        delta, dout, a.out, q_rows, d);
+        delta, dout, a.out, a);
     ATTN_CUDA_LAUNCHED("flash_delta_kernel");
   }
   if (a.tk <= 0) return;

@@ -128,12 +128,13 @@ __global__ void __launch_bounds__(kBlock, DP <= 64 ? 4 : 1) flash_forward_kernel
   const int64_t i0 = int64_t{gridDim.x - 1 - blockIdx.x} * kRows;
   const int64_t h = blockIdx.y % a.heads, b = blockIdx.y / a.heads;
   const int64_t kvh = h / (a.heads / a.kv_heads);  // GQA: the shared K/V head, no copies
-  const int64_t qrow0 = (b * a.heads + h) * a.tq;
-  const float* k = a.k + (b * a.kv_heads + kvh) * a.tk * d;
-  const float* v = a.v + (b * a.kv_heads + kvh) * a.tk * d;
+  const int64_t qrow0 = (b * a.heads + h) * a.tq;  // of lse, always [B, H, Tq]
+  const int64_t q_head = head_start(a.q_at, b, h);    // of q and out
+  const float* k = a.k + head_start(a.k_at, b, kvh);
+  const float* v = a.v + head_start(a.v_at, b, kvh);
   const float scale2 = a.scale * kLog2e;
   const float slope2 = a.alibi ? a.alibi[h] * kLog2e : 0.0f;
-  stage_tile<DP, ld>(Qs, a.q + qrow0 * d, i0, a.tq, d);
+  stage_tile<DP, ld>(Qs, a.q + q_head, a.q_at.row, i0, a.tq, d);
 
   int64_t j_begin, j_end, unused;
   key_range(a, i0, j_begin, unused);
@@ -147,8 +148,8 @@ __global__ void __launch_bounds__(kBlock, DP <= 64 ? 4 : 1) flash_forward_kernel
   const int64_t i_row0 = i0 + warp_row + g;
   for (int64_t j0 = j_begin; j0 < j_end; j0 += kCols) {
     __syncthreads();  // the previous tile is consumed
-    stage_tile<DP, ld>(Ks, k, j0, a.tk, d);
-    stage_tile<DP, ldv>(Vs, v, j0, a.tk, d);
+    stage_tile<DP, ld>(Ks, k, a.k_at.row, j0, a.tk, d);
+    stage_tile<DP, ldv>(Vs, v, a.v_at.row, j0, a.tk, d);
     __syncthreads();
     if (tile_is_full(a, i0, j0))
       forward_tile<DP, false>(a, Qs, Ks, Vs, j0, i_row0, scale2, slope2, m, l, o);
@@ -164,7 +165,7 @@ __global__ void __launch_bounds__(kBlock, DP <= 64 ? 4 : 1) flash_forward_kernel
     const int64_t i = i_row0 + r * 8;
     if (i >= a.tq) continue;
     const float inv = l[r] > 0 ? 1.0f / l[r] : 0.0f;  // no allowed key: zeros
-    float* out = a.out + (qrow0 + i) * d;
+    float* out = a.out + q_head + i * a.q_at.row;
 #pragma unroll
     for (int c = 0; c < DP / 8; ++c) {
       const int col = c * 8 + 2 * t;

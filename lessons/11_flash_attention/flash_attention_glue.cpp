@@ -54,6 +54,8 @@ Tensor flash_attention(const Tensor& q, const Tensor& k, const Tensor& v, bool c
   a.batch = B, a.heads = H, a.kv_heads = H, a.tq = Tq, a.tk = k.shape()[2], a.dim = d;
   a.offset = offset, a.window = 0, a.causal = causal;
   a.scale = 1.0f / std::sqrt(static_cast<float>(d));
+  a.q_at = contiguous_layout(H, Tq, d);
+  a.k_at = a.v_at = contiguous_layout(H, k.shape()[2], d);
   // The closure keeps q, k, v, out and lse alive: O(T d) saved, never T x T.
   return record(out.to(device), "lesson11_flash_attention", {q, k, v},
                 [a, qd, kd, vd, out, lse, device](const Tensor& g) {

@@ -12,6 +12,7 @@
 #include "autograd/gradcheck.h"
 #include "autograd/ops.h"
 #include "core/allocator.h"
+#include "core/dispatch.h"
 #include "core/error.h"
 #include "nn/gpt.h"
 
@@ -142,6 +143,56 @@ TEST(Flash, GradientsMatchTheDensePathOnLongSequences) {
     ASSERT_NEAR(fk[i], dk[i], 1e-4 * (1 + std::fabs(dk[i]))) << "dk " << i;
     ASSERT_NEAR(fv[i], dv[i], 1e-4 * (1 + std::fabs(dv[i]))) << "dv " << i;
   }
+}
+
+// The usual caller hands over a projection's [B, T, H*d] output seen as
+// [B, H, T, d] (a transposed view). The op reads it where it is, leaves out
+// in the same token-major order (so merging the heads back is free) and gives
+// gradients in it; results must equal those from contiguous copies, also
+// when the upstream gradient comes in another layout (copied into out's).
+void token_major_matches_contiguous(const Device& dev) {
+  const int64_t B = 2, T = 70, H = 4, Hkv = 2, d = 8;
+  Generator g(12);
+  auto heads = [&](const Tensor& x, int64_t h) {
+    return transpose(view(x, {B, T, h, d}), 1, 2);  // [B, h, T, d], token-major
+  };
+  Tensor xq = randn({B, T, H * d}, g).to(dev).set_requires_grad();
+  Tensor xk = randn({B, T, Hkv * d}, g).to(dev).set_requires_grad();
+  Tensor xv = randn({B, T, Hkv * d}, g).to(dev).set_requires_grad();
+  const Tensor w = randn({B, H, T, d}, g).to(dev);  // contiguous: dout arrives in another layout
+  FlashOptions o;
+  o.window = 40;
+  o.alibi = alibi_slopes(H);
+  const Tensor out = flash_attention(heads(xq, H), heads(xk, Hkv), heads(xv, Hkv), o);
+  EXPECT_TRUE(transpose(out, 1, 2).is_contiguous()) << "out should be stored token-major";
+  sum(mul(out, w)).backward();
+  const Tensor want_out = flash_attention(contiguous(heads(xq, H)), contiguous(heads(xk, Hkv)),
+                                          contiguous(heads(xv, Hkv)), o);
+  const Tensor gq = xq.grad(), gk = xk.grad(), gv = xv.grad();
+  xq.zero_grad(), xk.zero_grad(), xv.zero_grad();
+  sum(mul(want_out, w)).backward();
+  auto same = [](const Tensor& a, const Tensor& b, const char* what) {
+    const auto x = a.contiguous().to_vector(), y = b.contiguous().to_vector();
+    ASSERT_EQ(x.size(), y.size()) << what;
+    for (size_t i = 0; i < x.size(); ++i)
+      ASSERT_NEAR(x[i], y[i], 1e-5 * (1 + std::fabs(y[i]))) << what << " at " << i;
+  };
+  same(out, want_out, "out");
+  same(gq, xq.grad(), "dq");
+  same(gk, xk.grad(), "dk");
+  same(gv, xv.grad(), "dv");
+  // And an upstream gradient in out's own layout takes no copy: same results.
+  xq.zero_grad(), xk.zero_grad(), xv.zero_grad();
+  const Tensor out2 = flash_attention(heads(xq, H), heads(xk, Hkv), heads(xv, Hkv), o);
+  sum(mul(out2, transpose(transpose(w, 1, 2).contiguous(), 1, 2))).backward();
+  same(gq, xq.grad(), "dq (dout token-major)");
+}
+
+TEST(Flash, ReadsTheProjectionLayoutInPlace) { token_major_matches_contiguous(Device::cpu()); }
+
+TEST(Flash, ReadsTheProjectionLayoutInPlaceOnTheGpu) {
+  if (!cuda_available()) GTEST_SKIP() << "no CUDA device here: the GPU half runs where one exists";
+  token_major_matches_contiguous(Device::cuda());
 }
 
 TEST(Flash, NeverAllocatesTheTByTMatrix) {

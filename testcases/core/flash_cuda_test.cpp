@@ -99,6 +99,8 @@ Run run_flash(const Case& c, const Device& dev, int seed) {
   a.offset = c.offset, a.window = c.window, a.causal = c.causal;
   a.scale = 1.0f / std::sqrt(static_cast<float>(c.d));
   a.alibi = c.alibi ? slopes.data() : nullptr;
+  a.q_at = contiguous_layout(c.H, c.Tq, c.d);
+  a.k_at = a.v_at = contiguous_layout(c.Hkv, c.Tk, c.d);
   backend_for(dev).flash_attention_forward(a);
   backend_for(dev).flash_attention_backward(a, dout.data<float>(), r.dq.data<float>(),
                                             r.dk.data<float>(), r.dv.data<float>());
