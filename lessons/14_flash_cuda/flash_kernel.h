@@ -10,7 +10,9 @@
 namespace lesson14 {
 
 // Fills a.out [B, H, Tq, d] and a.lse [B, H, Tq] from a.q [B, H, Tq, d] and
-// a.k, a.v [B, Hkv, Tk, d]. Every pointer is GPU memory, contiguous, float32.
+// a.k, a.v [B, Hkv, Tk, d]. Every pointer is GPU memory, contiguous, float32
+// (a.q_at, a.k_at, a.v_at say so; the library's kernels also take other
+// layouts, yours may assume this one).
 //
 //   query head h reads K/V head h / (H / Hkv)                        (GQA)
 //   query row i sits at position a.offset + i; key j is allowed when
