@@ -69,23 +69,21 @@ GPTConfig GPTConfig::from_json(const std::string& text) {
 
 // ---- block ----
 
-namespace {
-AttentionConfig attention_config(const GPTConfig& c) {
+AttentionConfig GPTConfig::attention_config() const {
   AttentionConfig ac;
-  ac.embd = c.embd;
-  ac.heads = c.heads;
-  ac.block_size = c.block_size;
-  ac.layers = c.layers;
-  ac.dropout = c.dropout;
-  ac.bias = c.bias;
+  ac.embd = embd;
+  ac.heads = heads;
+  ac.block_size = block_size;
+  ac.layers = layers;
+  ac.dropout = dropout;
+  ac.bias = bias;
   return ac;
 }
-}  // namespace
 
 Block::Block(const GPTConfig& c, Generator& gen, Generator& dropout_gen)
     : pre_(c.norm_position == "pre"), dropout_(c.dropout), dropout_gen_(&dropout_gen) {
   norm1_ = register_module("norm1", std::make_shared<Norm>(c.norm, c.embd));
-  attn_ = register_module("attn", make_attention(c.attention, attention_config(c), gen));
+  attn_ = register_module("attn", make_attention(c.attention, c.attention_config(), gen));
   norm2_ = register_module("norm2", std::make_shared<Norm>(c.norm, c.embd));
   if (c.mlp == "swiglu")
     mlp_ = register_module("mlp", std::shared_ptr<FeedForward>(std::make_shared<SwiGLU>(c.embd, c.layers, c.bias, gen)));

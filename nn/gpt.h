@@ -28,6 +28,8 @@ struct GPTConfig {
   void validate() const;
   std::string to_json() const;
   static GPTConfig from_json(const std::string& text);
+  // The attention layer's share of the config (what make_attention needs).
+  AttentionConfig attention_config() const;
 };
 
 // One transformer block.

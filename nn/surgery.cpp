@@ -10,13 +10,7 @@ namespace attn {
 
 int64_t replace_attention(GPT& model, const std::string& spec, uint64_t seed) {
   const GPTConfig& c = model.config();
-  AttentionConfig ac;
-  ac.embd = c.embd;
-  ac.heads = c.heads;
-  ac.block_size = c.block_size;
-  ac.layers = c.layers;
-  ac.dropout = c.dropout;
-  ac.bias = c.bias;
+  const AttentionConfig ac = c.attention_config();
   Generator gen(seed);
   const Device device = model.parameters().front()->device();
   const bool had_positions = model.blocks().front()->attention().encodes_positions();

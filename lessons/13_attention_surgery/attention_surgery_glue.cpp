@@ -19,15 +19,7 @@ using namespace attn;
 // ---- given: helpers you use, nothing to write here --------------------------
 
 AttentionConfig attention_config(const GPTConfig& c) {
-  // The same fields nn/gpt.cpp copies when it builds a block.
-  AttentionConfig ac;
-  ac.embd = c.embd;
-  ac.heads = c.heads;
-  ac.block_size = c.block_size;
-  ac.layers = c.layers;
-  ac.dropout = c.dropout;
-  ac.bias = c.bias;
-  return ac;
+  return c.attention_config();  // what each block of the GPT gets (nn/gpt.h)
 }
 
 PositionOptions position_options(const std::string& spec) {
