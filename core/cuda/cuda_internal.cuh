@@ -132,6 +132,11 @@ namespace cuda {
 
 constexpr int kThreads = 256;
 
+// out[j] = the sum over s of part[s * n + j], added in the order of s, so
+// every run gives the same bits: the second pass of the column sums
+// (reduce.cu) and of the norms' parameter gradients (fused.cu).
+void sum_partials(float* out, const double* part, int64_t splits, int64_t n);
+
 inline unsigned blocks_for(int64_t n, int threads = kThreads) {
   int64_t b = (n + threads - 1) / threads;
   if (b < 1) b = 1;

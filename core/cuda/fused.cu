@@ -4,9 +4,11 @@
 // 32 tensors per launch.
 //
 // Row work uses a warp per row (rows of up to 1024 columns) or a block per
-// row. The weight/bias gradients are sums down the columns: tiles of 32
-// columns x 8 row-lanes per block, each block summing one slice of the rows
-// into a partial; a second kernel adds the slices in order (deterministic).
+// row. The weight/bias gradients are sums down the columns: each block sums
+// one slice of the rows into a partial and sum_partials adds the slices in
+// order (deterministic). Rows of up to 512 columns (a model's LayerNorms)
+// do the whole backward in one pass (norm_backward_kernel); wider ones read
+// x and dy once for dx and once more for the parameter gradients.
 #include <algorithm>
 
 #include "core/cuda/cuda_internal.cuh"
@@ -153,14 +155,6 @@ __global__ void norm_param_grad_kernel(double* part_w, double* part_b, const flo
   }
 }
 
-__global__ void sum_slices_kernel(float* out, const double* part, int64_t slices, int64_t cols) {
-  const int64_t c = int64_t{blockIdx.x} * blockDim.x + threadIdx.x;
-  if (c >= cols) return;
-  double s = 0;
-  for (int64_t k = 0; k < slices; ++k) s += part[k * cols + c];
-  out[c] = static_cast<float>(s);
-}
-
 void param_grads(CudaBackend& be, float* dw, float* db, const float* dy, const float* x,
                  const float* mean, const float* rstd, int64_t rows, int64_t cols) {
   if (!dw && !db) return;
@@ -177,14 +171,110 @@ void param_grads(CudaBackend& be, float* dw, float* db, const float* dy, const f
                                                         db ? pb.as<double>() : nullptr, dy, x,
                                                         mean, rstd, rows, cols, chunk);
   ATTN_CUDA_LAUNCHED("norm_param_grad_kernel");
-  if (dw) {
-    sum_slices_kernel<<<blocks_for(cols), kThreads>>>(dw, pw.as<double>(), slices, cols);
-    ATTN_CUDA_LAUNCHED("sum_slices_kernel");
+  if (dw) sum_partials(dw, pw.as<double>(), slices, cols);
+  if (db) sum_partials(db, pb.as<double>(), slices, cols);
+}
+
+// ---- the whole backward of rows of up to 512 columns, in one pass ----
+//
+// The kernels above read x and dy twice: once for dx, once more for the
+// parameter gradients. Here warp k of block b takes rows b * chunk + k,
+// + 8, ...; a lane keeps CPL of the row's columns (lane, lane + 32, ...) in
+// registers and adds them into its dw and db sums as it goes, so one read
+// of x and dy gives dx, dw and db. The warps' sums meet in shared memory in
+// warp order, one double per column per block, and sum_partials adds the
+// blocks in order: deterministic, like the two-pass path.
+// mean == null: RMSNorm (xhat = x * rstd, no mean term, no db).
+template <int CPL>
+__global__ void norm_backward_kernel(float* __restrict__ dx, double* part_w, double* part_b,
+                                     const float* __restrict__ dy, const float* __restrict__ x,
+                                     const float* mean, const float* rstd, const float* w,
+                                     int64_t rows, int cols, int64_t chunk) {
+  extern __shared__ double block_sums[];  // [2][cols]: dw, db
+  constexpr int kWarps = kThreads / 32;
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  const int64_t begin = int64_t{blockIdx.x} * chunk;
+  const int64_t end = min(rows, begin + chunk);
+  float wv[CPL], sum_w[CPL], sum_b[CPL];
+#pragma unroll
+  for (int i = 0; i < CPL; ++i) {
+    const int c = lane + 32 * i;
+    wv[i] = w && c < cols ? w[c] : 1.0f;
+    sum_w[i] = sum_b[i] = 0.0f;
   }
-  if (db) {
-    sum_slices_kernel<<<blocks_for(cols), kThreads>>>(db, pb.as<double>(), slices, cols);
-    ATTN_CUDA_LAUNCHED("sum_slices_kernel");
+  for (int64_t r = begin + warp; r < end; r += kWarps) {
+    const float m = mean ? mean[r] : 0.0f, rs = rstd[r];
+    float xhat[CPL], dxhat[CPL];
+    double s1 = 0, s2 = 0;
+#pragma unroll
+    for (int i = 0; i < CPL; ++i) {
+      const int c = lane + 32 * i;
+      const float xv = c < cols ? x[r * cols + c] : 0.0f;
+      const float g = c < cols ? dy[r * cols + c] : 0.0f;
+      xhat[i] = mean ? (xv - m) * rs : xv * rs;
+      dxhat[i] = g * wv[i];
+      s1 += dxhat[i];
+      s2 += static_cast<double>(dxhat[i]) * xhat[i];
+      sum_w[i] += g * xhat[i];
+      sum_b[i] += g;
+    }
+    const double mean_dxhat = mean ? warp_sum(s1) / cols : 0.0;
+    const double mean_dxhat_xhat = warp_sum(s2) / cols;
+#pragma unroll
+    for (int i = 0; i < CPL; ++i) {
+      const int c = lane + 32 * i;
+      if (c < cols)
+        dx[r * cols + c] =
+            static_cast<float>(rs * (dxhat[i] - mean_dxhat - xhat[i] * mean_dxhat_xhat));
+    }
   }
+  for (int k = 0; k < kWarps; ++k) {
+    if (warp == k) {
+#pragma unroll
+      for (int i = 0; i < CPL; ++i) {
+        const int c = lane + 32 * i;
+        if (c >= cols) continue;
+        block_sums[c] = (k == 0 ? 0.0 : block_sums[c]) + sum_w[i];
+        block_sums[cols + c] = (k == 0 ? 0.0 : block_sums[cols + c]) + sum_b[i];
+      }
+    }
+    __syncthreads();
+  }
+  for (int c = threadIdx.x; c < cols; c += blockDim.x) {
+    if (part_w) part_w[int64_t{blockIdx.x} * cols + c] = block_sums[c];
+    if (part_b) part_b[int64_t{blockIdx.x} * cols + c] = block_sums[cols + c];
+  }
+}
+
+constexpr int64_t kOnePassCols = 512;
+
+// dx, dw and db with norm_backward_kernel (cols <= kOnePassCols).
+void norm_backward_one_pass(CudaBackend& be, float* dx, float* dw, float* db, const float* dy,
+                            const float* x, const float* mean, const float* rstd, const float* w,
+                            int64_t rows, int64_t cols) {
+  // Two blocks per SM (as many as the registers allow), at least a row per
+  // warp. (Four, with two rows in flight per warp, measured slower.)
+  const int64_t warps = kThreads / 32;
+  const int64_t blocks = std::clamp<int64_t>((rows + warps - 1) / warps, 1, 2 * be.sm_count());
+  const int64_t chunk = (rows + blocks - 1) / blocks;
+  CudaBackend::Buffer pw(&be, dw ? blocks * cols * sizeof(double) : 1);
+  CudaBackend::Buffer pb(&be, db ? blocks * cols * sizeof(double) : 1);
+  const std::size_t shared = 2 * cols * sizeof(double);
+  const int c = static_cast<int>(cols);
+  double* part_w = dw ? pw.as<double>() : nullptr;
+  double* part_b = db ? pb.as<double>() : nullptr;
+  const unsigned grid = static_cast<unsigned>(blocks);
+  if (cols <= 128)
+    norm_backward_kernel<4><<<grid, kThreads, shared>>>(dx, part_w, part_b, dy, x, mean, rstd, w, rows, c, chunk);
+  else if (cols <= 256)
+    norm_backward_kernel<8><<<grid, kThreads, shared>>>(dx, part_w, part_b, dy, x, mean, rstd, w, rows, c, chunk);
+  else if (cols <= 384)  // GPT widths like 384: no idle registers
+    norm_backward_kernel<12><<<grid, kThreads, shared>>>(dx, part_w, part_b, dy, x, mean, rstd, w, rows, c, chunk);
+  else
+    norm_backward_kernel<16><<<grid, kThreads, shared>>>(dx, part_w, part_b, dy, x, mean, rstd, w, rows, c, chunk);
+  ATTN_CUDA_LAUNCHED("norm_backward_kernel");
+  if (dw) sum_partials(dw, part_w, blocks, cols);
+  if (db) sum_partials(db, part_b, blocks, cols);
 }
 
 // Up to kAdamWBatch tensors per launch, passed by value as the kernel's
@@ -244,6 +334,8 @@ void CudaBackend::layer_norm_backward(float* dx, float* dw, float* db, const flo
     if (db) ATTN_CUDA_CHECK(cudaMemsetAsync(db, 0, cols * sizeof(float), 0));
     return;
   }
+  if (cols <= kOnePassCols)
+    return norm_backward_one_pass(*this, dx, dw, db, dy, x, mean, rstd, w, rows, cols);
   ATTN_ROW_LAUNCH(layer_norm_dx_kernel, rows, cols, dx, dy, x, mean, rstd, w, rows, cols);
   param_grads(*this, dw, db, dy, x, mean, rstd, rows, cols);
 }
@@ -264,6 +356,8 @@ void CudaBackend::rms_norm_backward(float* dx, float* dw, const float* dy, const
     if (dw) ATTN_CUDA_CHECK(cudaMemsetAsync(dw, 0, cols * sizeof(float), 0));
     return;
   }
+  if (cols <= kOnePassCols)
+    return norm_backward_one_pass(*this, dx, dw, nullptr, dy, x, nullptr, rstd, w, rows, cols);
   ATTN_ROW_LAUNCH(rms_norm_dx_kernel, rows, cols, dx, dy, x, rstd, w, rows, cols);
   param_grads(*this, dw, nullptr, dy, x, nullptr, rstd, rows, cols);
 }

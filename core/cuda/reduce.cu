@@ -15,8 +15,12 @@
 //  - columns: otherwise (e.g. summing [N, C] over N, viewed as [C, N] with
 //    strides [1, C]): a thread per output, neighbouring threads reading
 //    neighbouring outputs.
+//  - dense columns: sums down a dense [rows, cols] matrix (every Linear
+//    layer's bias gradient) get a path of their own, below.
 // Either can split long reductions across blockIdx.y into partials that a
 // second kernel combines in order: the result is deterministic.
+#include <algorithm>
+
 #include "core/cuda/cuda_internal.cuh"
 
 namespace attn {
@@ -185,6 +189,89 @@ __global__ void reduce_finish_kernel(const Acc* partial, int splits, int64_t n_o
 
 inline unsigned finish_blocks(int64_t n_out) { return static_cast<unsigned>((n_out + 31) / 32); }
 
+// ---- sums down the columns of a dense [rows, cols] matrix ----
+//
+// The column path above reads one float per thread per row and keeps
+// 24-byte partials for max/argmax's sake. A plain sum down a dense matrix
+// (a bias gradient: [B*T, C] summed over B*T) does better: a thread adds 4
+// neighbouring columns with one 16-byte load per row, 8 row lanes of a
+// block share a slice of the rows, and each block leaves one double per
+// column; sum_partials adds the slices in order.
+constexpr int kGroup = 4, kColThreads = 32, kRowLanes = 8;
+constexpr int kBlockCols = kGroup * kColThreads;  // 128 columns a block
+constexpr int64_t kRowsPerLane = 8;               // rows a thread adds per slice
+
+template <bool VEC>
+__global__ void dense_col_sums_kernel(double* part, const float* in, int64_t rows, int64_t cols,
+                                      int64_t chunk) {
+  const int64_t c0 = int64_t{blockIdx.x} * kBlockCols + threadIdx.x * kGroup;
+  const int64_t begin = int64_t{blockIdx.y} * chunk;
+  const int64_t end = min(rows, begin + chunk);
+  double acc[kGroup] = {0, 0, 0, 0};
+  if (c0 < cols) {
+#pragma unroll 4  // four rows' loads in flight before their adds
+    for (int64_t r = begin + threadIdx.y; r < end; r += kRowLanes) {
+      const float* row = in + r * cols + c0;
+      if constexpr (VEC) {
+        const float4 v = *reinterpret_cast<const float4*>(row);
+        acc[0] += v.x, acc[1] += v.y, acc[2] += v.z, acc[3] += v.w;
+      } else {
+#pragma unroll
+        for (int e = 0; e < kGroup; ++e)
+          if (c0 + e < cols) acc[e] += row[e];
+      }
+    }
+  }
+  __shared__ double lanes[kRowLanes][kBlockCols];
+#pragma unroll
+  for (int e = 0; e < kGroup; ++e) lanes[threadIdx.y][threadIdx.x * kGroup + e] = acc[e];
+  __syncthreads();
+  const int t = threadIdx.y * kColThreads + threadIdx.x;  // one column each, lanes in order
+  const int64_t c = int64_t{blockIdx.x} * kBlockCols + t;
+  if (t < kBlockCols && c < cols) {
+    double s = 0;
+    for (int y = 0; y < kRowLanes; ++y) s += lanes[y][t];
+    part[int64_t{blockIdx.y} * cols + c] = s;
+  }
+}
+
+void dense_col_sums(CudaBackend& be, float* out, const float* in, int64_t rows, int64_t cols) {
+  const int64_t slices = std::clamp<int64_t>((rows + kRowLanes * kRowsPerLane - 1) /
+                                                 (kRowLanes * kRowsPerLane),
+                                             1, 1024);
+  const int64_t chunk = (rows + slices - 1) / slices;
+  CudaBackend::Buffer part(&be, slices * cols * sizeof(double));
+  const dim3 grid(static_cast<unsigned>((cols + kBlockCols - 1) / kBlockCols),
+                  static_cast<unsigned>(slices));
+  const dim3 block(kColThreads, kRowLanes);
+  if (cols % kGroup == 0 && reinterpret_cast<uintptr_t>(in) % 16 == 0)
+    dense_col_sums_kernel<true><<<grid, block>>>(part.as<double>(), in, rows, cols, chunk);
+  else
+    dense_col_sums_kernel<false><<<grid, block>>>(part.as<double>(), in, rows, cols, chunk);
+  ATTN_CUDA_LAUNCHED("dense_col_sums_kernel");
+  sum_partials(out, part.as<double>(), slices, cols);
+}
+
+// sum_partials: a block takes 32 neighbouring outputs; split lane y adds
+// slices y, y + 32, ..., then lane 0 adds the 32 lane sums in order.
+constexpr int kSplitLanes = 32;
+
+__global__ void sum_partials_kernel(float* out, const double* part, int64_t splits, int64_t n) {
+  const int64_t j = int64_t{blockIdx.x} * kColThreads + threadIdx.x;
+  double s = 0;
+  if (j < n) {
+#pragma unroll 4
+    for (int64_t k = threadIdx.y; k < splits; k += kSplitLanes) s += part[k * n + j];
+  }
+  __shared__ double lanes[kSplitLanes][kColThreads];
+  lanes[threadIdx.y][threadIdx.x] = s;
+  __syncthreads();
+  if (threadIdx.y != 0 || j >= n) return;
+  double total = 0;
+  for (int y = 0; y < kSplitLanes; ++y) total += lanes[y][threadIdx.x];
+  out[j] = static_cast<float>(total);
+}
+
 View sub_view(const View& in, int first, int count) {
   View v;
   v.data = in.data;
@@ -199,6 +286,15 @@ View sub_view(const View& in, int first, int count) {
 
 template <int K>
 void run_reduce(CudaBackend& be, ReduceArgs a) {
+  // A sum over the rows of a dense matrix: outputs are neighbouring columns
+  // and each reduced step moves one whole row.
+  // (Narrow matrices keep the general path: most of a 128-column block would idle.)
+  if (K == kSum && !a.arg && a.n_red > 0 && a.n_out >= 64 && a.outer.ndim == 1 &&
+      a.outer.strides[0] == 1 &&
+      a.inner.ndim == 1 && a.inner.strides[0] == a.n_out) {
+    dense_col_sums(be, static_cast<float*>(a.out), a.in, a.n_red, a.n_out);
+    return;
+  }
   const int64_t target_threads = int64_t{be.sm_count()} * 2048;
   const bool rows = a.inner.strides[a.inner.ndim - 1] == 1 && a.n_red >= 32;
   int64_t splits = 1;
@@ -248,6 +344,13 @@ void run_reduce(CudaBackend& be, ReduceArgs a) {
 }
 
 }  // namespace
+
+void cuda::sum_partials(float* out, const double* part, int64_t splits, int64_t n) {
+  if (n <= 0) return;
+  sum_partials_kernel<<<static_cast<unsigned>((n + kColThreads - 1) / kColThreads),
+                        dim3(kColThreads, kSplitLanes)>>>(out, part, splits, n);
+  ATTN_CUDA_LAUNCHED("sum_partials_kernel");
+}
 
 void CudaBackend::reduce(ReduceOp op, const View& out, const View& in, int outer_dims) {
   activate();

@@ -369,6 +369,15 @@ TEST(CudaParity, Reductions) {
   same_forward("sum of permute", {f}, [](const V& v) { return sum(permute(v[0], {2, 0, 1}), {1}); });
   same_forward("sum of transpose", {a}, [](const V& v) { return sum(transpose(v[0], 0, 1), {1}); });
   same_forward("sum 0-d", {full({}, 3.0)}, [](const V& v) { return sum(v[0]); });
+  // Sums down dense matrices (bias gradients) take their own kernel: 16-byte
+  // rows, rows that are not, a start that is not 16-byte aligned, few rows.
+  same_forward("sum dim0 [20000,384]", {normal({20000, 384}, 46)},
+               [](const V& v) { return sum(v[0], {0}); });
+  same_forward("sum dim0 [300,130]", {normal({300, 130}, 47)},
+               [](const V& v) { return sum(v[0], {0}); });
+  same_forward("sum dim0 misaligned [257,96]", {normal({1 + 257 * 96}, 48)},
+               [](const V& v) { return sum(reshape(narrow(v[0], 0, 1, 257 * 96), {257, 96}), {0}); });
+  same_forward("sum dim0 [3,64]", {normal({3, 64}, 49)}, [](const V& v) { return sum(v[0], {0}); });
   same_forward("sum over empty dim", {zeros({4, 0})}, [](const V& v) { return sum(v[0], {1}); });
   same_forward("mean", {f}, [](const V& v) { return mean(v[0], {1}); });
   same_forward("var", {f}, [](const V& v) { return var(v[0], {2}); });
@@ -568,7 +577,10 @@ TEST(CudaParity, LayerNormRmsNormCrossEntropy) {
   struct Size {
     int64_t rows, cols;
   };
-  for (Size s : {Size{33, 64}, Size{5, 3000}, Size{4096, 32}, Size{3, 7}}) {
+  // One-pass backward (up to 512 columns: 4, 8, 12 and 16 per lane), the
+  // warp-per-row and block-per-row two-pass paths, and edge sizes.
+  for (Size s : {Size{33, 64}, Size{5, 3000}, Size{4096, 32}, Size{3, 7}, Size{700, 384},
+                 Size{50, 200}, Size{20, 500}, Size{1, 512}, Size{9, 1000}}) {
     const std::string at = " [" + std::to_string(s.rows) + "," + std::to_string(s.cols) + "]";
     const Tensor x = add(mul(normal({s.rows, s.cols}, 100), 3.0f), 1.0f);
     const Tensor w = rnd({s.cols}, 101, 0.5f, 1.5f), b = normal({s.cols}, 102);
