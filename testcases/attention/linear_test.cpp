@@ -14,6 +14,7 @@
 #include "core/allocator.h"
 #include "core/error.h"
 #include "nn/gpt.h"
+#include "testcases/error_of.h"
 
 using namespace attn;
 
@@ -56,15 +57,6 @@ void expect_close(const std::vector<float>& got, const std::vector<double>& want
 struct Case {
   int64_t B, H, Hkv, T, d, chunk;
 };
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
 
 }  // namespace
 

@@ -10,19 +10,11 @@
 #include "autograd/gradcheck.h"
 #include "autograd/ops.h"
 #include "core/error.h"
+#include "testcases/error_of.h"
 
 using namespace attn;
 
 namespace {
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
 
 // out[t] = sum_{s<=t} softmax_s(q_t . k_s / sqrt(d)) v_s per head, query head
 // h reading K/V head h / (H / Hkv); all in double.

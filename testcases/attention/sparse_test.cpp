@@ -16,6 +16,7 @@
 #include "autograd/ops.h"
 #include "core/error.h"
 #include "nn/gpt.h"
+#include "testcases/error_of.h"
 
 using namespace attn;
 
@@ -98,15 +99,6 @@ void expect_close(const std::vector<float>& got, const std::vector<double>& want
   ASSERT_EQ(got.size(), want.size()) << what;
   for (size_t i = 0; i < got.size(); ++i)
     ASSERT_NEAR(got[i], want[i], 2e-5 * (1 + std::fabs(want[i]))) << what << ", element " << i;
-}
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
 }
 
 }  // namespace

@@ -17,6 +17,7 @@
 #include "core/allocator.h"
 #include "core/error.h"
 #include "nn/gpt.h"
+#include "testcases/error_of.h"
 
 using namespace attn;
 
@@ -75,15 +76,6 @@ void expect_close(const std::vector<float>& got, const std::vector<double>& want
 }
 
 std::vector<double> to_double(const std::vector<float>& x) { return {x.begin(), x.end()}; }
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
 
 }  // namespace
 

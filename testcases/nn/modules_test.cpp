@@ -10,6 +10,7 @@
 #include "core/error.h"
 #include "nn/gpt.h"
 #include "core/dispatch.h"
+#include "testcases/error_of.h"
 
 using namespace attn;
 
@@ -25,14 +26,6 @@ GPTConfig tiny(const std::string& attention = "mha") {
   return c;
 }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
 }  // namespace
 
 TEST(Linear, MatchesLoops) {

@@ -22,21 +22,12 @@
 #include "train/sampling.h"
 #include "train/tokenizer.h"
 #include "train/trainer.h"
+#include "testcases/error_of.h"
 
 using namespace attn;
 namespace fs = std::filesystem;
 
 namespace {
-
-// The message of the attn::Error that f throws ("" when it throws none).
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
 
 #define EXPECT_ERROR_STARTS(call, start)                                     \
   do {                                                                       \

@@ -16,6 +16,7 @@
 #include "core/error.h"
 #include "train/checkpoint.h"
 #include "train/trainer.h"
+#include "testcases/error_of.h"
 
 using namespace attn;
 
@@ -29,15 +30,6 @@ std::string model_config(const std::string& field, const std::string& value) {
   const std::string key = "\"" + field + "\":";
   const std::size_t at = text.find(key) + key.size();
   return text.replace(at, text.find_first_of(",}", at) - at, value);
-}
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
 }
 
 }  // namespace

@@ -10,6 +10,7 @@
 #include "core/error.h"
 #include "train/dataset.h"
 #include "train/tokenizer.h"
+#include "testcases/error_of.h"
 
 using namespace attn;
 
@@ -20,15 +21,6 @@ std::vector<int64_t> positions(int64_t n) {
   std::vector<int64_t> v(static_cast<std::size_t>(n));
   std::iota(v.begin(), v.end(), 0);
   return v;
-}
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
 }
 
 }  // namespace

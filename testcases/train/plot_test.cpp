@@ -16,6 +16,7 @@
 
 #include "core/error.h"
 #include "train/plot.h"
+#include "testcases/error_of.h"
 
 // Decoding is only needed here, so this test file compiles stb_image itself.
 #if defined(ATTNLAB_HAVE_STB) && __has_include(<stb_image.h>)
@@ -88,16 +89,6 @@ plot::LineChart two_curves() {
   }
   c.series = {rising, falling};
   return c;
-}
-
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
 }
 
 #define SKIP_WITHOUT_STB() \

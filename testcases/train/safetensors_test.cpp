@@ -18,6 +18,7 @@
 
 #include "core/dispatch.h"
 #include "core/error.h"
+#include "testcases/error_of.h"
 
 using namespace attn;
 namespace fs = std::filesystem;
@@ -68,15 +69,6 @@ std::string raw(const std::vector<T>& values) {
 // A whole file: length, header, data.
 std::string file_of(const std::string& header, const std::string& data = "") {
   return le64(header.size()) + header + data;
-}
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
 }
 
 std::string parse_error(const std::string& bytes) {
