@@ -9,7 +9,8 @@
 # CUDA on, tests off; set CUDA_ARCH, default 90 = H100/H200). An existing
 # build folder is reused as it is. OUT_DIR (default runs/gpu_bench) gets
 # the raw JSON lines, the logs and report.md. Needs an NVIDIA GPU, nvcc and
-# a python3 with PyTorch.
+# a python3 with PyTorch. RUNS (default 3) rounds of both sides; the
+# tables give medians and every round's ratio.
 #
 # PROFILE=1 adds where the time goes: Nsight Compute's time of every kernel
 # of two training steps summed by kernel name (ours, mha and flash, TF32),
@@ -27,14 +28,21 @@ if [ ! -f "$build/CMakeCache.txt" ]; then
 fi
 cmake --build "$build" --target bench_train_step bench_flash
 
-echo "== training step: attnlab" >&2
-"$build/bench_train_step" | tee "$out/train_ours.jsonl"
-echo "== training step: PyTorch" >&2
-python3 "$root/bench/train_step_torch.py" | tee "$out/train_torch.jsonl"
-echo "== causal attention: attnlab flash" >&2
-"$build/bench_flash" --warmup 5 --repeats 15 | tee "$out/flash_ours.jsonl"
-echo "== causal attention: PyTorch SDPA" >&2
-python3 "$root/bench/attention_bench_torch.py" --warmup 5 --repeats 15 | tee "$out/flash_torch.jsonl"
+# RUNS rounds, each running our side and then PyTorch's: a machine that
+# slows down for a while hits both sides of a round, and the report lists
+# every round's ratio next to the median.
+runs=${RUNS:-3}
+for f in train_ours train_torch flash_ours flash_torch; do : > "$out/$f.jsonl"; done
+for run in $(seq 1 "$runs"); do
+  echo "== round $run of $runs: training step, attnlab" >&2
+  "$build/bench_train_step" | tee -a "$out/train_ours.jsonl"
+  echo "== round $run of $runs: training step, PyTorch" >&2
+  python3 "$root/bench/train_step_torch.py" | tee -a "$out/train_torch.jsonl"
+  echo "== round $run of $runs: causal attention, attnlab flash" >&2
+  "$build/bench_flash" --warmup 5 --repeats 15 | tee -a "$out/flash_ours.jsonl"
+  echo "== round $run of $runs: causal attention, PyTorch SDPA" >&2
+  python3 "$root/bench/attention_bench_torch.py" --warmup 5 --repeats 15 | tee -a "$out/flash_torch.jsonl"
+done
 
 python3 "$root/bench/bench_report.py" "$out" > "$out/report.md"
 cat "$out/report.md"
