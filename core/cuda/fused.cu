@@ -263,16 +263,17 @@ void norm_backward_one_pass(CudaBackend& be, float* dx, float* dw, float* db, co
   const int c = static_cast<int>(cols);
   double* part_w = dw ? pw.as<double>() : nullptr;
   double* part_b = db ? pb.as<double>() : nullptr;
-  const unsigned grid = static_cast<unsigned>(blocks);
-  if (cols <= 128)
-    norm_backward_kernel<4><<<grid, kThreads, shared>>>(dx, part_w, part_b, dy, x, mean, rstd, w, rows, c, chunk);
-  else if (cols <= 256)
-    norm_backward_kernel<8><<<grid, kThreads, shared>>>(dx, part_w, part_b, dy, x, mean, rstd, w, rows, c, chunk);
-  else if (cols <= 384)  // GPT widths like 384: no idle registers
-    norm_backward_kernel<12><<<grid, kThreads, shared>>>(dx, part_w, part_b, dy, x, mean, rstd, w, rows, c, chunk);
-  else
-    norm_backward_kernel<16><<<grid, kThreads, shared>>>(dx, part_w, part_b, dy, x, mean, rstd, w, rows, c, chunk);
-  ATTN_CUDA_LAUNCHED("norm_backward_kernel");
+  auto run = [&](auto kernel) {
+    kernel<<<static_cast<unsigned>(blocks), kThreads, shared>>>(dx, part_w, part_b, dy, x, mean,
+                                                                rstd, w, rows, c, chunk);
+    ATTN_CUDA_LAUNCHED("norm_backward_kernel");
+  };
+  // Columns a lane holds: the smallest bucket that fits (384, a GPT width,
+  // gets its own, so no registers idle there).
+  if (cols <= 128) run(norm_backward_kernel<4>);
+  else if (cols <= 256) run(norm_backward_kernel<8>);
+  else if (cols <= 384) run(norm_backward_kernel<12>);
+  else run(norm_backward_kernel<16>);
   if (dw) sum_partials(dw, part_w, blocks, cols);
   if (db) sum_partials(db, part_b, blocks, cols);
 }
