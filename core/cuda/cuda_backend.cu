@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "core/cuda/cublas_library.h"
 #include "core/cuda/cuda_internal.cuh"
 #include "core/cuda/cuda_settings.h"
 
@@ -170,9 +171,10 @@ void CudaBackend::release_cached() {
     return;
   }
   allocator_->empty_cache();
-  if (blas_) cublasDestroy(blas_);
+  // The handles exist only if cuBLAS was loaded to make them.
+  if (blas_) cuda::cublas_library().cublasDestroy(blas_);
   blas_ = nullptr;
-  if (blas_lt_) cublasLtDestroy(blas_lt_);
+  if (blas_lt_) cuda::cublas_library().cublasLtDestroy(blas_lt_);
   blas_lt_ = nullptr;
   if (flag_) cudaFree(flag_);
   flag_ = nullptr;
@@ -188,14 +190,15 @@ void CudaBackend::activate() {
 
 cublasHandle_t CudaBackend::blas() {
   if (!blas_) {
-    ATTN_CUBLAS_CHECK(cublasCreate(&blas_));
-    ATTN_CUBLAS_CHECK(cublasSetStream(blas_, 0));
+    const cuda::CublasLibrary& lib = cuda::cublas_library();
+    ATTN_CUBLAS_CHECK(lib.cublasCreate(&blas_));
+    ATTN_CUBLAS_CHECK(lib.cublasSetStream(blas_, 0));
   }
   return blas_;
 }
 
 cublasLtHandle_t CudaBackend::blas_lt() {
-  if (!blas_lt_) ATTN_CUBLAS_CHECK(cublasLtCreate(&blas_lt_));
+  if (!blas_lt_) ATTN_CUBLAS_CHECK(cuda::cublas_library().cublasLtCreate(&blas_lt_));
   return blas_lt_;
 }
 
@@ -284,8 +287,9 @@ void CudaBackend::gemm_blas(const GemmArgs& g) {
     return;
   }
   cublasHandle_t h = blas();
-  ATTN_CUBLAS_CHECK(cublasSetMathMode(h, cuda_tf32() ? CUBLAS_TF32_TENSOR_OP_MATH
-                                                     : CUBLAS_DEFAULT_MATH));
+  const cuda::CublasLibrary& lib = cuda::cublas_library();
+  ATTN_CUBLAS_CHECK(lib.cublasSetMathMode(h, cuda_tf32() ? CUBLAS_TF32_TENSOR_OP_MATH
+                                                         : CUBLAS_DEFAULT_MATH));
   const cublasOperation_t op_b = g.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
   const cublasOperation_t op_a = g.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
   const int m = static_cast<int>(g.n), n = static_cast<int>(g.m), k = static_cast<int>(g.k);
@@ -295,15 +299,15 @@ void CudaBackend::gemm_blas(const GemmArgs& g) {
   constexpr int64_t kChunk = 65535;  // batches per cuBLAS call
 
   if (g.batch == 1) {
-    ATTN_CUBLAS_CHECK(cublasSgemm(h, op_b, op_a, m, n, k, &alpha, g.b + g.b_offsets[0], ldb,
-                                  g.a + g.a_offsets[0], lda, &beta, g.c, ldc));
+    ATTN_CUBLAS_CHECK(lib.cublasSgemm(h, op_b, op_a, m, n, k, &alpha, g.b + g.b_offsets[0],
+                                      ldb, g.a + g.a_offsets[0], lda, &beta, g.c, ldc));
     return;
   }
   int64_t sa = 0, sb = 0;
   if (arithmetic(g.a_offsets, g.batch, sa) && arithmetic(g.b_offsets, g.batch, sb)) {
     for (int64_t b0 = 0; b0 < g.batch; b0 += kChunk) {
       const int count = static_cast<int>(std::min(kChunk, g.batch - b0));
-      ATTN_CUBLAS_CHECK(cublasSgemmStridedBatched(
+      ATTN_CUBLAS_CHECK(lib.cublasSgemmStridedBatched(
           h, op_b, op_a, m, n, k, &alpha, g.b + g.b_offsets[0] + b0 * sb, ldb, sb,
           g.a + g.a_offsets[0] + b0 * sa, lda, sa, &beta, g.c + b0 * c_step, ldc, c_step, count));
     }
@@ -323,10 +327,10 @@ void CudaBackend::gemm_blas(const GemmArgs& g) {
   const float* const* dptrs = dev.as<const float*>();
   for (int64_t b0 = 0; b0 < g.batch; b0 += kChunk) {
     const int count = static_cast<int>(std::min(kChunk, g.batch - b0));
-    ATTN_CUBLAS_CHECK(cublasSgemmBatched(h, op_b, op_a, m, n, k, &alpha, dptrs + b0, ldb,
-                                         dptrs + g.batch + b0, lda, &beta,
-                                         const_cast<float* const*>(dptrs + 2 * g.batch + b0),
-                                         ldc, count));
+    ATTN_CUBLAS_CHECK(lib.cublasSgemmBatched(h, op_b, op_a, m, n, k, &alpha, dptrs + b0, ldb,
+                                             dptrs + g.batch + b0, lda, &beta,
+                                             const_cast<float* const*>(dptrs + 2 * g.batch + b0),
+                                             ldc, count));
   }
 }
 
@@ -363,17 +367,19 @@ struct LtCall {
   cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
   cublasLtMatmulPreference_t pref = nullptr;
   ~LtCall() {
-    if (pref) cublasLtMatmulPreferenceDestroy(pref);
-    if (c) cublasLtMatrixLayoutDestroy(c);
-    if (b) cublasLtMatrixLayoutDestroy(b);
-    if (a) cublasLtMatrixLayoutDestroy(a);
-    if (op) cublasLtMatmulDescDestroy(op);
+    const cuda::CublasLibrary& lib = cuda::cublas_library();
+    if (pref) lib.cublasLtMatmulPreferenceDestroy(pref);
+    if (c) lib.cublasLtMatrixLayoutDestroy(c);
+    if (b) lib.cublasLtMatrixLayoutDestroy(b);
+    if (a) lib.cublasLtMatrixLayoutDestroy(a);
+    if (op) lib.cublasLtMatmulDescDestroy(op);
   }
 };
 
 template <class T>
 void set_attr(cublasLtMatmulDesc_t d, cublasLtMatmulDescAttributes_t attr, const T& value) {
-  ATTN_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(d, attr, &value, sizeof(value)));
+  ATTN_CUBLAS_CHECK(
+      cuda::cublas_library().cublasLtMatmulDescSetAttribute(d, attr, &value, sizeof(value)));
 }
 
 }  // namespace
@@ -391,8 +397,9 @@ bool CudaBackend::gemm_lt(const GemmArgs& g) {
   const cublasOperation_t op_a = g.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
   const cublasOperation_t op_b = g.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
   const uint64_t m = g.n, n = g.m, k = g.k;
+  const cuda::CublasLibrary& lib = cuda::cublas_library();
   LtCall call;
-  ATTN_CUBLAS_CHECK(cublasLtMatmulDescCreate(
+  ATTN_CUBLAS_CHECK(lib.cublasLtMatmulDescCreate(
       &call.op, cuda_tf32() ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F, CUDA_R_32F));
   set_attr(call.op, CUBLASLT_MATMUL_DESC_TRANSA, op_a);
   set_attr(call.op, CUBLASLT_MATMUL_DESC_TRANSB, op_b);
@@ -401,29 +408,32 @@ bool CudaBackend::gemm_lt(const GemmArgs& g) {
   if (g.bias) set_attr(call.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, g.bias);
   float* d = g.gelu_aux ? g.gelu_aux : g.c;  // with GELU, the product goes to the pre-activation
   const bool ta = op_a == CUBLAS_OP_T, tb = op_b == CUBLAS_OP_T;
-  ATTN_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&call.a, CUDA_R_32F, ta ? k : m, ta ? m : k, g.ldb));
-  ATTN_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&call.b, CUDA_R_32F, tb ? n : k, tb ? k : n, g.lda));
-  ATTN_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&call.c, CUDA_R_32F, m, n, m));
-  ATTN_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&call.pref));
+  ATTN_CUBLAS_CHECK(
+      lib.cublasLtMatrixLayoutCreate(&call.a, CUDA_R_32F, ta ? k : m, ta ? m : k, g.ldb));
+  ATTN_CUBLAS_CHECK(
+      lib.cublasLtMatrixLayoutCreate(&call.b, CUDA_R_32F, tb ? n : k, tb ? k : n, g.lda));
+  ATTN_CUBLAS_CHECK(lib.cublasLtMatrixLayoutCreate(&call.c, CUDA_R_32F, m, n, m));
+  ATTN_CUBLAS_CHECK(lib.cublasLtMatmulPreferenceCreate(&call.pref));
   const uint64_t workspace = kLtWorkspace;
   const uint32_t align = 16;
-  ATTN_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
+  ATTN_CUBLAS_CHECK(lib.cublasLtMatmulPreferenceSetAttribute(
       call.pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &workspace, sizeof(workspace)));
   for (const auto attr : {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES,
                           CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
                           CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES,
                           CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES})
-    ATTN_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(call.pref, attr, &align, sizeof(align)));
+    ATTN_CUBLAS_CHECK(
+        lib.cublasLtMatmulPreferenceSetAttribute(call.pref, attr, &align, sizeof(align)));
   cublasLtMatmulHeuristicResult_t best = {};
   int found = 0;
-  if (cublasLtMatmulAlgoGetHeuristic(blas_lt(), call.op, call.a, call.b, call.c, call.c, call.pref,
-                                     1, &best, &found) != CUBLAS_STATUS_SUCCESS ||
+  if (lib.cublasLtMatmulAlgoGetHeuristic(blas_lt(), call.op, call.a, call.b, call.c, call.c,
+                                         call.pref, 1, &best, &found) != CUBLAS_STATUS_SUCCESS ||
       found == 0)
     return false;
   Buffer ws(this, std::max<std::size_t>(best.workspaceSize, 16));
-  ATTN_CUBLAS_CHECK(cublasLtMatmul(blas_lt(), call.op, &g.alpha, lt_a, call.a, lt_b, call.b,
-                                   &g.beta, g.c, call.c, d, call.c, &best.algo, ws.ptr,
-                                   best.workspaceSize, 0));
+  ATTN_CUBLAS_CHECK(lib.cublasLtMatmul(blas_lt(), call.op, &g.alpha, lt_a, call.a, lt_b, call.b,
+                                       &g.beta, g.c, call.c, d, call.c, &best.algo, ws.ptr,
+                                       best.workspaceSize, 0));
   if (g.gelu_aux) unary(UnaryOp::Gelu, output_view(g, g.c), output_view(g, g.gelu_aux), 0.0f);
   return true;
 }
