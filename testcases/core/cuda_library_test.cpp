@@ -15,6 +15,7 @@
 
 namespace {
 
+#ifdef ATTNLAB_WITH_CUDA
 bool cublas_mapped() {
   std::ifstream maps("/proc/self/maps");
   std::stringstream text;
@@ -25,28 +26,17 @@ bool cublas_mapped() {
 // Read before main(), before any test could have opened the library.
 const bool g_mapped_at_start = cublas_mapped();
 
-#ifdef ATTNLAB_WITH_CUDA
-#define REQUIRE_CUDA_BUILD()
-#else
-#define REQUIRE_CUDA_BUILD() GTEST_SKIP() << "attnlab was built without CUDA"
-#endif
-
 TEST(CublasLibrary, NotLoadedUntilAskedForThenEveryFunctionFound) {
-  REQUIRE_CUDA_BUILD();
   EXPECT_FALSE(g_mapped_at_start) << "the program links libcublas: every process pays for it";
-#ifdef ATTNLAB_WITH_CUDA
   const attn::cuda::CublasLibrary& lib = attn::cuda::cublas_library();
   EXPECT_TRUE(cublas_mapped());
   EXPECT_EQ(&lib, &attn::cuda::cublas_library()) << "opened twice";
 #define EXPECT_FOUND(fn) EXPECT_NE(lib.fn, nullptr) << #fn;
   ATTN_CUBLAS_FUNCTIONS(EXPECT_FOUND)
 #undef EXPECT_FOUND
-#endif
 }
 
 TEST(CublasLibrary, HostSideCallsReachTheLibrary) {
-  REQUIRE_CUDA_BUILD();
-#ifdef ATTNLAB_WITH_CUDA
   const attn::cuda::CublasLibrary& lib = attn::cuda::cublas_library();
   cublasLtMatmulDesc_t op = nullptr;
   ASSERT_EQ(lib.cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F),
@@ -66,7 +56,9 @@ TEST(CublasLibrary, HostSideCallsReachTheLibrary) {
   EXPECT_EQ(lib.cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &trans, 1),
             CUBLAS_STATUS_INVALID_VALUE);
   EXPECT_EQ(lib.cublasLtMatmulDescDestroy(op), CUBLAS_STATUS_SUCCESS);
-#endif
 }
+#else
+TEST(CublasLibrary, NeedsACudaBuild) { GTEST_SKIP() << "attnlab was built without CUDA"; }
+#endif
 
 }  // namespace
