@@ -16,6 +16,7 @@
 #include "autograd/engine.h"
 #include "autograd/ops.h"
 #include "core/dispatch.h"
+#include "core/threads.h"
 
 using namespace attn;
 
@@ -57,9 +58,12 @@ int main(int argc, char** argv) {
   app.add_option("--batch", B)->capture_default_str();
   app.add_option("--heads", H)->capture_default_str();
   app.add_option("--dim", D, "head dim")->capture_default_str();
+  int threads = 0;
+  app.add_option("--threads", threads, "CPU threads (0: the default, the physical cores)");
   app.add_option("--warmup", warmup)->capture_default_str();
   app.add_option("--repeats", repeats, "timed runs (the median is reported)")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
+  if (threads > 0) set_num_threads(threads);
 
   try {
     const Device dev = Device::parse(device_name);

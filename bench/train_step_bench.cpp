@@ -20,6 +20,7 @@
 
 #include "autograd/ops.h"
 #include "core/dispatch.h"
+#include "core/threads.h"
 #include "core/error.h"
 #include "nn/gpt.h"
 #include "train/optim.h"
@@ -62,7 +63,11 @@ int main(int argc, char** argv) {
   app.add_option("--layers", c.layers)->capture_default_str();
   app.add_option("--heads", c.heads)->capture_default_str();
   app.add_option("--embd", c.embd)->capture_default_str();
+  app.add_option("--dropout", c.dropout, "dropout (embeddings, residual branches)")->capture_default_str();
+  int threads = 0;
+  app.add_option("--threads", threads, "CPU threads (0: the default, the physical cores)");
   CLI11_PARSE(app, argc, argv);
+  if (threads > 0) set_num_threads(threads);
 
   try {
     const Device dev = Device::parse(device_name);
@@ -124,10 +129,12 @@ int main(int argc, char** argv) {
         std::printf(
             "{\"impl\": \"attnlab\", \"attention\": \"%s\", \"precision\": \"%s\", \"device\": \"%s\", "
             "\"median_ms\": %.3f, \"min_ms\": %.3f, \"fwd_ms\": %.3f, \"bwd_ms\": %.3f, \"opt_ms\": %.3f, "
-            "\"peak_mib\": %.1f, \"params\": %lld, \"loss\": %.4f, \"steps\": %d}\n",
+            "\"peak_mib\": %.1f, \"params\": %lld, \"loss\": %.4f, \"steps\": %d, \"threads\": %d, "
+            "\"dropout\": %g}\n",
             attention.c_str(), precision.c_str(), dev.str().c_str(), median(whole),
             *std::min_element(whole.begin(), whole.end()), median(fwd), median(bwd), median(upd),
-            peak_mib, static_cast<long long>(model.num_parameters()), loss_value, steps);
+            peak_mib, static_cast<long long>(model.num_parameters()), loss_value, steps,
+            dev.is_cuda() ? 0 : num_threads(), static_cast<double>(c.dropout));
         std::fflush(stdout);
       }
     }

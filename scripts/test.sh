@@ -43,7 +43,7 @@ step "sanitizer tests: $(grep -Eo '[0-9]+% tests passed.*' build/san/ctest.log) 
 
 # ---- fuzzing: each target for a short time, all at once ----
 export ASAN_OPTIONS=detect_leaks=1:halt_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
-export OPENBLAS_NUM_THREADS=1
+export OPENBLAS_NUM_THREADS=1 ATTNLAB_THREADS=1
 t0=$SECONDS
 seconds=${ATTNLAB_FUZZ_SECONDS:-60}
 fz=build/san/fuzz

@@ -7,6 +7,7 @@
 
 #include "autograd/engine.h"
 #include "core/error.h"
+#include "core/threads.h"
 #include "autograd/ops.h"
 #include "attention/registry.h"
 #include "train/bench_attention.h"
@@ -173,6 +174,15 @@ int main(int argc, char** argv) {
   // A value given twice: the last one wins (handy when editing long commands).
   app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
 
+  // --threads, on every command that computes: one setting for our thread
+  // pool and OpenBLAS together (core/threads.h).
+  int threads = 0;
+  std::vector<CLI::Option*> thread_options;
+  auto with_threads = [&](CLI::App* cmd) {
+    thread_options.push_back(cmd->add_option(
+        "--threads", threads, "CPU threads (default: the physical cores; results do not depend on it)"));
+  };
+
   TrainOptions train_opts;
   auto* train_cmd = app.add_subcommand("train", "train a char-level GPT on a text file");
   add_train_options(train_cmd, train_opts);
@@ -249,11 +259,15 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "%s", bad.c_str());
     return static_cast<int>(CLI::ExitCodes::ExtrasError);
   }
+  for (CLI::App* cmd : {train_cmd, sample_cmd, compare_cmd, bench_attn, convert_cmd, demo_cmd})
+    with_threads(cmd);
   CLI11_PARSE(app, argc, argv);
   // The options named on the command line: --resume checks them against the run.
   for (const CLI::Option* opt : train_cmd->get_options())
     if (opt->count() > 0) train_opts.given.push_back(opt->get_name());
   try {
+    for (const CLI::Option* opt : thread_options)
+      if (opt->count() > 0) set_num_threads(threads);
     if (demo_cmd->parsed()) return run_demo(demo_steps, demo_seed);
     if (sample_cmd->parsed()) return run_sample(ckpt, prompt, so, sample_seed, sample_device);
     if (lesson_list->parsed() || lesson_status_cmd->parsed()) {

@@ -46,7 +46,7 @@ SuiteStatus run_quietly(const std::string& chapter, const std::string& level) {
   SuiteStatus s{chapter, level, "not built"};
   const fs::path prog = suite_program(chapter, level);
   if (!fs::exists(prog)) return s;
-  const std::string cmd = "OPENBLAS_NUM_THREADS=1 '" + prog.string() + "' 2>&1";
+  const std::string cmd = "ATTNLAB_THREADS=1 OPENBLAS_NUM_THREADS=1 '" + prog.string() + "' 2>&1";
   std::FILE* pipe = popen(cmd.c_str(), "r");
   check(pipe != nullptr, "lesson: cannot run ", prog.string());
   std::array<char, 4096> buf{};
@@ -103,7 +103,7 @@ int lesson_test(const std::string& wanted, const std::string& level) {
           "student (or default) first");
     std::printf("== %s %s (your code: lessons/%s)\n", chapter.c_str(), l, chapter.c_str());
     std::fflush(stdout);
-    const std::string cmd = "OPENBLAS_NUM_THREADS=1 '" + prog.string() + "'";
+    const std::string cmd = "ATTNLAB_THREADS=1 OPENBLAS_NUM_THREADS=1 '" + prog.string() + "'";
     const int rc = std::system(cmd.c_str());
     worst = std::max(worst, rc == 0 ? 0 : 1);
   }

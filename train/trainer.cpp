@@ -185,7 +185,7 @@ void check_resume_options(const TrainOptions& cli, const TrainOptions& stored,
   const json a = json::parse(cli.to_json()), b = json::parse(stored.to_json());
   for (const std::string& option : cli.given) {
     if (option == "--steps" || option == "--stop-at" || option == "--out" || option == "--device" ||
-        option == "--quiet" || option == "--resume")
+        option == "--quiet" || option == "--resume" || option == "--threads")
       continue;
     std::string key = option.substr(option.find_first_not_of('-'));
     std::replace(key.begin(), key.end(), '-', '_');
@@ -201,7 +201,7 @@ void check_resume_options(const TrainOptions& cli, const TrainOptions& stored,
     }
     fail("train: ", option, " ", x->dump(), " differs from the run being resumed ('", path,
          "' has ", y->dump(), "); --resume keeps the stored run's settings and may only change "
-         "--steps, --stop-at, --out, --device and --quiet (drop ", option,
+         "--steps, --stop-at, --out, --device, --threads and --quiet (drop ", option,
          ", or start a new run without --resume)");
   }
 }

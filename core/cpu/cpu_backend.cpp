@@ -1,9 +1,11 @@
 // Memory, fill and copy on the CPU.
 #include "core/cpu/cpu_backend.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "core/allocator.h"
+#include "core/cpu/parallel.h"
 #include "core/cpu/strided.h"
 
 namespace attn {
@@ -30,11 +32,21 @@ void CpuBackend::copy(const View& out, const View& in) {
     std::memcpy(out.data, in.data, view_numel(out) * dtype_size(static_cast<DType>(out.dtype)));
     return;
   }
-  if (out.dtype == in.dtype && out.dtype == static_cast<int>(DType::Float32)) {
+  if (out.dtype == in.dtype && out.dtype == static_cast<int>(DType::Float32) && out.ndim > 0) {
+    // A transposing copy (contiguous() of a permuted view): rows over the pool.
     float* o = static_cast<float*>(out.data);
     const float* i = static_cast<const float*>(in.data);
-    strided_for_each<2>(out.ndim, out.shape, {out.strides, in.strides},
-                        [&](const auto& off) { o[off[0]] = i[off[1]]; });
+    const int last = out.ndim - 1;
+    const int64_t so = out.strides[last], si = in.strides[last];
+    parallel_for(row_count(out.ndim, out.shape), rows_per_chunk(out.shape[last]),
+                 [&](int64_t r0, int64_t r1) {
+      for_each_row<2>(out.ndim, out.shape, {out.strides, in.strides}, r0, r1,
+                      [&](const auto& off, int64_t n) {
+                        float* po = o + off[0];
+                        const float* pi = i + off[1];
+                        for (int64_t k = 0; k < n; ++k) po[k * so] = pi[k * si];
+                      });
+    });
     return;
   }
   strided_for_each<2>(out.ndim, out.shape, {out.strides, in.strides},

@@ -3,20 +3,29 @@
 //
 // exp(x) overflows float for x > 88, so every row first subtracts its max:
 // softmax(x) = softmax(x - max(x)) exactly, and now every exponent is <= 0.
+//
+// Rows are independent: they go to the thread pool in chunks, and each row
+// runs vectorised loops (core/cpu/vmath.h, core/cpu/lanes.h).
 #include <algorithm>
 #include <cmath>
 #include <limits>
 
 #include "core/cpu/cpu_backend.h"
+#include "core/cpu/lanes.h"
+#include "core/cpu/parallel.h"
+#include "core/cpu/vmath.h"
 
 namespace attn {
+using namespace cpu;
 
-void CpuBackend::softmax(bool log, float* out, const float* in, int64_t rows, int64_t cols) {
-  for (int64_t r = 0; r < rows; ++r) {
+namespace {
+
+ATTN_VECTOR_CLONES void softmax_rows(bool log, float* out, const float* in, int64_t r0, int64_t r1,
+                                     int64_t cols) {
+  for (int64_t r = r0; r < r1; ++r) {
     const float* x = in + r * cols;
     float* y = out + r * cols;
-    float mx = -std::numeric_limits<float>::infinity();
-    for (int64_t c = 0; c < cols; ++c) mx = std::max(mx, x[c]);
+    const float mx = max_of(x, cols);
     // A row of -inf (every position masked) has no max to subtract; treat
     // it as all-zero logits (a uniform row) rather than produce NaN. Only
     // setting mx = 0 is not enough: exp(-inf - 0) = 0 makes the sum 0, and
@@ -26,85 +35,98 @@ void CpuBackend::softmax(bool log, float* out, const float* in, int64_t rows, in
       for (int64_t c = 0; c < cols; ++c) y[c] = log ? -std::log(n) : 1.0f / n;
       continue;
     }
-    double sum = 0;
-    for (int64_t c = 0; c < cols; ++c) sum += std::exp(static_cast<double>(x[c] - mx));
+    // x is read again after the sum, so out may be in.
+    const double sum = sum_exp_of(x, mx, cols);
     if (log) {
       const float lse = static_cast<float>(std::log(sum));
       for (int64_t c = 0; c < cols; ++c) y[c] = x[c] - mx - lse;
     } else {
       const float inv = static_cast<float>(1.0 / sum);
-      for (int64_t c = 0; c < cols; ++c) y[c] = std::exp(x[c] - mx) * inv;
+      for (int64_t c = 0; c < cols; ++c) y[c] = vmath::exp(x[c] - mx) * inv;
     }
   }
 }
 
-void CpuBackend::softmax_backward(bool log, float* gx, const float* y, const float* gy,
-                                  int64_t rows, int64_t cols) {
-  for (int64_t r = 0; r < rows; ++r) {
+ATTN_VECTOR_CLONES void softmax_backward_rows(bool log, float* gx, const float* y, const float* gy,
+                                              int64_t r0, int64_t r1, int64_t cols) {
+  for (int64_t r = r0; r < r1; ++r) {
     const float* yr = y + r * cols;
     const float* gr = gy + r * cols;
     float* out = gx + r * cols;
-    double dot = 0;
     if (log) {
       // y = x - lse(x):  dx = dy - softmax(x) * sum(dy)
-      for (int64_t c = 0; c < cols; ++c) dot += gr[c];
-      for (int64_t c = 0; c < cols; ++c) out[c] = gr[c] - std::exp(yr[c]) * static_cast<float>(dot);
+      const float dot = static_cast<float>(sum_of(gr, cols));
+      for (int64_t c = 0; c < cols; ++c) out[c] = gr[c] - vmath::exp(yr[c]) * dot;
     } else {
       // y = softmax(x):  dx = y * (dy - sum(dy * y))
-      for (int64_t c = 0; c < cols; ++c) dot += static_cast<double>(gr[c]) * yr[c];
-      for (int64_t c = 0; c < cols; ++c) out[c] = yr[c] * (gr[c] - static_cast<float>(dot));
+      const float dot = static_cast<float>(dot_of(gr, yr, cols));
+      for (int64_t c = 0; c < cols; ++c) out[c] = yr[c] * (gr[c] - dot);
     }
   }
 }
 
-}  // namespace attn
-
-namespace attn {
-
-namespace {
 // Keys query row i may see: j < causal_keys (j <= offset + i, within tk).
 int64_t causal_keys(int64_t i, int64_t offset, int64_t tk) {
   return std::clamp<int64_t>(offset + i + 1, 0, tk);
 }
-}  // namespace
 
-void CpuBackend::causal_softmax(float* y, const float* x, int64_t rows, int64_t heads, int64_t tq,
-                                int64_t tk, int64_t offset, float scale, const float* alibi) {
-  for (int64_t r = 0; r < rows; ++r) {
+ATTN_VECTOR_CLONES void causal_softmax_rows(float* y, const float* x, int64_t r0, int64_t r1,
+                                            int64_t heads, int64_t tq, int64_t tk, int64_t offset,
+                                            float scale, const float* alibi) {
+  for (int64_t r = r0; r < r1; ++r) {
     const int64_t i = r % tq, pos = offset + i, n = causal_keys(i, offset, tk);
     const float slope = alibi ? alibi[(r / tq) % heads] : 0.0f;
     const float* xr = x + r * tk;
     float* yr = y + r * tk;
     // The scores go into y first; then their exponentials; then the weights.
-    float mx = -std::numeric_limits<float>::infinity();
-    for (int64_t j = 0; j < n; ++j) {
-      yr[j] = scale * xr[j] - slope * static_cast<float>(pos - j);
-      mx = std::max(mx, yr[j]);
-    }
-    double sum = 0;
-    for (int64_t j = 0; j < n; ++j) {
-      yr[j] = std::exp(yr[j] - mx);
-      sum += yr[j];
-    }
-    const float inv = n > 0 ? static_cast<float>(1.0 / sum) : 0.0f;
+    for (int64_t j = 0; j < n; ++j) yr[j] = scale * xr[j] - slope * static_cast<float>(pos - j);
+    const float mx = max_of(yr, n);
+    for (int64_t j = 0; j < n; ++j) yr[j] = vmath::exp(yr[j] - mx);
+    const float inv = n > 0 ? static_cast<float>(1.0 / sum_of(yr, n)) : 0.0f;
     for (int64_t j = 0; j < n; ++j) yr[j] *= inv;
     for (int64_t j = n; j < tk; ++j) yr[j] = 0.0f;  // masked keys, or a row with none
   }
 }
 
-void CpuBackend::causal_softmax_backward(float* dx, const float* y, const float* dy, int64_t rows,
-                                         int64_t tq, int64_t tk, int64_t offset, float scale) {
-  for (int64_t r = 0; r < rows; ++r) {
+ATTN_VECTOR_CLONES void causal_softmax_backward_rows(float* dx, const float* y, const float* dy,
+                                                     int64_t r0, int64_t r1, int64_t tq, int64_t tk,
+                                                     int64_t offset, float scale) {
+  for (int64_t r = r0; r < r1; ++r) {
     const int64_t n = causal_keys(r % tq, offset, tk);
     const float* yr = y + r * tk;
     const float* gr = dy + r * tk;
     float* out = dx + r * tk;
-    double dot = 0;
-    for (int64_t j = 0; j < n; ++j) dot += static_cast<double>(gr[j]) * yr[j];
-    const float d = static_cast<float>(dot);
+    const float d = static_cast<float>(dot_of(gr, yr, n));
     for (int64_t j = 0; j < n; ++j) out[j] = scale * yr[j] * (gr[j] - d);
     for (int64_t j = n; j < tk; ++j) out[j] = 0.0f;
   }
+}
+
+}  // namespace
+
+void CpuBackend::softmax(bool log, float* out, const float* in, int64_t rows, int64_t cols) {
+  parallel_for(rows, rows_per_chunk(cols),
+               [&](int64_t r0, int64_t r1) { softmax_rows(log, out, in, r0, r1, cols); });
+}
+
+void CpuBackend::softmax_backward(bool log, float* gx, const float* y, const float* gy,
+                                  int64_t rows, int64_t cols) {
+  parallel_for(rows, rows_per_chunk(cols),
+               [&](int64_t r0, int64_t r1) { softmax_backward_rows(log, gx, y, gy, r0, r1, cols); });
+}
+
+void CpuBackend::causal_softmax(float* y, const float* x, int64_t rows, int64_t heads, int64_t tq,
+                                int64_t tk, int64_t offset, float scale, const float* alibi) {
+  parallel_for(rows, rows_per_chunk(tk), [&](int64_t r0, int64_t r1) {
+    causal_softmax_rows(y, x, r0, r1, heads, tq, tk, offset, scale, alibi);
+  });
+}
+
+void CpuBackend::causal_softmax_backward(float* dx, const float* y, const float* dy, int64_t rows,
+                                         int64_t tq, int64_t tk, int64_t offset, float scale) {
+  parallel_for(rows, rows_per_chunk(tk), [&](int64_t r0, int64_t r1) {
+    causal_softmax_backward_rows(dx, y, dy, r0, r1, tq, tk, offset, scale);
+  });
 }
 
 }  // namespace attn

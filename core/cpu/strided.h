@@ -41,6 +41,45 @@ void strided_for_each(int ndim, const int64_t* shape, const std::array<const int
   }
 }
 
+// The rows of a walk, for kernels that split rows over threads and run a
+// vectorised loop along each one: calls f(off, inner) for rows
+// [row_begin, row_end), where a row is one index of every dim but the last,
+// off[k] is the row's first element in view k and inner the row's length
+// (step along it: strides[k][ndim - 1]). A 0-d view is one row of length 1.
+template <int N, class F>
+void for_each_row(int ndim, const int64_t* shape, const std::array<const int64_t*, N>& strides,
+                  int64_t row_begin, int64_t row_end, F&& f) {
+  std::array<int64_t, N> off{};
+  if (ndim == 0) {
+    if (row_begin == 0 && row_end > 0) f(off, int64_t{1});
+    return;
+  }
+  const int last = ndim - 1;
+  // The odometer of the outer dims, started at row_begin.
+  int64_t idx[kMaxDims] = {};
+  for (int64_t rest = row_begin, d = last - 1; d >= 0; --d) {
+    idx[d] = rest % shape[d];
+    rest /= shape[d];
+    for (int k = 0; k < N; ++k) off[k] += idx[d] * strides[k][d];
+  }
+  for (int64_t row = row_begin; row < row_end; ++row) {
+    f(off, shape[last]);
+    for (int d = last - 1; d >= 0; --d) {
+      for (int k = 0; k < N; ++k) off[k] += strides[k][d];
+      if (++idx[d] < shape[d]) break;
+      for (int k = 0; k < N; ++k) off[k] -= strides[k][d] * shape[d];
+      idx[d] = 0;
+    }
+  }
+}
+
+// Rows of a walk over `shape` (every dim but the last), and their length.
+inline int64_t row_count(int ndim, const int64_t* shape) {
+  int64_t rows = 1;
+  for (int d = 0; d + 1 < ndim; ++d) rows *= shape[d];
+  return ndim == 0 ? 1 : rows;
+}
+
 inline bool is_dense(const View& v) {
   int64_t expected = 1;
   for (int d = v.ndim - 1; d >= 0; --d) {

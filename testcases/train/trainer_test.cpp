@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/threads.h"
 #include "train/checkpoint.h"
 #include "train/optim.h"
 #include "train/trainer.h"
@@ -97,6 +98,44 @@ TEST(Trainer, ResumeContinuesExactly) {
   ASSERT_EQ(a.size(), b.size());
   for (const auto& [name, values] : a) EXPECT_EQ(values, b.at(name)) << name << " differs after resume";
   EXPECT_EQ(load_checkpoint(checkpoint_path((dir / "split").string())).step, 12);
+  fs::remove_all(dir);
+}
+
+// The determinism contract: the thread count never changes a number. A
+// model big enough that every kernel is cut into several chunks (rows of
+// 512 x 128, products split in blocks), dropout on, trained on 1, 2 and 3
+// threads, and once stopped at step 3 on 1 thread and resumed on 3: every
+// weight bitwise equal.
+TEST(Trainer, ThreadCountNeverChangesTheCheckpoint) {
+  const fs::path dir = temp_dir("threads");
+  const int saved = num_threads();
+  auto run = [&](const std::string& name, int threads, int64_t stop_at, bool resume) {
+    TrainOptions o = tiny_run(dir, name);
+    o.steps = 6;
+    o.eval_every = 3;
+    o.batch = 8;
+    o.model.block_size = 64;
+    o.model.embd = 128;
+    o.model.heads = 4;
+    o.model.layers = 2;
+    o.stop_at = stop_at;
+    if (resume) o.resume = (dir / name).string();
+    set_num_threads(threads);
+    train(o);
+  };
+  run("t1", 1, 0, false);
+  run("t2", 2, 0, false);
+  run("t3", 3, 0, false);
+  run("resumed", 1, 3, false);
+  run("resumed", 3, 0, true);
+  set_num_threads(saved);
+  const auto one = weights((dir / "t1").string());
+  for (const char* other : {"t2", "t3", "resumed"}) {
+    const auto w = weights((dir / other).string());
+    ASSERT_EQ(one.size(), w.size());
+    for (const auto& [name, values] : one)
+      EXPECT_EQ(values, w.at(name)) << name << " differs between 1 thread and run '" << other << "'";
+  }
   fs::remove_all(dir);
 }
 
