@@ -87,12 +87,29 @@ constexpr int kMaxDevices = 64;
 std::atomic<CudaBackend*> g_backends[kMaxDevices];  // one per device, made on first use
 
 // At exit, before the CUDA runtime tears itself down (its own exit hook was
-// registered earlier, so it runs later): give the cached blocks, the cuBLAS
-// handle and the flag word back, so that leak checkers (compute-sanitizer
-// --leak-check full) see only memory still held by live tensors.
+// registered earlier, so it runs later): give the cached blocks and the flag
+// word back, so that leak checkers (compute-sanitizer --leak-check full) see
+// only memory still held by live tensors.
 void release_at_exit() {
   for (auto& slot : g_backends)
     if (CudaBackend* be = slot.load()) be->release_cached();
+}
+
+// The cuBLAS handles need their own hook. Exit hooks run in the reverse
+// order of registration, and libcublas registers its own teardown when it
+// is opened (cublas_library.h: on the first product, long after
+// release_at_exit was registered). A hook registered before the dlopen runs
+// after that teardown, and destroying a handle then frees memory cuBLAS has
+// already freed ("double free or corruption", exit status 134). So this
+// hook is registered right after the library is opened, and runs first.
+void release_blas_at_exit() {
+  for (auto& slot : g_backends)
+    if (CudaBackend* be = slot.load()) be->release_blas();
+}
+
+void hook_blas_release() {
+  static const bool hooked = std::atexit(release_blas_at_exit) == 0;
+  (void)hooked;
 }
 
 std::atomic<bool> g_tf32{false};
@@ -171,13 +188,23 @@ void CudaBackend::release_cached() {
     return;
   }
   allocator_->empty_cache();
+  if (flag_) cudaFree(flag_);
+  flag_ = nullptr;
+  cudaGetLastError();
+}
+
+void CudaBackend::release_blas() {
+  // Runs at exit, while libcublas is still whole: report nothing, throw nothing.
+  t_current_device = -1;
+  if (cudaSetDevice(device_) != cudaSuccess) {
+    cudaGetLastError();
+    return;
+  }
   // The handles exist only if cuBLAS was loaded to make them.
   if (blas_) cuda::cublas_library().cublasDestroy(blas_);
   blas_ = nullptr;
   if (blas_lt_) cuda::cublas_library().cublasLtDestroy(blas_lt_);
   blas_lt_ = nullptr;
-  if (flag_) cudaFree(flag_);
-  flag_ = nullptr;
   cudaGetLastError();
 }
 
@@ -191,6 +218,7 @@ void CudaBackend::activate() {
 cublasHandle_t CudaBackend::blas() {
   if (!blas_) {
     const cuda::CublasLibrary& lib = cuda::cublas_library();
+    hook_blas_release();  // after the library is open: see release_blas_at_exit
     ATTN_CUBLAS_CHECK(lib.cublasCreate(&blas_));
     ATTN_CUBLAS_CHECK(lib.cublasSetStream(blas_, 0));
   }
@@ -198,7 +226,11 @@ cublasHandle_t CudaBackend::blas() {
 }
 
 cublasLtHandle_t CudaBackend::blas_lt() {
-  if (!blas_lt_) ATTN_CUBLAS_CHECK(cuda::cublas_library().cublasLtCreate(&blas_lt_));
+  if (!blas_lt_) {
+    const cuda::CublasLibrary& lib = cuda::cublas_library();
+    hook_blas_release();
+    ATTN_CUBLAS_CHECK(lib.cublasLtCreate(&blas_lt_));
+  }
   return blas_lt_;
 }
 

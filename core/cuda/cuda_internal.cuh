@@ -86,9 +86,10 @@ class CudaBackend final : public Backend {
   int sm_count() const { return sm_count_; }
   // Makes this backend's device current on the calling thread.
   void activate();
-  // Gives cached blocks, the cuBLAS handle and the flag word back to CUDA
+  // Gives cached blocks and the flag word back to CUDA
   // (at exit; the backend stays usable and re-creates them on demand).
   void release_cached();
+  void release_blas();  // the cuBLAS handles, at exit (cuda_backend.cu says when)
 
   // A device buffer from the caching allocator, given back when it goes out
   // of scope (stream order keeps queued kernels safe: one stream).
