@@ -68,6 +68,9 @@ expect "attnlab: model: --norm must be layernorm or rmsnorm, got 'batchnorm'" "$
 expect "attnlab: model: --norm-position must be pre or post, got 'mid'" "${T[@]}" --norm-position mid
 expect "attnlab: model: --mlp must be gelu or swiglu, got 'relu'" "${T[@]}" --mlp relu
 expect "attnlab train: --seed: expected a whole number >= 0, got '-1'" "${T[@]}" --seed -1
+expect "attnlab: --threads must be in 1..1024, got 0" "${T[@]}" --threads 0
+expect "attnlab: --threads must be in 1..1024, got 1025" sample --ckpt "$run" --threads 1025
+ATTNLAB_THREADS=two expect "ATTNLAB_THREADS must be a whole number in 1..1024, got 'two'" "${T[@]}"
 expect "attnlab: sample: --temperature must be a finite number >= 0 (0 = greedy), got -1" sample --ckpt "$run" --temperature -1
 expect "attnlab: sample: --temperature must be a finite number >= 0 (0 = greedy), got inf" sample --ckpt "$run" --temperature inf
 expect "attnlab: sample: --top-k must be >= 0, got -1" sample --ckpt "$run" --top-k -1
