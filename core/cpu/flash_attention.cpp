@@ -1,4 +1,4 @@
-// Flash attention on the CPU (the FlashAttention-2 schedule, in plain loops).
+// Flash attention on the CPU (the FlashAttention-2 schedule, in tiles).
 //
 // Dense attention materialises S = q k^T (Tq x Tk) before the softmax. Flash
 // attention walks over key tiles instead, keeping for each query row only:
@@ -9,33 +9,129 @@
 // exp(m - m') (forgetting to rescale l as well as acc is the classic bug).
 // At the end out = acc / l, and lse = m + log l is saved for the backward,
 // which recomputes each probability as exp(score - lse) tile by tile.
-// Memory: O(tile^2 + T d) instead of O(T^2).
+// Memory: O(tile^2 + tile d) of scratch per task instead of O(T^2).
+//
+// Tiles. The forward takes queries in blocks of 64 rows; each block walks
+// the keys it may see in tiles of 64, and a block times a tile is a few
+// small matrix products, done by OpenBLAS sgemm (one BLAS thread, called
+// from each of our threads):
+//   S   = scale * Q_blk K_tile^T           (64 x 64 scores)
+//   P   = exp(S - m)                       (online softmax, row by row)
+//   acc = acc * exp(m_old - m) + P V_tile
+// Rows are read in place through their strides (FlashLayout), so a
+// projection's [B, T, H*d] output needs no transposing copy.
+//
+// Masks. Query i may see keys [lo(i), hi(i)) (causal limit, sliding window);
+// both ends only grow with i, so a query block sees one contiguous span of
+// keys, and only that span is visited: this is where causal attention
+// saves half the work. A tile inside every row's range needs no mask; one
+// that straddles an edge gets -inf for its hidden scores, which exp turns
+// into weight 0.
+//
+// Threads and determinism. Every output element is computed by exactly one
+// task, in a fixed order of tiles that depends on the shapes alone, so a run
+// on 1 thread and one on 8 give bitwise the same numbers (DESIGN.md,
+// "Threads"), with no atomics:
+//   forward   one task per (batch, head, query block): out and lse rows;
+//   backward  D_i = dout_i . out_i, once per row, then two passes; each
+//             recomputes P = exp(S - lse) and dS = P * (dO V^T - D) * scale
+//             tile by tile:
+//     pass 1  one task per (batch, kv head, tile of 64 keys): dV += P^T dO
+//             and dK += dS^T Q, over every query head of the GQA group and
+//             every block of the query rows that see the keys, in order;
+//     pass 2  one task per (batch, head, query block): dQ += dS K over the
+//             block's key span, like the forward.
+//   Pass 2 computes S and dP again (two of the backward's seven products)
+//   rather than have pass 1 add into dQ rows that other tasks share, which
+//   would need atomics (an order that changes from run to run) or a
+//   Tq x Tk-sized stack of partial sums.
+// Under a causal mask the last query blocks (and the first key tiles) do
+// the most work; tasks are numbered in a zigzag order (first, last, second,
+// second last, ...) so that cheap and costly ones alternate and the last
+// tasks the pool hands out are middling, never all the costly end. The
+// order changes who computes a block, never what it computes.
+#include <cblas.h>
+
+#include <algorithm>
 #include <cmath>
-#include <cstdlib>
 #include <limits>
+#include <memory>
+#include <ranges>
 #include <vector>
 
 #include "core/cpu/cpu_backend.h"
+#include "core/cpu/lanes.h"
+#include "core/cpu/parallel.h"
+#include "core/cpu/vmath.h"
 
 namespace attn {
+using namespace cpu;
 
 namespace {
 
-constexpr int64_t kTile = 64;
+// Rows of a query block, keys of a key tile. 64 x 64 x d products run near
+// OpenBLAS's peak at d = 64 (longer key tiles measured no faster), and a
+// task's scratch (two 16 KB tiles, two 64 x d accumulators) stays in cache.
+constexpr int64_t kBlock = 64;
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
-// The keys query i may see: [lo, hi).
-struct KeyRange {
+// ---- which keys a query sees ----
+
+// Half-open ranges [lo, hi) of keys or of query rows.
+struct Span {
   int64_t lo, hi;
 };
 
-KeyRange allowed_keys(const FlashArgs& a, int64_t i) {
+// The keys query i may see.
+Span allowed_keys(const FlashArgs& a, int64_t i) {
   const int64_t pos = a.offset + i;
-  int64_t hi = a.causal ? std::min(a.tk, pos + 1) : a.tk;
-  int64_t lo = a.window > 0 ? std::max<int64_t>(0, pos - a.window + 1) : 0;
-  if (hi < lo) hi = lo;
+  const int64_t lo = a.window > 0 ? std::clamp<int64_t>(pos - a.window + 1, 0, a.tk) : 0;
+  const int64_t hi = a.causal ? std::clamp<int64_t>(pos + 1, lo, a.tk) : a.tk;
   return {lo, hi};
 }
+
+// A rectangle of the score matrix: query rows [i0, i1) by keys [j0, j1).
+struct Tile {
+  int64_t i0, i1, j0, j1;
+  int64_t rows() const { return i1 - i0; }
+  int64_t cols() const { return j1 - j0; }
+};
+
+// Keys seen by at least one row of [i0, i1): from the first row's lo to the
+// last row's hi, since both ends grow with the row.
+Span block_keys(const FlashArgs& a, int64_t i0, int64_t i1) {
+  return {allowed_keys(a, i0).lo, allowed_keys(a, i1 - 1).hi};
+}
+
+// Query rows that see at least one key of [j0, j1): from the first row
+// whose range ends after j0 to the first whose range starts at j1 or later.
+Span block_rows(const FlashArgs& a, int64_t j0, int64_t j1) {
+  const auto rows = std::views::iota(int64_t{0}, a.tq);
+  const int64_t begin =
+      *std::ranges::partition_point(rows, [&](int64_t i) { return allowed_keys(a, i).hi <= j0; });
+  const int64_t end =
+      *std::ranges::partition_point(rows, [&](int64_t i) { return allowed_keys(a, i).lo < j1; });
+  return {begin, std::max(begin, end)};
+}
+
+// The keys of tile t that row i sees, counted from the tile's first key.
+Span visible_in(const FlashArgs& a, int64_t i, const Tile& t) {
+  const Span r = allowed_keys(a, i);
+  const int64_t lo = std::clamp(r.lo - t.j0, int64_t{0}, t.cols());
+  return {lo, std::clamp(r.hi - t.j0, lo, t.cols())};
+}
+
+// Every row of the tile sees every key of it: no mask needed.
+bool fully_visible(const FlashArgs& a, const Tile& t) {
+  return t.j0 >= allowed_keys(a, t.i1 - 1).lo && t.j1 <= allowed_keys(a, t.i0).hi;
+}
+
+// Blocks of a head: how many, and which block task k of a head works on
+// (the zigzag order of the header comment).
+int64_t block_count(int64_t t) { return (t + kBlock - 1) / kBlock; }
+int64_t zigzag(int64_t k, int64_t n) { return k % 2 == 0 ? k / 2 : n - 1 - k / 2; }
+
+// ---- where a head lives ----
 
 // Where head h of batch b starts in an operand of layout `at` (rows follow
 // every at.row floats).
@@ -43,107 +139,251 @@ inline int64_t head_start(const FlashLayout& at, int64_t b, int64_t h) {
   return b * at.batch + h * at.head;
 }
 
-// score(i, j) = scale * q_i . k_j - slope * |pos_i - j|
-inline float score(const FlashArgs& a, const float* qi, const float* kj, int64_t pos, int64_t j,
-                   float slope) {
-  float dot = 0;
-  for (int64_t c = 0; c < a.dim; ++c) dot += qi[c] * kj[c];
-  return dot * a.scale - slope * static_cast<float>(std::llabs(pos - j));
+// The rows one query head works with: its own q (and out, dout, dq, which
+// share q's layout) and the K/V head of its GQA group, read in place.
+struct Head {
+  int64_t b, h, q_at, k_at, v_at;  // offsets of the head's first rows
+  float slope;                     // ALiBi slope, 0 without ALiBi
+};
+
+Head head_of(const FlashArgs& a, int64_t b, int64_t h) {
+  const int64_t kvh = h / (a.heads / a.kv_heads);
+  return {b, h, head_start(a.q_at, b, h), head_start(a.k_at, b, kvh), head_start(a.v_at, b, kvh),
+          a.alibi ? a.alibi[h] : 0.0f};
+}
+
+// ---- small products (row-major, leading dimensions in floats) ----
+
+// C (m x n) = alpha op(A) op(B) + beta C, op(X) = X^T where trans_x.
+void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* A,
+           int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+  cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans,
+              static_cast<int>(m), static_cast<int>(n), static_cast<int>(k), alpha, A,
+              static_cast<int>(lda), B, static_cast<int>(ldb), beta, C, static_cast<int>(ldc));
+}
+
+// ---- row kernels (vectorised: see core/cpu/vmath.h) ----
+
+// s[t] -= slope * |dist0 - t|: the ALiBi penalty of key j0 + t for a query
+// at position j0 + dist0. Distances are exact in float below 2^24.
+ATTN_VECTOR_CLONES void add_alibi(float* s, int64_t n, float slope, int64_t dist0) {
+  const float d0 = static_cast<float>(dist0);
+  for (int64_t t = 0; t < n; ++t) s[t] -= slope * std::fabs(d0 - static_cast<float>(t));
+}
+
+// The largest of s[0, n), in kLanes running maxima. A NaN score is passed
+// over here, but exp carries it into the row's sum, so it still reaches the
+// output. (`#pragma GCC unroll 1` keeps the lane loop a loop: unrolled into
+// 16 scalar maxima, GCC no longer turns them into one vector max.)
+ATTN_VECTOR_CLONES float row_max(const float* s, int64_t n) {
+  float lane[kLanes];
+  std::fill(lane, lane + kLanes, kNegInf);
+  int64_t t = 0;
+  for (; t + kLanes <= n; t += kLanes)
+#pragma GCC unroll 1
+    for (int l = 0; l < kLanes; ++l) lane[l] = lane[l] < s[t + l] ? s[t + l] : lane[l];
+  for (int l = 0; t < n; ++t, ++l) lane[l] = lane[l] < s[t] ? s[t] : lane[l];
+  return *std::max_element(lane, lane + kLanes);
+}
+
+// One step of the online softmax for a row that sees at least one key of
+// the tile: s (n scores) becomes exp(s - m'), and the running max m, sum l
+// and output acc (d floats) move to the new max m'.
+ATTN_VECTOR_CLONES void online_softmax_row(float* s, int64_t n, float& m, float& l, float* acc,
+                                           int64_t d) {
+  const float m_new = std::max(m, row_max(s, n));
+  for (int64_t t = 0; t < n; ++t) s[t] = vmath::exp(s[t] - m_new);
+  if (m_new != m) {
+    const float rescale = vmath::exp(m - m_new);  // 0 on the first tile (m = -inf)
+    l *= rescale;
+    for (int64_t c = 0; c < d; ++c) acc[c] *= rescale;
+  }
+  l += static_cast<float>(sum_of(s, n));
+  m = m_new;
+}
+
+// The backward's probabilities: s becomes exp(s - lse). A row without any
+// allowed key (lse = -inf) has only hidden scores: all its weights are 0.
+ATTN_VECTOR_CLONES void probabilities_row(float* s, int64_t n, float lse) {
+  if (lse == kNegInf) {
+    std::fill(s, s + n, 0.0f);
+    return;
+  }
+  for (int64_t t = 0; t < n; ++t) s[t] = vmath::exp(s[t] - lse);
+}
+
+// dS = P * (dP - D) * scale, in place over dp: the softmax backward, where
+// D = sum_j P_ij dP_ij = dout_i . out_i.
+ATTN_VECTOR_CLONES void softmax_grad_row(float* dp, const float* p, int64_t n, float D, float scale) {
+  for (int64_t t = 0; t < n; ++t) dp[t] = p[t] * (dp[t] - D) * scale;
+}
+
+// ---- one tile ----
+
+// s (t.rows() x t.cols(), dense) = the scores of the tile:
+// scale * q_i . k_j - slope |pos_i - j| where key j is visible, -inf where not.
+void tile_scores(const FlashArgs& a, const Head& hd, const Tile& t, float* s) {
+  const int64_t qs = a.q_at.row, ks = a.k_at.row;
+  sgemm(false, true, t.rows(), t.cols(), a.dim, a.scale, a.q + hd.q_at + t.i0 * qs, qs,
+        a.k + hd.k_at + t.j0 * ks, ks, 0.0f, s, t.cols());
+  const bool masked = !fully_visible(a, t);
+  for (int64_t i = t.i0; i < t.i1; ++i) {
+    float* row = s + (i - t.i0) * t.cols();
+    if (hd.slope != 0) add_alibi(row, t.cols(), hd.slope, a.offset + i - t.j0);
+    if (!masked) continue;
+    const Span r = visible_in(a, i, t);
+    std::fill(row, row + r.lo, kNegInf);
+    std::fill(row + r.hi, row + t.cols(), kNegInf);
+  }
+}
+
+// The backward of one tile, shared by both passes: p = the tile's
+// probabilities, ds = dS = P * (dO V^T - D) * scale. dout and D are the
+// head's (dout in q's layout, D one float per row).
+void tile_grads(const FlashArgs& a, const Head& hd, const Tile& t, const float* dout,
+                const float* lse, const float* D, float* p, float* ds) {
+  const int64_t qs = a.q_at.row, vs = a.v_at.row;
+  tile_scores(a, hd, t, p);
+  for (int64_t i = t.i0; i < t.i1; ++i) probabilities_row(p + (i - t.i0) * t.cols(), t.cols(), lse[i]);
+  sgemm(false, true, t.rows(), t.cols(), a.dim, 1.0f, dout + hd.q_at + t.i0 * qs, qs,
+        a.v + hd.v_at + t.j0 * vs, vs, 0.0f, ds, t.cols());
+  for (int64_t i = t.i0; i < t.i1; ++i) {
+    const int64_t r = (i - t.i0) * t.cols();
+    softmax_grad_row(ds + r, p + r, t.cols(), D[i], a.scale);
+  }
+}
+
+// Room for one tile of scores (or probabilities, or their gradients). Every
+// use writes it before reading it, so it is left uninitialised (a
+// std::vector would zero it for nothing).
+std::unique_ptr<float[]> tile_scratch() {
+  return std::make_unique_for_overwrite<float[]>(kBlock * kBlock);
+}
+
+// Copies rows (n x d, contiguous) to rows of stride `stride` at dst.
+void store_rows(float* dst, int64_t stride, const float* rows, int64_t n, int64_t d) {
+  for (int64_t r = 0; r < n; ++r) std::copy(rows + r * d, rows + (r + 1) * d, dst + r * stride);
+}
+
+// ---- the three kinds of task ----
+
+// Forward of query rows [i0, i1) of one head: out and lse.
+void forward_block(const FlashArgs& a, const Head& hd, int64_t i0, int64_t i1) {
+  const int64_t d = a.dim, rows = i1 - i0, vs = a.v_at.row;
+  const auto s = tile_scratch();
+  std::vector<float> acc(rows * d, 0.0f), m(rows, kNegInf), l(rows, 0.0f);
+  const Span span = block_keys(a, i0, i1);
+  for (int64_t j0 = span.lo; j0 < span.hi; j0 += kBlock) {
+    const Tile t{i0, i1, j0, std::min(j0 + kBlock, span.hi)};
+    tile_scores(a, hd, t, s.get());
+    for (int64_t r = 0; r < rows; ++r) {
+      float* row = s.get() + r * t.cols();
+      const Span seen = visible_in(a, i0 + r, t);
+      if (seen.lo == seen.hi)  // all hidden: weight 0 (and its max, -inf, would give NaN)
+        std::fill(row, row + t.cols(), 0.0f);
+      else
+        online_softmax_row(row, t.cols(), m[r], l[r], &acc[r * d], d);
+    }
+    sgemm(false, false, rows, d, t.cols(), 1.0f, s.get(), t.cols(), a.v + hd.v_at + j0 * vs, vs,
+          1.0f, acc.data(), d);
+  }
+  // A row with no allowed key outputs zeros (and lse = -inf). Any other row
+  // has l >= 1 (its largest score adds exp(0)), or NaN, which must show.
+  float* lse = a.lse + (hd.b * a.heads + hd.h) * a.tq;
+  for (int64_t r = 0; r < rows; ++r) {
+    const bool empty = l[r] == 0;
+    const float inv = empty ? 0.0f : 1.0f / l[r];
+    for (int64_t c = 0; c < d; ++c) acc[r * d + c] *= inv;
+    lse[i0 + r] = empty ? kNegInf : m[r] + std::log(l[r]);
+  }
+  store_rows(a.out + hd.q_at + i0 * a.q_at.row, a.q_at.row, acc.data(), rows, d);
+}
+
+// Backward pass 1 for keys [j0, j1) of kv head kvh: dK and dV, summed over
+// the query heads of its group and their query blocks, in a fixed order.
+void key_tile_grads(const FlashArgs& a, int64_t b, int64_t kvh, int64_t j0, int64_t j1,
+                    const float* dout, const float* D, float* dk, float* dv) {
+  const int64_t d = a.dim, cols = j1 - j0, group = a.heads / a.kv_heads, qs = a.q_at.row;
+  const auto p = tile_scratch(), ds = tile_scratch();
+  std::vector<float> dk_acc(cols * d, 0.0f), dv_acc(cols * d, 0.0f);
+  const Span span = block_rows(a, j0, j1);
+  for (int64_t h = kvh * group; h < (kvh + 1) * group; ++h) {
+    const Head hd = head_of(a, b, h);
+    const float* lse = a.lse + (b * a.heads + h) * a.tq;
+    const float* Dh = D + (b * a.heads + h) * a.tq;
+    for (int64_t i0 = span.lo; i0 < span.hi; i0 += kBlock) {
+      const Tile t{i0, std::min(i0 + kBlock, span.hi), j0, j1};
+      tile_grads(a, hd, t, dout, lse, Dh, p.get(), ds.get());
+      // dV += P^T dO and dK += dS^T Q.
+      sgemm(true, false, cols, d, t.rows(), 1.0f, p.get(), cols, dout + hd.q_at + i0 * qs, qs,
+            1.0f, dv_acc.data(), d);
+      sgemm(true, false, cols, d, t.rows(), 1.0f, ds.get(), cols, a.q + hd.q_at + i0 * qs, qs,
+            1.0f, dk_acc.data(), d);
+    }
+  }
+  store_rows(dk + head_start(a.k_at, b, kvh) + j0 * a.k_at.row, a.k_at.row, dk_acc.data(), cols, d);
+  store_rows(dv + head_start(a.v_at, b, kvh) + j0 * a.v_at.row, a.v_at.row, dv_acc.data(), cols, d);
+}
+
+// Backward pass 2 for query rows [i0, i1) of one head: dQ = sum over its key
+// tiles of dS K, in key order.
+void query_block_grads(const FlashArgs& a, const Head& hd, int64_t i0, int64_t i1,
+                       const float* dout, const float* D, float* dq) {
+  const int64_t d = a.dim, rows = i1 - i0, ks = a.k_at.row;
+  const auto p = tile_scratch(), ds = tile_scratch();
+  std::vector<float> dq_acc(rows * d, 0.0f);
+  const float* lse = a.lse + (hd.b * a.heads + hd.h) * a.tq;
+  const float* Dh = D + (hd.b * a.heads + hd.h) * a.tq;
+  const Span span = block_keys(a, i0, i1);
+  for (int64_t j0 = span.lo; j0 < span.hi; j0 += kBlock) {
+    const Tile t{i0, i1, j0, std::min(j0 + kBlock, span.hi)};
+    tile_grads(a, hd, t, dout, lse, Dh, p.get(), ds.get());
+    sgemm(false, false, rows, d, t.cols(), 1.0f, ds.get(), t.cols(), a.k + hd.k_at + j0 * ks, ks,
+          1.0f, dq_acc.data(), d);
+  }
+  store_rows(dq + hd.q_at + i0 * a.q_at.row, a.q_at.row, dq_acc.data(), rows, d);
+}
+
+// Calls f(batch, head, block start, block end) for every block of `t` rows
+// of every (batch, head) pair, spread over the pool in zigzag order.
+template <class F>
+void for_each_block(int64_t batch, int64_t heads, int64_t t, F&& f) {
+  const int64_t blocks = block_count(t);
+  parallel_for(batch * heads * blocks, 1, [&](int64_t task0, int64_t task1) {
+    for (int64_t task = task0; task < task1; ++task) {
+      const int64_t bh = task / blocks, start = zigzag(task % blocks, blocks) * kBlock;
+      f(bh / heads, bh % heads, start, std::min(start + kBlock, t));
+    }
+  });
 }
 
 }  // namespace
 
 void CpuBackend::flash_attention_forward(const FlashArgs& a) {
-  const int64_t d = a.dim, group = a.heads / a.kv_heads;
-  std::vector<float> s(kTile), acc(d);
-  for (int64_t b = 0; b < a.batch; ++b)
-    for (int64_t h = 0; h < a.heads; ++h) {
-      const int64_t kvh = h / group;  // GQA: read the shared K/V head, no copies
-      const float* q = a.q + head_start(a.q_at, b, h);
-      const float* k = a.k + head_start(a.k_at, b, kvh);
-      const float* v = a.v + head_start(a.v_at, b, kvh);
-      float* out = a.out + head_start(a.q_at, b, h);
-      float* lse = a.lse + (b * a.heads + h) * a.tq;
-      const int64_t qs = a.q_at.row, ks = a.k_at.row, vs = a.v_at.row;  // row strides
-      const float slope = a.alibi ? a.alibi[h] : 0.0f;
-      for (int64_t i = 0; i < a.tq; ++i) {
-        const KeyRange r = allowed_keys(a, i);
-        const float* qi = q + i * qs;
-        float m = kNegInf, l = 0;
-        std::fill(acc.begin(), acc.end(), 0.0f);
-        for (int64_t j0 = r.lo; j0 < r.hi; j0 += kTile) {
-          const int64_t n = std::min(kTile, r.hi - j0);
-          float tile_max = kNegInf;
-          for (int64_t t = 0; t < n; ++t) {
-            s[t] = score(a, qi, k + (j0 + t) * ks, a.offset + i, j0 + t, slope);
-            tile_max = std::max(tile_max, s[t]);
-          }
-          const float m_new = std::max(m, tile_max);
-          const float rescale = std::exp(m - m_new);  // 0 on the first tile (m = -inf)
-          l *= rescale;
-          for (int64_t c = 0; c < d; ++c) acc[c] *= rescale;
-          for (int64_t t = 0; t < n; ++t) {
-            const float p = std::exp(s[t] - m_new);
-            l += p;
-            const float* vj = v + (j0 + t) * vs;
-            for (int64_t c = 0; c < d; ++c) acc[c] += p * vj[c];
-          }
-          m = m_new;
-        }
-        // A row with no allowed key outputs zeros (and lse = -inf).
-        const float inv = l > 0 ? 1.0f / l : 0.0f;
-        for (int64_t c = 0; c < d; ++c) out[i * qs + c] = acc[c] * inv;
-        lse[i] = l > 0 ? m + std::log(l) : kNegInf;
-      }
-    }
+  for_each_block(a.batch, a.heads, a.tq, [&](int64_t b, int64_t h, int64_t i0, int64_t i1) {
+    forward_block(a, head_of(a, b, h), i0, i1);
+  });
 }
 
 void CpuBackend::flash_attention_backward(const FlashArgs& a, const float* dout, float* dq,
                                           float* dk, float* dv) {
-  const int64_t d = a.dim, group = a.heads / a.kv_heads;
-  // Every layout is dense: its B*H*T*d floats, in some order.
-  std::fill(dk, dk + a.batch * a.kv_heads * a.tk * d, 0.0f);
-  std::fill(dv, dv + a.batch * a.kv_heads * a.tk * d, 0.0f);
-  const int64_t qs = a.q_at.row, ks = a.k_at.row, vs = a.v_at.row;  // row strides
-  for (int64_t b = 0; b < a.batch; ++b)
-    for (int64_t h = 0; h < a.heads; ++h) {
-      const int64_t kvh = h / group;
-      const int64_t qoff = head_start(a.q_at, b, h);
-      const float *q = a.q + qoff, *o = a.out + qoff, *g = dout + qoff;
-      const float *k = a.k + head_start(a.k_at, b, kvh), *v = a.v + head_start(a.v_at, b, kvh);
-      const float* lse = a.lse + (b * a.heads + h) * a.tq;
-      float* dqh = dq + qoff;
-      float* dkh = dk + head_start(a.k_at, b, kvh);
-      float* dvh = dv + head_start(a.v_at, b, kvh);
-      const float slope = a.alibi ? a.alibi[h] : 0.0f;
-      for (int64_t i = 0; i < a.tq; ++i) {
-        const float* qi = q + i * qs;
-        const float* gi = g + i * qs;
-        float* dqi = dqh + i * qs;
-        for (int64_t c = 0; c < d; ++c) dqi[c] = 0;
-        if (lse[i] == kNegInf) continue;  // no keys: no gradient
-        // D_i = dout_i . out_i equals sum_j p_ij dP_ij: the softmax
-        // backward's row term, computed without the row of probabilities.
-        float D = 0;
-        for (int64_t c = 0; c < d; ++c) D += gi[c] * o[i * qs + c];
-        const KeyRange r = allowed_keys(a, i);
-        for (int64_t j = r.lo; j < r.hi; ++j) {
-          const float* kj = k + j * ks;
-          const float* vj = v + j * vs;
-          const float p = std::exp(score(a, qi, kj, a.offset + i, j, slope) - lse[i]);
-          float dp = 0;
-          for (int64_t c = 0; c < d; ++c) {
-            dp += gi[c] * vj[c];
-            dvh[j * vs + c] += p * gi[c];
-          }
-          const float ds = p * (dp - D) * a.scale;
-          for (int64_t c = 0; c < d; ++c) {
-            dqi[c] += ds * kj[c];
-            dkh[j * ks + c] += ds * qi[c];
-          }
-        }
-      }
+  // D_i = dout_i . out_i equals sum_j p_ij dP_ij: the softmax backward's row
+  // term, computed without the row of probabilities, once for both passes.
+  const int64_t bh = a.batch * a.heads;
+  std::vector<float> D(bh * a.tq);
+  parallel_for(bh * a.tq, rows_per_chunk(a.dim), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {  // r = (b * heads + h) * tq + i, as in lse
+      const int64_t b = r / (a.heads * a.tq), h = r / a.tq % a.heads, i = r % a.tq;
+      const int64_t at = head_start(a.q_at, b, h) + i * a.q_at.row;
+      D[r] = static_cast<float>(dot_of(dout + at, a.out + at, a.dim));
     }
+  });
+  for_each_block(a.batch, a.kv_heads, a.tk, [&](int64_t b, int64_t kvh, int64_t j0, int64_t j1) {
+    key_tile_grads(a, b, kvh, j0, j1, dout, D.data(), dk, dv);
+  });
+  for_each_block(a.batch, a.heads, a.tq, [&](int64_t b, int64_t h, int64_t i0, int64_t i1) {
+    query_block_grads(a, head_of(a, b, h), i0, i1, dout, D.data(), dq);
+  });
 }
 
 }  // namespace attn

@@ -69,25 +69,19 @@ inline double sum_exp_of(const float* x, float shift, int64_t n) {
   return s;
 }
 
-// Largest element; NaN if any element is NaN (a NaN must not hide).
+// Largest element; NaN if any element is NaN (a NaN must not hide): a NaN
+// taken into a lane stays there, since no comparison with it is true.
 inline float max_of(const float* x, int64_t n) {
+  auto pick = [](float best, float v) { return v > best || v != v ? v : best; };
   float lane[kLanes];
   for (int l = 0; l < kLanes; ++l) lane[l] = -__builtin_inff();
-  bool nan = false;
   int64_t i = 0;
   for (; i + kLanes <= n; i += kLanes)
-    for (int l = 0; l < kLanes; ++l) {
-      const float v = x[i + l];
-      nan |= v != v;
-      lane[l] = v > lane[l] ? v : lane[l];
-    }
-  for (int l = 0; i < n; ++i, ++l) {
-    nan |= x[i] != x[i];
-    lane[l] = x[i] > lane[l] ? x[i] : lane[l];
-  }
+    for (int l = 0; l < kLanes; ++l) lane[l] = pick(lane[l], x[i + l]);
+  for (int l = 0; i < n; ++i, ++l) lane[l] = pick(lane[l], x[i]);
   float m = lane[0];
-  for (int l = 1; l < kLanes; ++l) m = lane[l] > m ? lane[l] : m;
-  return nan ? __builtin_nanf("") : m;
+  for (int l = 1; l < kLanes; ++l) m = pick(m, lane[l]);
+  return m;
 }
 
 }  // namespace attn::cpu

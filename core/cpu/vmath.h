@@ -26,9 +26,10 @@
 // Loops that call these functions are compiled three times, for AVX-512,
 // AVX2+FMA and baseline x86-64, and the loader picks the best one the CPU
 // has (GCC function multiversioning): a binary built for any x86-64 still
-// runs everywhere. The project compiles in ISO C++ mode, where GCC does not
-// contract a * b + c into an FMA, so every clone computes bitwise the same
-// result: a machine's vector width never changes a number.
+// runs everywhere. The AVX clones may fuse a * b + c into one FMA, so two
+// machines of different vector width can differ in the last bit, as their
+// OpenBLAS kernels do anyway; on one machine the result never depends on
+// the thread count (core/threads.h).
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
 #define ATTN_VECTOR_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
