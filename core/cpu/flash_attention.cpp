@@ -56,7 +56,6 @@
 #include <cmath>
 #include <limits>
 #include <memory>
-#include <ranges>
 #include <vector>
 
 #include "core/cpu/cpu_backend.h"
@@ -103,14 +102,26 @@ Span block_keys(const FlashArgs& a, int64_t i0, int64_t i1) {
   return {allowed_keys(a, i0).lo, allowed_keys(a, i1 - 1).hi};
 }
 
+// The first row of [0, n) where `holds` is false, for a condition that holds
+// on a prefix of the rows and fails on the rest (a binary search).
+template <class Pred>
+int64_t first_row_failing(int64_t n, Pred holds) {
+  int64_t lo = 0, hi = n;
+  while (lo < hi) {
+    const int64_t mid = lo + (hi - lo) / 2;
+    if (holds(mid))
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return lo;
+}
+
 // Query rows that see at least one key of [j0, j1): from the first row
 // whose range ends after j0 to the first whose range starts at j1 or later.
 Span block_rows(const FlashArgs& a, int64_t j0, int64_t j1) {
-  const auto rows = std::views::iota(int64_t{0}, a.tq);
-  const int64_t begin =
-      *std::ranges::partition_point(rows, [&](int64_t i) { return allowed_keys(a, i).hi <= j0; });
-  const int64_t end =
-      *std::ranges::partition_point(rows, [&](int64_t i) { return allowed_keys(a, i).lo < j1; });
+  const int64_t begin = first_row_failing(a.tq, [&](int64_t i) { return allowed_keys(a, i).hi <= j0; });
+  const int64_t end = first_row_failing(a.tq, [&](int64_t i) { return allowed_keys(a, i).lo < j1; });
   return {begin, std::max(begin, end)};
 }
 

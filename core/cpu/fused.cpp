@@ -214,9 +214,9 @@ void CpuBackend::cross_entropy_backward(float* dz, const float* logits, const fl
 
 void CpuBackend::adamw(const AdamWTensor* tensors, int count, const AdamW& h) {
   for (int k = 0; k < count; ++k) {
-    const auto [p, g, m, v, n, weight_decay] = tensors[k];
-    parallel_for(n, kElementGrain, [&](int64_t b, int64_t e) {
-      adamw_range(p + b, g + b, m + b, v + b, e - b, weight_decay, h);
+    const AdamWTensor& t = tensors[k];
+    parallel_for(t.n, kElementGrain, [&](int64_t b, int64_t e) {
+      adamw_range(t.param + b, t.grad + b, t.m + b, t.v + b, e - b, t.weight_decay, h);
     });
   }
 }
