@@ -61,7 +61,11 @@ inline float exp(float x) {
   constexpr float kLog2e = 1.44269504088896341f;
   constexpr float kLn2Hi = 0.693359375f;        // 8 significant bits
   constexpr float kLn2Lo = -2.12194440e-4f;     // ln2 - kLn2Hi
-  const float xc = x < -104.0f ? -104.0f : (x > 89.0f ? 89.0f : x);
+  // Clamped so that 2^n stays within pow2's reach; written so that a NaN
+  // becomes -104 (both comparisons are false for NaN) and never reaches
+  // the float-to-int conversion, where it would be undefined behaviour.
+  const float lower = x > -104.0f ? x : -104.0f;
+  const float xc = lower < 89.0f ? lower : 89.0f;
   const float n = round_nearest(xc * kLog2e);
   const float r = (xc - n * kLn2Hi) - n * kLn2Lo;
   float q = 1.0f / 5040;
@@ -99,7 +103,8 @@ inline float expm1(float x) {
 // textbook 1 - 2 / (e^2x + 1) would lose every digit. |x| is clamped at 9,
 // past which tanh rounds to +-1 in float (and e^18 cannot overflow).
 inline float tanh(float x) {
-  const float xc = x < -9.0f ? -9.0f : (x > 9.0f ? 9.0f : x);
+  const float lower = x > -9.0f ? x : -9.0f;  // NaN becomes -9, then is put back
+  const float xc = lower < 9.0f ? lower : 9.0f;
   const float e = expm1(2.0f * xc);
   const float t = e / (e + 2.0f);
   return x != x ? x : t;
