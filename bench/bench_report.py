@@ -33,7 +33,7 @@ def runs_by(path, key):
 
 
 def median_of(runs, field):
-    values = [r[field] for r in runs if field in r]
+    values = [r[field] for r in runs if r.get(field) is not None]  # null: not measured (CPU peak)
     return round(statistics.median(values), 3) if values else None
 
 
