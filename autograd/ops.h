@@ -8,6 +8,7 @@
 #pragma once
 #include <vector>
 
+#include "core/philox.h"
 #include "core/tensor.h"
 
 namespace attn {
@@ -124,6 +125,16 @@ Tensor rms_norm(const Tensor& x, const Tensor& weight, float eps = 1e-5f);
 // Mean over rows of -log softmax(logits)[target]; logits [..., V], targets
 // int64 [...] (the same leading shape).
 Tensor cross_entropy(const Tensor& logits, const Tensor& targets);
+
+// ---- dropout (ops_dropout.cpp) ----
+// Each element kept with probability 1 - p and scaled by 1 / (1 - p), the
+// rest zeroed; the decisions come from Philox (core/philox.h): stream
+// (seed, offset), sample first_sample + row for each row along dim 0, and
+// the element's index within its row. Same inputs, same mask, on any device.
+Tensor dropout(const Tensor& x, float p, const philox::Stream& stream, int64_t first_sample);
+// residual + dropout(x) in one pass (a transformer block's residual branch).
+Tensor dropout_add(const Tensor& residual, const Tensor& x, float p, const philox::Stream& stream,
+                   int64_t first_sample);
 
 // ---- indexing and masks (ops_index.cpp) ----
 Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index);

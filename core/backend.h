@@ -8,6 +8,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "core/attention_dropout.h"
+
 namespace attn {
 
 constexpr int kMaxDims = 8;
@@ -91,6 +93,26 @@ struct FlashArgs {
   FlashLayout q_at, k_at, v_at;
 };
 
+// Dropout from counter-based random numbers (core/philox.h): element i of a
+// tensor whose rows are samples of `sample_size` elements is element
+// i % sample_size of sample first_sample + i / sample_size, and is kept when
+// philox::keep(stream (seed, offset), sample, element, p). The same stream
+// gives the same mask on every device and thread count.
+struct DropoutArgs {
+  uint64_t seed = 0, offset = 0;
+  int64_t first_sample = 0, sample_size = 1;
+  float p = 0;
+};
+
+// A block of an attention-probability matrix [B, H, Tq, Tk]: query rows
+// [row0, row0 + rows) and keys [col0, col0 + cols) of every (b, h), stored
+// contiguously as [B, H, rows, cols]. The banded window path holds its
+// probabilities in such blocks; the dense path's whole matrix is one.
+struct ProbabilityBlock {
+  int64_t batch = 0, heads = 0, tq = 0, tk = 0;
+  int64_t row0 = 0, rows = 0, col0 = 0, cols = 0;
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -133,6 +155,19 @@ class Backend {
   // dx = scale * y * (dy - sum_j dy * y), zero past the causal limit.
   virtual void causal_softmax_backward(float* dx, const float* y, const float* dy, int64_t rows,
                                        int64_t tq, int64_t tk, int64_t offset, float scale) = 0;
+
+  // out[i] = (add ? add[i] : 0) + (kept(i) ? in[i] / (1 - p) : 0), for n
+  // contiguous elements. The forward of dropout (in = x), its backward (in =
+  // the upstream gradient: the same mask, regenerated), and dropout fused
+  // with the residual add that follows it (add = the residual).
+  virtual void dropout(float* out, const float* in, const float* add, int64_t n,
+                       const DropoutArgs& args) = 0;
+
+  // Attention dropout on a block of probabilities (or of their gradient,
+  // for the backward): out = in * keep / (1 - p), each element kept as
+  // core/attention_dropout.h decides for its (b, h, row0 + r, col0 + c).
+  virtual void attention_dropout(float* out, const float* in, const ProbabilityBlock& block,
+                                 const AttentionDropoutArgs& args) = 0;
 
   // out[i, :] = table[idx[i], :]. Returns -1 if all indices are in
   // [0, table_rows), otherwise the position of the first bad index.
@@ -194,9 +229,16 @@ class Backend {
   // The backward recomputes the probabilities from q, k and the saved lse;
   // dq, dk, dv are written (dk/dv summed over the query heads sharing them).
   // Devices without it fail with a message naming the device.
-  virtual void flash_attention_forward(const FlashArgs& args);
+  // `dropout` (null = none) drops probabilities as core/attention_dropout.h
+  // says: out = (P * Z) V with Z = keep / (1 - p), the softmax normalised
+  // over the undropped P; the backward regenerates Z. It travels beside
+  // FlashArgs, not in it: chapter 14's student kernel implements FlashArgs
+  // as it is and never sees dropout.
+  virtual void flash_attention_forward(const FlashArgs& args,
+                                       const AttentionDropoutArgs* dropout = nullptr);
   virtual void flash_attention_backward(const FlashArgs& args, const float* dout, float* dq,
-                                        float* dk, float* dv);
+                                        float* dk, float* dv,
+                                        const AttentionDropoutArgs* dropout = nullptr);
 };
 
 }  // namespace attn

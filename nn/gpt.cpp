@@ -80,11 +80,11 @@ AttentionConfig GPTConfig::attention_config() const {
   return ac;
 }
 
-Block::Block(const GPTConfig& c, Generator& gen, Generator& dropout_gen)
-    : pre_(c.norm_position == "pre"), dropout_(c.dropout), dropout_gen_(&dropout_gen) {
-  norm1_ = register_module("norm1", std::make_shared<Norm>(c.norm, c.embd));
+Block::Block(const GPTConfig& c, Generator& gen, DropoutSource& dropout_source)
+    : pre_(c.norm_position == "pre"), dropout_(c.dropout), dropout_source_(&dropout_source) {
+  norm1_ = register_module("norm1", std::make_shared<Norm>(c.norm, c.embd, c.bias));
   attn_ = register_module("attn", make_attention(c.attention, c.attention_config(), gen));
-  norm2_ = register_module("norm2", std::make_shared<Norm>(c.norm, c.embd));
+  norm2_ = register_module("norm2", std::make_shared<Norm>(c.norm, c.embd, c.bias));
   if (c.mlp == "swiglu")
     mlp_ = register_module("mlp", std::shared_ptr<FeedForward>(std::make_shared<SwiGLU>(c.embd, c.layers, c.bias, gen)));
   else
@@ -104,31 +104,35 @@ Tensor Block::forward_cached(const Tensor& x, KVCache& cache, int64_t layer) {
 
 Tensor Block::run(const Tensor& x, KVCache* cache, int64_t layer) {
   const bool train = training();
-  auto branch = [&](const Tensor& y) { return dropout(y, dropout_, train, *dropout_gen_); };
+  // residual + dropout(branch output), one fused pass.
+  auto residual = [&](const Tensor& r, const Tensor& y) {
+    return dropout_add(r, y, dropout_, train, *dropout_source_);
+  };
   auto attend = [&](const Tensor& y) {
     return cache ? attn_->forward_cached(y, *cache, layer) : attn_->forward(y);
   };
   if (pre_) {
-    const Tensor h = add(x, branch(attend(norm1_->forward(x))));
-    return add(h, branch(mlp_->forward(norm2_->forward(h))));
+    const Tensor h = residual(x, attend(norm1_->forward(x)));
+    return residual(h, mlp_->forward(norm2_->forward(h)));
   }
-  const Tensor h = norm1_->forward(add(x, branch(attend(x))));
-  return norm2_->forward(add(h, branch(mlp_->forward(h))));
+  const Tensor h = norm1_->forward(residual(x, attend(x)));
+  return norm2_->forward(residual(h, mlp_->forward(h)));
 }
 
 // ---- GPT ----
 
-GPT::GPT(const GPTConfig& c, uint64_t seed) : config_(c), dropout_gen_(seed ^ 0x5eedULL) {
+GPT::GPT(const GPTConfig& c, uint64_t seed) : config_(c) {
+  dropout_source_.seed = seed ^ 0x5eedULL;
   c.validate();
   Generator gen(seed);
   wte_ = register_module("wte", std::make_shared<Embedding>(c.vocab, c.embd, gen));
   for (int64_t i = 0; i < c.layers; ++i)
     blocks_.push_back(register_module("blocks." + std::to_string(i),
-                                      std::make_shared<Block>(c, gen, dropout_gen_)));
+                                      std::make_shared<Block>(c, gen, dropout_source_)));
   // RoPE and ALiBi put positions into the attention itself.
   if (!blocks_.front()->attention().encodes_positions())
     wpe_ = register_module("wpe", std::make_shared<Embedding>(c.block_size, c.embd, gen));
-  final_norm_ = register_module("norm_f", std::make_shared<Norm>(c.norm, c.embd));
+  final_norm_ = register_module("norm_f", std::make_shared<Norm>(c.norm, c.embd, c.bias));
   if (!c.tie_weights)
     head_ = register_module("head", std::make_shared<Linear>(c.embd, c.vocab, false, gen));
 }
@@ -143,7 +147,7 @@ Tensor GPT::embed(const Tensor& ids, int64_t offset) {
   if (wpe_)
     x = add(x, wpe_->forward(arange(static_cast<double>(offset), static_cast<double>(offset + T), 1,
                                     DType::Int64, ids.device())));
-  return dropout(x, config_.dropout, training(), dropout_gen_);
+  return dropout(x, config_.dropout, training(), dropout_source_);
 }
 
 Tensor GPT::forward(const Tensor& ids) {

@@ -22,7 +22,7 @@ struct GPTConfig {
   std::string norm_position = "pre";  // pre | post
   std::string mlp = "gelu";           // gelu | swiglu
   bool tie_weights = true;            // LM head shares the token embedding
-  bool bias = true;
+  bool bias = true;                   // linear layers and LayerNorms add a bias (--bias)
 
   // One line per problem, naming the field, the value and what is allowed.
   void validate() const;
@@ -39,7 +39,7 @@ struct GPTConfig {
 // why deep pre-norm stacks train without warmup tricks.
 class Block : public Module {
  public:
-  Block(const GPTConfig& config, Generator& gen, Generator& dropout_gen);
+  Block(const GPTConfig& config, Generator& gen, DropoutSource& dropout_source);
   Tensor forward(const Tensor& x);
   Tensor forward_cached(const Tensor& x, KVCache& cache, int64_t layer);
   Attention& attention() { return *attn_; }
@@ -51,7 +51,7 @@ class Block : public Module {
   Tensor run(const Tensor& x, KVCache* cache, int64_t layer);
   bool pre_;
   float dropout_;
-  Generator* dropout_gen_;
+  DropoutSource* dropout_source_;
   std::shared_ptr<Norm> norm1_, norm2_;
   std::shared_ptr<Attention> attn_;
   std::shared_ptr<FeedForward> mlp_;
@@ -71,14 +71,15 @@ class GPT : public Module {
   // Records a new attention spec after surgery (nn/surgery.h).
   void set_attention_spec(const std::string& spec) { config_.attention = spec; }
   std::vector<std::shared_ptr<Block>>& blocks() { return blocks_; }
-  // Dropout draws from this generator; checkpoints save its state.
-  Generator& dropout_generator() { return dropout_gen_; }
+  // Dropout's random numbers; the trainer sets first_sample each step and
+  // checkpoints save seed and offset.
+  DropoutSource& dropout_source() { return dropout_source_; }
 
  private:
   Tensor embed(const Tensor& ids, int64_t offset);
   Tensor head(const Tensor& x);
   GPTConfig config_;
-  Generator dropout_gen_;
+  DropoutSource dropout_source_;
   std::shared_ptr<Embedding> wte_, wpe_;
   std::vector<std::shared_ptr<Block>> blocks_;
   std::shared_ptr<Norm> final_norm_;

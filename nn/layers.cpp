@@ -9,13 +9,17 @@
 
 namespace attn {
 
-Tensor dropout(const Tensor& x, float p, bool training, Generator& gen) {
+Tensor dropout(const Tensor& x, float p, bool training, DropoutSource& source) {
   check(p >= 0 && p < 1, "dropout: p must be in [0, 1), got ", p);
   if (!training || p == 0) return x;
-  std::vector<float> keep(x.numel());
-  const float scale = 1.0f / (1.0f - p);
-  for (float& k : keep) k = gen.uniform() < p ? 0.0f : scale;
-  return mul(x, from_vector(keep, x.shape(), x.device()));
+  return dropout(x, p, source.next(), source.first_sample);
+}
+
+Tensor dropout_add(const Tensor& residual, const Tensor& x, float p, bool training,
+                   DropoutSource& source) {
+  check(p >= 0 && p < 1, "dropout: p must be in [0, 1), got ", p);
+  if (!training || p == 0) return add(residual, x);
+  return dropout_add(residual, x, p, source.next(), source.first_sample);
 }
 
 Embedding::Embedding(int64_t count, int64_t dim, Generator& gen, float init_std) {
@@ -73,18 +77,21 @@ Tensor BatchNorm1d::forward(const Tensor& x) {
   return add(mul(div(sub(x, m), sqrt(add(v, eps_))), *weight_), *bias_);
 }
 
-Norm::Norm(const std::string& kind, int64_t dim, float eps) : rms_(kind == "rmsnorm"), eps_(eps) {
+Norm::Norm(const std::string& kind, int64_t dim, bool bias, float eps)
+    : rms_(kind == "rmsnorm"), eps_(eps) {
   check(kind == "layernorm" || kind == "rmsnorm", "norm: must be layernorm or rmsnorm, got '",
         kind, "'");
   weight_ = &register_parameter("weight", ones({dim}));
-  if (!rms_) bias_ = &register_parameter("bias", zeros({dim}));
+  if (!rms_ && bias) bias_ = &register_parameter("bias", zeros({dim}));
 }
 
 Tensor Norm::forward(const Tensor& x) const {
-  return rms_ ? rms_norm(x, *weight_, eps_) : layer_norm(x, *weight_, *bias_, eps_);
+  // layer_norm takes an undefined bias as "no shift" (as LayerNorm does).
+  return rms_ ? rms_norm(x, *weight_, eps_)
+              : layer_norm(x, *weight_, bias_ ? *bias_ : Tensor(), eps_);
 }
 
-Dropout::Dropout(float p, Generator& gen) : p_(p), gen_(&gen) {
+Dropout::Dropout(float p, DropoutSource& source) : p_(p), source_(&source) {
   check(p >= 0 && p < 1, "Dropout: p must be in [0, 1), got ", p);
 }
 

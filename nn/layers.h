@@ -2,14 +2,29 @@
 #pragma once
 #include <string>
 
+#include "core/philox.h"
 #include "nn/linear.h"
 
 namespace attn {
 
+// Where a model's dropout gets its random numbers: one Philox stream (seed,
+// offset) whose offset moves on by one for every dropout call in training,
+// and the data-order index of the batch's first sample, which the trainer
+// sets before each step. A checkpoint saves seed and offset: a resumed run
+// draws the masks an unbroken one would.
+struct DropoutSource {
+  uint64_t seed = 0, offset = 0;
+  int64_t first_sample = 0;
+  philox::Stream next() { return {seed, offset++}; }
+};
+
 // Inverted dropout: in training, zero each element with probability p and
-// scale the survivors by 1/(1-p), so evaluation needs no rescaling. The mask
-// comes from `gen`, so a seeded run drops the same elements every time.
-Tensor dropout(const Tensor& x, float p, bool training, Generator& gen);
+// scale the survivors by 1/(1-p), so evaluation needs no rescaling (and
+// draws nothing). Rows along dim 0 are the batch's samples.
+Tensor dropout(const Tensor& x, float p, bool training, DropoutSource& source);
+// residual + dropout(x), fused into one pass.
+Tensor dropout_add(const Tensor& residual, const Tensor& x, float p, bool training,
+                   DropoutSource& source);
 
 class Embedding : public Module {
  public:
@@ -63,10 +78,12 @@ class BatchNorm1d : public Module {
 };
 
 // LayerNorm or RMSNorm, chosen by name ("layernorm" | "rmsnorm"): what a
-// transformer block is configured with.
+// transformer block is configured with. `bias` = false drops LayerNorm's
+// shift, as nanoGPT's bias=False does (the model's --bias switches the
+// linear layers and the norms together); RMSNorm never has one.
 class Norm : public Module {
  public:
-  Norm(const std::string& kind, int64_t dim, float eps = 1e-5f);
+  Norm(const std::string& kind, int64_t dim, bool bias = true, float eps = 1e-5f);
   Tensor forward(const Tensor& x) const;
 
  private:
@@ -78,12 +95,12 @@ class Norm : public Module {
 
 class Dropout : public Module {
  public:
-  Dropout(float p, Generator& gen);
-  Tensor forward(const Tensor& x) { return dropout(x, p_, training(), *gen_); }
+  Dropout(float p, DropoutSource& source);
+  Tensor forward(const Tensor& x) { return dropout(x, p_, training(), *source_); }
 
  private:
   float p_;
-  Generator* gen_;
+  DropoutSource* source_;
 };
 
 // The position-wise feed-forward part of a block.

@@ -74,6 +74,14 @@ const CLI::Validator kWholeNumber(
     },
     "UINT");
 
+// For yes/no options (--bias): CLI11 2.1 would also take "on", "2" or
+// "-5" (false), so a typo could turn a switch off without a word.
+const CLI::Validator kTrueFalse(
+    [](std::string& s) {
+      return s == "true" || s == "false" ? std::string() : "expected true or false, got '" + s + "'";
+    },
+    "");
+
 // The subcommand chain parsed so far, e.g. "attnlab train".
 std::string command_path(const CLI::App* app, const CLI::App** deepest) {
   std::string where = "attnlab";
@@ -151,12 +159,17 @@ void add_train_options(CLI::App* cmd, TrainOptions& o) {
   cmd->add_option("--min-lr", o.min_lr, "learning rate at the end of the cosine decay")->capture_default_str();
   cmd->add_option("--warmup", o.warmup, "linear warmup steps")->capture_default_str();
   cmd->add_option("--weight-decay", o.weight_decay, "AdamW decoupled weight decay (matrices only)")->capture_default_str();
+  cmd->add_option("--beta1", o.beta1, "AdamW decay of the gradient average, in [0, 1)")->capture_default_str();
+  cmd->add_option("--beta2", o.beta2, "AdamW decay of the squared-gradient average, in [0, 1)")->capture_default_str();
   cmd->add_option("--grad-clip", o.grad_clip, "global gradient-norm clip, 0 = off")->capture_default_str();
   cmd->add_option("--optimizer", o.optimizer, "adamw or sgd")->capture_default_str();
   cmd->add_option("--dropout", m.dropout, "dropout probability")->capture_default_str();
   cmd->add_option("--norm", m.norm, "layernorm or rmsnorm")->capture_default_str();
   cmd->add_option("--norm-position", m.norm_position, "pre or post")->capture_default_str();
   cmd->add_option("--mlp", m.mlp, "gelu or swiglu")->capture_default_str();
+  // Shown as "--bias true|false=true": CLI11 would write BOOLEAN=1, and 1 is refused.
+  cmd->add_option("--bias", m.bias, "biases in the linear layers and LayerNorms (false: none, as nanoGPT's bias=False)")
+      ->check(kTrueFalse)->type_name("true|false")->default_str("true");
   cmd->add_option("--eval-every", o.eval_every, "evaluate (and checkpoint) every N steps")->capture_default_str();
   cmd->add_option("--eval-batches", o.eval_batches, "batches per evaluation")->capture_default_str();
   cmd->add_option("--log-every", o.log_every, "log the batch loss every N steps")->capture_default_str();

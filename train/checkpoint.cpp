@@ -12,21 +12,23 @@ namespace {
 
 constexpr const char* kFormat = "attnlab-checkpoint-1";
 
-// The generator's four 64-bit words, bit for bit, as an int64 tensor.
-Tensor rng_tensor(const std::array<uint64_t, 4>& s) {
-  std::vector<int64_t> v(4);
-  std::memcpy(v.data(), s.data(), sizeof(uint64_t) * 4);
-  return from_ints(v, {4});
+// A generator's 64-bit words, bit for bit, as an int64 tensor.
+template <size_t N>
+Tensor rng_tensor(const std::array<uint64_t, N>& s) {
+  std::vector<int64_t> v(N);
+  std::memcpy(v.data(), s.data(), sizeof(uint64_t) * N);
+  return from_ints(v, {static_cast<int64_t>(N)});
 }
 
-std::array<uint64_t, 4> rng_state(const std::string& path, const std::map<std::string, Tensor>& t,
+template <size_t N>
+std::array<uint64_t, N> rng_state(const std::string& path, const std::map<std::string, Tensor>& t,
                                    const std::string& name) {
   auto it = t.find(name);
-  check(it != t.end() && it->second.dtype() == DType::Int64 && it->second.numel() == 4,
-        "checkpoint '", path, "': tensor '", name, "' is missing or is not int64 [4]");
+  check(it != t.end() && it->second.dtype() == DType::Int64 && it->second.numel() == static_cast<int64_t>(N),
+        "checkpoint '", path, "': tensor '", name, "' is missing or is not int64 [", N, "]");
   const std::vector<int64_t> v = it->second.to_int_vector();
-  std::array<uint64_t, 4> s{};
-  std::memcpy(s.data(), v.data(), sizeof(uint64_t) * 4);
+  std::array<uint64_t, N> s{};
+  std::memcpy(s.data(), v.data(), sizeof(uint64_t) * N);
   return s;
 }
 
@@ -49,7 +51,7 @@ void save_checkpoint(const std::string& path, const CheckpointData& d) {
   for (const auto& [name, t] : d.model) tensors.emplace_back("model." + name, t);
   for (const auto& [name, t] : d.optimizer) tensors.emplace_back("optim." + name, t);
   tensors.emplace_back("rng.batches", rng_tensor(d.batch_rng));
-  tensors.emplace_back("rng.dropout", rng_tensor(d.dropout_rng));
+  if (d.dropout_stream) tensors.emplace_back("rng.dropout_stream", rng_tensor(*d.dropout_stream));
   const std::map<std::string, std::string> metadata = {
       {"format", kFormat},
       {"step", std::to_string(d.step)},
@@ -89,8 +91,9 @@ CheckpointData load_checkpoint(const std::string& path) {
     if (name.rfind("model.", 0) == 0) d.model.emplace(name.substr(6), t);
     else if (name.rfind("optim.", 0) == 0) d.optimizer.emplace_back(name.substr(6), t);
   }
-  d.batch_rng = rng_state(path, file.tensors, "rng.batches");
-  d.dropout_rng = rng_state(path, file.tensors, "rng.dropout");
+  d.batch_rng = rng_state<4>(path, file.tensors, "rng.batches");
+  if (file.tensors.count("rng.dropout_stream"))
+    d.dropout_stream = rng_state<2>(path, file.tensors, "rng.dropout_stream");
   return d;
 }
 

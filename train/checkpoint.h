@@ -1,9 +1,12 @@
 // Checkpoints: everything a run needs to continue exactly where it stopped,
 // in one safetensors file (train/safetensors.h):
-//   tensors   model.<param name>, optim.<state name>, rng.batches, rng.dropout
+//   tensors   model.<param name>, optim.<state name>, rng.batches,
+//             rng.dropout_stream (the dropout Philox stream: seed, offset)
 //   metadata  format, step, model_config (JSON), tokenizer (JSON), train_options (JSON)
 #pragma once
+#include <array>
 #include <map>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -19,7 +22,10 @@ struct CheckpointData {
   std::string model_config, tokenizer, train_options;  // JSON texts
   std::map<std::string, Tensor> model;                 // parameter name -> values
   std::vector<std::pair<std::string, Tensor>> optimizer;
-  std::array<uint64_t, 4> batch_rng{}, dropout_rng{};
+  std::array<uint64_t, 4> batch_rng{};
+  // Absent in checkpoints written before dropout used Philox (they held a
+  // generator state, "rng.dropout", that no longer means anything).
+  std::optional<std::array<uint64_t, 2>> dropout_stream;
 };
 
 // `path` is a file; written to a temporary name and renamed.

@@ -52,7 +52,7 @@ ConvertResult convert(const ConvertOptions& o) {
   AdamW fresh(target->named_parameters(), t.lr);
   start.optimizer = fresh.state();
   start.batch_rng = Generator(t.seed + 3).state();
-  start.dropout_rng = target->dropout_generator().state();
+  start.dropout_stream = {target->dropout_source().seed, target->dropout_source().offset};
   save_checkpoint(checkpoint_path(o.out), start);
   t.resume = o.out;
   r.after_finetune = train(t).final_val_loss;

@@ -32,6 +32,9 @@ void load_named(const std::vector<std::pair<std::string, Tensor>>& state, const 
 AdamW::AdamW(NamedParams params, float lr, float beta1, float beta2, float eps, float weight_decay)
     : Optimizer(std::move(params), lr), beta1_(beta1), beta2_(beta2), eps_(eps),
       weight_decay_(weight_decay) {
+  // The bias correction divides by 1 - beta^t: beta = 1 divides by zero.
+  check(beta1 >= 0 && beta1 < 1, "AdamW: beta1 must be in [0, 1), got ", beta1);
+  check(beta2 >= 0 && beta2 < 1, "AdamW: beta2 must be in [0, 1), got ", beta2);
   for (auto& [name, p] : params_) {
     m_.push_back(zeros(p->shape(), DType::Float32, p->device()));
     v_.push_back(zeros(p->shape(), DType::Float32, p->device()));

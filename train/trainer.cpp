@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -39,6 +40,10 @@ void TrainOptions::validate() const {
   check(min_lr >= 0 && min_lr <= lr, "train: --min-lr must be in [0, lr], got ", min_lr);
   check(warmup >= 0, "train: --warmup must be >= 0, got ", warmup);
   check(weight_decay >= 0, "train: --weight-decay must be >= 0, got ", weight_decay);
+  // beta = 1 never forgets the first gradient, and AdamW's bias correction
+  // 1 - beta^t divides by zero; a negative beta makes no average.
+  check(beta1 >= 0 && beta1 < 1, "train: --beta1 must be in [0, 1), got ", beta1);
+  check(beta2 >= 0 && beta2 < 1, "train: --beta2 must be in [0, 1), got ", beta2);
   check(grad_clip >= 0, "train: --grad-clip must be >= 0 (0 = off), got ", grad_clip);
   check(eval_every >= 1, "train: --eval-every must be >= 1, got ", eval_every);
   check(eval_batches >= 1, "train: --eval-batches must be >= 1, got ", eval_batches);
@@ -63,6 +68,8 @@ std::string TrainOptions::to_json() const {
             {"min_lr", min_lr},
             {"warmup", warmup},
             {"weight_decay", weight_decay},
+            {"beta1", beta1},
+            {"beta2", beta2},
             {"grad_clip", grad_clip},
             {"eval_every", eval_every},
             {"eval_batches", eval_batches},
@@ -97,6 +104,18 @@ TrainOptions TrainOptions::from_json(const std::string& text) {
     o.min_lr = j.at("min_lr");
     o.warmup = integer("warmup");
     o.weight_decay = j.at("weight_decay");
+    // Absent from runs stored before --beta1/--beta2 existed: those trained
+    // with the then fixed 0.9 and 0.95, so that is what they resume with
+    // (spelled out, not TrainOptions' defaults, which may change one day).
+    auto beta = [&](const char* key, float before_it_was_stored) {
+      if (!j.contains(key)) return before_it_was_stored;
+      const json& v = j.at(key);
+      check(v.is_number(), "train: stored options are not valid: ", key, " is ", v.dump(),
+            ", expected a number");
+      return v.get<float>();
+    };
+    o.beta1 = beta("beta1", 0.9f);
+    o.beta2 = beta("beta2", 0.95f);
     o.grad_clip = j.at("grad_clip");
     o.eval_every = integer("eval_every");
     o.eval_batches = integer("eval_batches");
@@ -177,6 +196,16 @@ void plot_losses(const fs::path& path, const std::vector<json>& rows) {
   if (!chart.series.empty()) plot::write_line_chart(path.string(), chart);
 }
 
+// A stored option's value as the user would type it. The float options
+// (--lr, --beta2, ...) are floats widened to JSON doubles, which dump as
+// 0.9900000095367432; the float's own shortest form is 0.99.
+std::string shown(const json& v) {
+  if (!v.is_number_float()) return v.dump();
+  char buf[32];
+  const auto r = std::to_chars(buf, buf + sizeof buf, v.get<float>());
+  return std::string(buf, r.ptr);
+}
+
 // --resume continues the stored run as it was: an option the user named
 // that disagrees with it is an error, not silently ignored (--layers 4 on a
 // 2-layer run cannot mean anything).
@@ -199,8 +228,8 @@ void check_resume_options(const TrainOptions& cli, const TrainOptions& stored,
       std::error_code ec;
       if (fs::equivalent(x->get<std::string>(), y->get<std::string>(), ec)) continue;
     }
-    fail("train: ", option, " ", x->dump(), " differs from the run being resumed ('", path,
-         "' has ", y->dump(), "); --resume keeps the stored run's settings and may only change "
+    fail("train: ", option, " ", shown(*x), " differs from the run being resumed ('", path,
+         "' has ", shown(*y), "); --resume keeps the stored run's settings and may only change "
          "--steps, --stop-at, --out, --device, --threads and --quiet (drop ", option,
          ", or start a new run without --resume)");
   }
@@ -251,14 +280,20 @@ TrainResult train(const TrainOptions& options_in) {
   model.to(device);
   std::unique_ptr<Optimizer> opt;
   if (o.optimizer == "sgd") opt = std::make_unique<SGD>(model.named_parameters(), o.lr);
-  else opt = std::make_unique<AdamW>(model.named_parameters(), o.lr, 0.9f, 0.95f, 1e-8f, o.weight_decay);
+  else opt = std::make_unique<AdamW>(model.named_parameters(), o.lr, o.beta1, o.beta2, 1e-8f, o.weight_decay);
   Generator batch_gen(o.seed + 3);
   int64_t start = 0;
   if (resuming) {
     load_model_weights(model, resume, checkpoint_path(o.resume));
     opt->load_state(resume.optimizer);
     batch_gen.set_state(resume.batch_rng);
-    model.dropout_generator().set_state(resume.dropout_rng);
+    if (resume.dropout_stream) {
+      model.dropout_source().seed = (*resume.dropout_stream)[0];
+      model.dropout_source().offset = (*resume.dropout_stream)[1];
+    } else if (o.model.dropout > 0) {
+      std::fprintf(stderr, "train: '%s' was saved before dropout used counter-based random "
+               "numbers; its dropout masks are drawn anew from the run's seed\n", o.resume.c_str());
+    }
     start = resume.step;
   }
 
@@ -285,7 +320,7 @@ TrainResult train(const TrainOptions& options_in) {
     d.model = model.state_dict();
     d.optimizer = opt->state();
     d.batch_rng = batch_gen.state();
-    d.dropout_rng = model.dropout_generator().state();
+    d.dropout_stream = {model.dropout_source().seed, model.dropout_source().offset};
     save_checkpoint((out / "checkpoint.safetensors").string(), d);
   };
   auto log = [&](int64_t step, const char* split, float loss, float lr, double tps, double elapsed) {
@@ -317,6 +352,9 @@ TrainResult train(const TrainOptions& options_in) {
     const float lr = lr_at(step, o.lr, o.warmup, o.steps, o.min_lr);
     opt->set_lr(lr);
     const Batch b = data.get_batch(Split::Train, o.batch, o.model.block_size, batch_gen, device);
+    // The batch's samples are numbered in data order: dropout keys each
+    // sample's mask by that number, not by its row here.
+    model.dropout_source().first_sample = step * o.batch;
     const Tensor loss = cross_entropy(model.forward(b.x), b.y);
     opt->zero_grad();
     loss.backward();

@@ -61,6 +61,8 @@ class CudaBackend final : public Backend {
   void scatter_add_rows(float* table, const int64_t* idx, const float* src, int64_t n,
                         int64_t row_size) override;
   void cumsum(float* out, const float* in, int64_t rows, int64_t cols, bool reverse) override;
+  void dropout(float* out, const float* in, const float* add, int64_t n,
+               const DropoutArgs& args) override;
 
   void layer_norm(float* y, float* mean, float* rstd, const float* x, const float* w,
                   const float* b, int64_t rows, int64_t cols, float eps) override;
@@ -77,9 +79,12 @@ class CudaBackend final : public Backend {
                               const int64_t* targets, const float* dloss, int64_t rows,
                               int64_t cols) override;
   void adamw(const AdamWTensor* tensors, int count, const AdamW& h) override;
-  void flash_attention_forward(const FlashArgs& args) override;
+  void attention_dropout(float* out, const float* in, const ProbabilityBlock& block,
+                         const AttentionDropoutArgs& args) override;
+  void flash_attention_forward(const FlashArgs& args,
+                               const AttentionDropoutArgs* dropout = nullptr) override;
   void flash_attention_backward(const FlashArgs& args, const float* dout, float* dq, float* dk,
-                                float* dv) override;
+                                float* dv, const AttentionDropoutArgs* dropout = nullptr) override;
 
   CachingAllocator& allocator() { return *allocator_; }
   int device() const { return device_; }

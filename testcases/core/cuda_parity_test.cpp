@@ -718,6 +718,25 @@ TEST(CudaParity, AllocatorCounters) {
 #endif
 }
 
+// Dropout draws the CPU's mask on the GPU, bit for bit (one Philox, core/
+// philox.h), in the forward, the backward and fused with the residual add;
+// rows of a length that is not a multiple of 4 and 64-bit sample offsets.
+TEST(CudaParity, DropoutMatchesTheCpuBitForBit) {
+  REQUIRE_CUDA();
+  for (int64_t row_len : {1, 6, 1000, 98304}) {
+    const Tensor x = normal({9, row_len}, 3), r = normal({9, row_len}, 4);
+    const philox::Stream s{0x0123456789abcdefULL, 17};
+    EXPECT_EQ(dropout(x, 0.2f, s, 5000000000LL).to_vector(),
+              dropout(gpu(x), 0.2f, s, 5000000000LL).to_vector()) << row_len;
+    EXPECT_EQ(dropout_add(r, x, 0.2f, s, 3).to_vector(),
+              dropout_add(gpu(r), gpu(x), 0.2f, s, 3).to_vector()) << row_len;
+    Tensor xc = x.clone().set_requires_grad(), xg = gpu(x).set_requires_grad();
+    sum(mul(dropout(xc, 0.2f, s, 3), r)).backward();
+    sum(mul(dropout(xg, 0.2f, s, 3), gpu(r))).backward();
+    EXPECT_EQ(xc.grad().to_vector(), xg.grad().to_vector()) << row_len;
+  }
+}
+
 TEST(CudaParity, OutOfMemoryIsAnError) {
   REQUIRE_CUDA();
   const int64_t elements = int64_t{1} << 48;  // 2^50 bytes = 1 PiB

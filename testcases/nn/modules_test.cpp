@@ -165,18 +165,21 @@ TEST(GPTConfig, BadValuesNameTheOption) {
 }
 
 TEST(Dropout, SeededMaskAndScaling) {
-  Generator g1(9), g2(9);
+  DropoutSource s1{9, 0, 0}, s2{9, 0, 0};
   const Tensor x = ones({1000});
-  const auto a = dropout(x, 0.25f, true, g1).to_vector();
-  const auto b = dropout(x, 0.25f, true, g2).to_vector();
+  const auto a = dropout(x, 0.25f, true, s1).to_vector();
+  const auto b = dropout(x, 0.25f, true, s2).to_vector();
   EXPECT_EQ(a, b);  // same seed, same mask
+  EXPECT_EQ(s1.offset, 1u);  // each call moves the stream on
+  EXPECT_NE(dropout(x, 0.25f, true, s1).to_vector(), a);  // so the next call draws anew
   int zeros_seen = 0;
   for (float v : a) {
     ASSERT_TRUE(v == 0.0f || std::fabs(v - 1.0f / 0.75f) < 1e-6f);
     zeros_seen += v == 0.0f;
   }
   EXPECT_NEAR(zeros_seen, 250, 50);
-  EXPECT_EQ(dropout(x, 0.25f, false, g1).to_vector(), x.to_vector());  // eval: identity
+  EXPECT_EQ(dropout(x, 0.25f, false, s1).to_vector(), x.to_vector());  // eval: identity
+  EXPECT_EQ(s1.offset, 2u);  // and draws nothing
 }
 
 TEST(BatchNorm1d, NormalisesPerChannelAndTracksRunningStats) {

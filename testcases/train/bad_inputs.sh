@@ -50,6 +50,12 @@ expect "attnlab: train: --lr must be in (0, 10), got nan" "${T[@]}" --lr nan
 expect "attnlab: train: --min-lr must be in [0, lr], got 0.5" "${T[@]}" --min-lr 0.5
 expect "attnlab: train: --warmup must be >= 0, got -1" "${T[@]}" --warmup -1
 expect "attnlab: train: --weight-decay must be >= 0, got -1" "${T[@]}" --weight-decay -1
+expect "attnlab: train: --beta1 must be in [0, 1), got 1.5" "${T[@]}" --beta1 1.5
+expect "attnlab: train: --beta1 must be in [0, 1), got -0.1" "${T[@]}" --beta1 -0.1
+expect "attnlab: train: --beta2 must be in [0, 1), got 1.5" "${T[@]}" --beta2 1.5
+expect "attnlab: train: --beta2 must be in [0, 1), got 1" "${T[@]}" --beta2 1
+expect "attnlab: train: --beta2 must be in [0, 1), got -0.5" "${T[@]}" --beta2 -0.5
+expect "attnlab: train: --beta2 must be in [0, 1), got 1.5" compare "${common[@]}" --out "$dir/cmp" --steps 2 --attention mha --beta2 1.5
 expect "attnlab: train: --grad-clip must be >= 0 (0 = off), got -1" "${T[@]}" --grad-clip -1
 expect "attnlab: train: --eval-every must be >= 1, got 0" "${T[@]}" --eval-every 0
 expect "attnlab: train: --eval-batches must be >= 1, got 0" "${T[@]}" --eval-batches 0
@@ -86,6 +92,10 @@ expect "attnlab: demo: --steps must be in 1..1000000, got 0" demo --steps 0
 expect "attnlab train: --steps 'abc' is not a whole number" "${T[@]}" --steps abc
 expect "attnlab train: --steps '1e2' is not a whole number" "${T[@]}" --steps 1e2
 expect "attnlab train: --lr '1e-3x' is not a number" "${T[@]}" --lr 1e-3x
+expect "attnlab train: --beta1 'high' is not a number" "${T[@]}" --beta1 high
+expect "attnlab train: --bias: expected true or false, got 'maybe'" "${T[@]}" --bias maybe
+expect "attnlab train: --bias: expected true or false, got '0'" "${T[@]}" --bias 0
+expect "attnlab compare: --bias: expected true or false, got 'no'" compare "${common[@]}" --out "$dir/cmp" --attention mha --bias no
 expect "attnlab sample: --temperature 'hot' is not a number" sample --ckpt "$run" --temperature hot
 expect "attnlab train: The following arguments were not expected: 3 --bogus" "${T[@]}" --bogus 3
 expect "attnlab train: --data is required" train --out "$dir/new"
@@ -188,6 +198,8 @@ expect "attnlab: train: --layers 2 differs from the run being resumed ('$ckpt' h
 expect "attnlab: train: --embd 32 differs from the run being resumed ('$ckpt' has 16)" train "${common[@]}" --out "$run" --resume "$run" --steps 20 --embd 32
 expect "attnlab: train: --attention \"gqa:kv_heads=1\" differs from the run being resumed ('$ckpt' has \"mha\")" train "${common[@]}" --out "$run" --resume "$run" --steps 20 --attention gqa:kv_heads=1
 expect "attnlab: train: --data \"$dir/small.txt\" differs from the run being resumed" train "${common[@]}" --out "$run" --resume "$run" --steps 20 --data "$dir/small.txt"
+expect "attnlab: train: --beta2 0.99 differs from the run being resumed ('$ckpt' has 0.95)" train "${common[@]}" --out "$run" --resume "$run" --steps 20 --beta2 0.99
+expect "attnlab: train: --bias false differs from the run being resumed ('$ckpt' has true)" train "${common[@]}" --out "$run" --resume "$run" --steps 20 --bias false
 
 # ---- a full disk while saving ----
 # config.json is written to config.json.tmp and renamed: point that name at

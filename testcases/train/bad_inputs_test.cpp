@@ -112,6 +112,15 @@ TEST(BadInputs, TrainOptionsNameOptionValueAndRange) {
   o.sample_tokens = -5;
   EXPECT_ERROR_STARTS(o.validate(), "train: --sample-tokens must be >= 0 (0 = no sample), got -5");
   o = TrainOptions{};
+  o.beta1 = 1.5f;
+  EXPECT_ERROR_STARTS(o.validate(), "train: --beta1 must be in [0, 1), got 1.5");
+  o = TrainOptions{};
+  o.beta2 = 1;
+  EXPECT_ERROR_STARTS(o.validate(), "train: --beta2 must be in [0, 1), got 1");
+  o = TrainOptions{};
+  o.beta2 = -0.5f;
+  EXPECT_ERROR_STARTS(o.validate(), "train: --beta2 must be in [0, 1), got -0.5");
+  o = TrainOptions{};
   o.device = "tpu";
   EXPECT_ERROR_STARTS(o.validate(), "device: unknown device 'tpu'; expected cpu, cuda or cuda:N");
 }
@@ -253,6 +262,24 @@ TEST_F(BadCheckpoint, ResumeWithAnotherShapeNamesTheOption) {
   again.given = {"--data", "--layers", "--steps"};
   EXPECT_ERROR_STARTS(train(again), "train: --layers 3 differs from the run being resumed ('" + ckpt + "' has 1)");
   expect_unchanged();
+  // The optimizer's betas (floats: shown as typed, not as 0.9900000095367432)
+  // and the model's bias are stored options like the others.
+  again = o;
+  again.resume = o.out;
+  again.beta2 = 0.99f;
+  again.given = {"--beta2"};
+  EXPECT_ERROR_STARTS(train(again), "train: --beta2 0.99 differs from the run being resumed ('" + ckpt + "' has 0.95)");
+  expect_unchanged();
+  again = o;
+  again.resume = o.out;
+  again.model.bias = false;
+  again.given = {"--bias"};
+  EXPECT_ERROR_STARTS(train(again), "train: --bias false differs from the run being resumed ('" + ckpt + "' has true)");
+  expect_unchanged();
+  again = o;
+  again.resume = o.out;
+  again.steps = 8;
+  again.model.layers = 3;
   // Without the option named (a library caller), the stored run decides.
   again.given.clear();
   EXPECT_NO_THROW(train(again));
