@@ -326,6 +326,10 @@ int main(int argc, char** argv) {
       std::printf("trained %lld steps: train loss %.4f, val loss %.4f, %.0f tokens/s, %lld parameters\n",
                   static_cast<long long>(r.steps), r.final_train_loss, r.final_val_loss,
                   r.tokens_per_second, static_cast<long long>(r.parameters));
+      std::printf("best val loss %.4f; %.1f s in %lld steps (%.2f ms/step), %.1f s in all; peak %.0f MiB\n",
+                  r.best_val_loss, r.train_seconds, static_cast<long long>(r.steps_run),
+                  1000.0 * r.train_seconds / static_cast<double>(std::max<int64_t>(1, r.steps_run)),
+                  r.seconds, static_cast<double>(r.peak_bytes) / 1048576.0);
       std::printf("run folder: %s\n", train_opts.out.c_str());
     }
   } catch (const std::exception& e) {

@@ -349,6 +349,7 @@ TrainResult train(const TrainOptions& options_in) {
   float train_loss = 0;
   const int64_t end = o.stop_at > 0 ? std::min(o.stop_at, o.steps) : o.steps;
   for (int64_t step = start; step < end; ++step) {
+    const auto step_start = std::chrono::steady_clock::now();
     const float lr = lr_at(step, o.lr, o.warmup, o.steps, o.min_lr);
     opt->set_lr(lr);
     const Batch b = data.get_batch(Split::Train, o.batch, o.model.block_size, batch_gen, device);
@@ -360,7 +361,9 @@ TrainResult train(const TrainOptions& options_in) {
     loss.backward();
     if (o.grad_clip > 0) clip_grad_norm(model.parameters(), o.grad_clip);
     opt->step();
-    train_loss = loss.item();
+    train_loss = loss.item();  // waits for the device: the step is done
+    result.train_seconds +=
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - step_start).count();
     check(std::isfinite(train_loss), "train: loss became ", train_loss, " at step ", step + 1,
           "; lower --lr or enable --grad-clip");
 
@@ -372,6 +375,9 @@ TrainResult train(const TrainOptions& options_in) {
     if (eval_now) {
       result.final_train_loss = evaluate(model, data, Split::Train, o, device);
       result.final_val_loss = evaluate(model, data, Split::Val, o, device);
+      const bool first_eval = result.best_val_loss == 0;
+      result.best_val_loss = first_eval ? result.final_val_loss
+                                        : std::min(result.best_val_loss, result.final_val_loss);
       log(done, "train", result.final_train_loss, lr, tps, secs);
       log(done, "val", result.final_val_loss, lr, tps, secs);
     }
@@ -389,6 +395,7 @@ TrainResult train(const TrainOptions& options_in) {
     }
   }
   result.steps = end;
+  result.steps_run = std::max<int64_t>(end - start, 0);
   result.seconds = elapsed();
   result.tokens_per_second =
       static_cast<double>((end - start) * tokens_per_step) / std::max(result.seconds, 1e-9);

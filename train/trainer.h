@@ -53,11 +53,14 @@ struct TrainOptions {
 };
 
 struct TrainResult {
-  int64_t steps = 0;
+  int64_t steps = 0;      // the step the run ended at
+  int64_t steps_run = 0;  // steps trained by this call (fewer when it resumed)
   int64_t parameters = 0;
   float final_train_loss = 0, final_val_loss = 0;
   double tokens_per_second = 0;
   double seconds = 0;
+  double train_seconds = 0;      // in the steps alone: no evaluation, checkpoint or sample
+  float best_val_loss = 0;       // the lowest val loss of any evaluation of this run
   std::size_t peak_bytes = 0;  // allocator peak during training
 };
 
