@@ -184,7 +184,8 @@ TEST(Block, SameAsTheLibraryBlock) {
     c.heads = 2;
     c.embd = 8;
     c.norm_position = position;
-    Generator g(1), dg(2), g2(3);
+    Generator g(1), g2(3);
+    DropoutSource dg{2, 0, 0};
     Block block(c, g, dg);
     AttentionConfig ac;
     ac.embd = 8;
