@@ -55,6 +55,9 @@ Tensor flash_attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_i
   check(o.window >= 0, op, ": window must be >= 0, got ", o.window);
   check(o.alibi.empty() || static_cast<int64_t>(o.alibi.size()) == H, op, ": ", o.alibi.size(),
         " ALiBi slopes for ", H, " heads");
+  check(o.dropout.p >= 0 && o.dropout.p < 1, op, ": dropout must be in [0, 1), got ", o.dropout.p);
+  check(!forward || o.dropout.p == 0, op, ": the forward kernel passed in (chapter 14's) has no "
+        "attention dropout; use dropout 0 with it");
   // A kernel passed in (chapter 14's) is promised contiguous operands.
   const bool in_place = !forward;
   const Tensor q = readable(q_in.detach(), in_place), k = readable(k_in.detach(), in_place),
@@ -69,16 +72,20 @@ Tensor flash_attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_i
   a.offset = o.offset, a.window = o.window, a.causal = o.causal;
   a.scale = o.scale > 0 ? o.scale : 1.0f / std::sqrt(static_cast<float>(d));
   a.alibi = o.alibi.empty() ? nullptr : o.alibi.data();
+  // Dropout's parameters travel beside FlashArgs (see core/backend.h).
+  const AttentionDropoutArgs drop = o.dropout;
+  const AttentionDropoutArgs* dropping = drop.p > 0 ? &drop : nullptr;
   if (out.numel() > 0) {
     if (forward)
       forward(a);
     else
-      backend_for(device).flash_attention_forward(a);
+      backend_for(device).flash_attention_forward(a, dropping);
   }
   if (lse_out) *lse_out = lse;
   // The backward keeps q, k, v, out and lse: O(T d), never the T x T weights.
+  // With dropout, the backward regenerates the forward's decisions from drop.
   return record(out, op, {q_in, k_in, v_in},
-                [a, q, k, v, out = out.detach(), lse, alibi = o.alibi](const Tensor& g) mutable {
+                [a, q, k, v, out = out.detach(), lse, alibi = o.alibi, drop](const Tensor& g) mutable {
     // dout is read in out's layout (the usual case: the gradient of the
     // output projection's input arrives in it); else copied into it.
     Tensor dout = g;
@@ -90,7 +97,8 @@ Tensor flash_attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_i
     a.alibi = alibi.empty() ? nullptr : alibi.data();
     if (dq.numel() > 0 && dk.numel() > 0)
       backend_for(q.device()).flash_attention_backward(a, dout.data<float>(), dq.data<float>(),
-                                                       dk.data<float>(), dv.data<float>());
+                                                       dk.data<float>(), dv.data<float>(),
+                                                       drop.p > 0 ? &drop : nullptr);
     return std::vector<Tensor>{dq, dk, dv};
   });
 }
@@ -102,6 +110,7 @@ AttentionKernel flash_kernel(int64_t window) {
     o.window = window;
     o.alibi = c.alibi;
     o.scale = c.scale;
+    o.dropout = c.dropout;
     return flash_attention(c.q, c.k, c.v, o);
   };
 }

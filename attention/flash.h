@@ -15,6 +15,9 @@ struct FlashOptions {
   int64_t window = 0;        // 0 = unlimited; else the last `window` keys (itself included)
   std::vector<float> alibi;  // slope per query head, or empty
   float scale = 0;           // 0 = 1/sqrt(d)
+  // Attention dropout (p = 0: none), regenerated in the backward; not with
+  // a forward kernel passed in (chapter 14's has no dropout).
+  AttentionDropoutArgs dropout;
 };
 
 // A forward kernel: fills a.out and a.lse from a.q, a.k, a.v (FlashArgs in

@@ -6,6 +6,7 @@
 #include <functional>
 #include <vector>
 
+#include "core/attention_dropout.h"
 #include "core/tensor.h"
 
 namespace attn {
@@ -21,7 +22,13 @@ struct AttentionCall {
   // the slopes directly and never builds it.
   Tensor bias() const;
   bool want_weights = false;  // fill `weights` ([B, H, Tq, Tk]) if the kernel has them
-  mutable Tensor weights;
+  mutable Tensor weights;     // before dropout
+  // Attention dropout on the probabilities (p = 0: none): probability
+  // (b, h, i, j) of this call's [B, H, Tq, Tk] matrix is dropped as
+  // core/attention_dropout.h says, whichever way the kernel computes it.
+  AttentionDropoutArgs dropout;
+  // drop_attention_weights for this call: `w` holds rows row0.. and keys col0..
+  Tensor drop(const Tensor& w, int64_t row0 = 0, int64_t col0 = 0) const;
 };
 
 // Returns [B, H, Tq, d]. Query head h reads K/V head h / (H / Hkv).

@@ -94,7 +94,11 @@ Tensor linear_attention(const AttentionCall& c) {
 LinearMultiHeadAttention::LinearMultiHeadAttention(const AttentionConfig& config,
                                                    int64_t kv_heads, Generator& gen,
                                                    PositionOptions positions)
-    : MultiHeadAttention(config, kv_heads, gen, positions, linear_attention) {}
+    : MultiHeadAttention(config, kv_heads, gen, positions, linear_attention) {
+  // phi(q) (sum phi(k) v^T) never forms the probabilities attention dropout drops.
+  check(config.dropout == 0, "attention linear: has no attention probabilities to drop; "
+        "--attn-dropout must be 0 for it, got ", config.dropout);
+}
 
 Tensor LinearMultiHeadAttention::forward_cached(const Tensor&, KVCache&, int64_t) {
   fail("attention linear: no K/V cache (its state is sum phi(k) v^T, not K and V); ",

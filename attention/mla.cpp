@@ -11,7 +11,7 @@ namespace attn {
 
 MultiHeadLatentAttention::MultiHeadLatentAttention(const AttentionConfig& c, int64_t latent,
                                                    int64_t rope_dim, Generator& gen)
-    : heads_(c.heads), latent_(latent), rope_dim_(rope_dim) {
+    : Attention(c.dropout), heads_(c.heads), latent_(latent), rope_dim_(rope_dim) {
   check(c.heads > 0 && c.embd % c.heads == 0, "attention mla: heads=", c.heads,
         " must divide embd=", c.embd);
   check(latent >= 1, "attention mla: latent must be >= 1, got ", latent);
@@ -59,7 +59,8 @@ Tensor MultiHeadLatentAttention::forward(const Tensor& x) {
                             scale_);
   const Tensor keep = causal_mask(T, T, 0, x.device());
   const Tensor weights = softmax(masked_fill(scores, logical_not(keep), -INFINITY), -1);
-  const Tensor out = matmul(weights, v);
+  // Attention dropout while training (the decoding path below never drops).
+  const Tensor out = matmul(drop_attention_weights(weights, next_dropout(), T, T), v);
   if (keep_weights) last_weights = weights.detach();
   return finish(out, B, T);
 }

@@ -12,7 +12,8 @@ namespace attn {
 
 MultiHeadAttention::MultiHeadAttention(const AttentionConfig& c, int64_t kv_heads, Generator& gen,
                                        PositionOptions positions, AttentionKernel kernel)
-    : pos_(positions), kernel_(std::move(kernel)), heads_(c.heads), kv_heads_(kv_heads) {
+    : Attention(c.dropout), pos_(positions), kernel_(std::move(kernel)), heads_(c.heads),
+      kv_heads_(kv_heads) {
   check(!(positions.rope && positions.alibi), "attention: choose rope or alibi, not both");
   check(c.heads > 0 && c.embd % c.heads == 0, "attention: heads=", c.heads,
         " must divide embd=", c.embd);
@@ -57,6 +58,8 @@ Tensor MultiHeadAttention::attend(const Tensor& x, int64_t offset, KVCache* cach
   call.scale = 1.0f / std::sqrt(static_cast<float>(head_dim_));
   if (pos_.alibi) call.alibi = alibi_slopes(heads_);
   call.want_weights = keep_weights;
+  // Attention dropout in training only; decoding with a cache never drops.
+  if (!cache) call.dropout = next_dropout();
   const Tensor out = kernel_(call);
   if (keep_weights) last_weights = call.weights.defined() ? call.weights.detach() : Tensor();
   // [B, heads, T, d] -> [B, T, heads, d] -> [B, T, C]

@@ -11,8 +11,9 @@ Tensor attention_with_pattern(const AttentionCall& c, const Tensor& keep) {
   const int64_t heads = c.q.shape()[1], tq = c.q.shape()[2], tk = c.k.shape()[2];
   check(keep.dim() == 2 && keep.shape()[0] == tq && keep.shape()[1] == tk,
         "attention pattern: expected a [", tq, ", ", tk, "] mask, got ", shape_str(keep.shape()));
-  return scaled_dot_product_attention(c.q, repeat_kv(c.k, heads), repeat_kv(c.v, heads), keep,
-                                      c.scale, c.want_weights ? &c.weights : nullptr, c.bias());
+  const Tensor weights = attention_weights(c.q, repeat_kv(c.k, heads), keep, c.scale, c.bias());
+  if (c.want_weights) c.weights = weights;
+  return matmul(c.drop(weights), repeat_kv(c.v, heads));
 }
 
 double pattern_density(const Tensor& keep) {

@@ -18,7 +18,10 @@ namespace {
 struct Entry {
   std::string help;
   AttentionFactory factory;
+  std::string no_dropout = "";  // why it has no attention dropout; "" = it has
 };
+
+const char* const kStudentNoDropout = "its chapter's interface has no attention dropout";
 
 std::map<std::string, Entry>& table();
 
@@ -143,7 +146,8 @@ void register_builtins(std::map<std::string, Entry>& t) {
                          "attention never forms scores; use rope or no position option");
                    return std::make_shared<LinearMultiHeadAttention>(
                        c, option_int(s, "kv_heads", c.heads), g, p);
-                 }};
+                 },
+                 "linear attention never forms the probabilities to drop"};
 }
 
 std::map<std::string, Entry>& table() {
@@ -197,7 +201,7 @@ VariantSpec parse_variant(const std::string& text) {
 
 void register_attention(const std::string& name, const std::string& help,
                         AttentionFactory factory) {
-  table()[name] = {help, std::move(factory)};
+  table()[name] = {help, std::move(factory), kStudentNoDropout};
 }
 
 std::vector<std::string> attention_names() {
@@ -212,7 +216,16 @@ std::shared_ptr<Attention> make_attention(const std::string& text, const Attenti
   auto it = table().find(spec.name);
   check(it != table().end(), "attention: unknown variant '", spec.name, "'; known variants: ",
         known_list());
+  const std::string& why = it->second.no_dropout;
+  check(config.dropout == 0 || why.empty(), "attention ", spec.name, ": has no attention dropout (",
+        why, "); --attn-dropout must be 0 for it, got ", config.dropout,
+        " (left out, it follows --dropout and is 0 for this variant)");
   return it->second.factory(spec, config, gen);
+}
+
+std::string attention_dropout_unsupported(const std::string& spec) {
+  auto it = table().find(parse_variant(spec).name);
+  return it == table().end() ? "" : it->second.no_dropout;
 }
 
 int64_t option_int(const VariantSpec& spec, const std::string& key, int64_t fallback) {

@@ -26,12 +26,18 @@ using AttentionFactory = std::function<std::shared_ptr<Attention>(
     const VariantSpec& spec, const AttentionConfig& config, Generator& gen)>;
 
 // Adds a variant (lessons register their student versions as "student:<name>").
+// Such a variant has no attention dropout: chapter interfaces have none.
 void register_attention(const std::string& name, const std::string& help,
                         AttentionFactory factory);
 std::vector<std::string> attention_names();
-// Builds a variant; an unknown name or option lists what exists.
+// Builds a variant; an unknown name or option lists what exists. A
+// config.dropout > 0 for a variant without attention dropout is an error.
 std::shared_ptr<Attention> make_attention(const std::string& spec, const AttentionConfig& config,
                                           Generator& gen);
+// Why the variant of `spec` cannot drop attention probabilities (linear
+// attention never forms them; student variants' chapters have no dropout),
+// or "" when it can (or the name is unknown: make_attention says so).
+std::string attention_dropout_unsupported(const std::string& spec);
 
 // Option helpers for factories: the value, or the default; a malformed
 // value is an error naming the variant and the option.

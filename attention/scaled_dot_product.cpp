@@ -29,6 +29,15 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
   check(q.dim() == 4 && k.dim() == 4 && v.dim() == 4,
         "scaled_dot_product_attention: expected q, k, v of shape [B, H, T, d], got ",
         shape_str(q.shape()), ", ", shape_str(k.shape()), ", ", shape_str(v.shape()));
+  const Tensor weights = attention_weights(q, k, keep, scale, bias);
+  if (weights_out) *weights_out = weights;
+  return matmul(weights, v);
+}
+
+Tensor attention_weights(const Tensor& q, const Tensor& k, const Tensor& keep, float scale,
+                         const Tensor& bias) {
+  check(q.dim() == 4 && k.dim() == 4, "attention_weights: expected q, k of shape [B, H, T, d], got ",
+        shape_str(q.shape()), ", ", shape_str(k.shape()));
   Tensor scores = mul(matmul(q, transpose(k, -2, -1)), scale);
   if (bias.defined()) scores = add(scores, bias);
   Tensor weights;
@@ -42,8 +51,7 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
   } else {
     weights = softmax(scores, -1);
   }
-  if (weights_out) *weights_out = weights;
-  return matmul(weights, v);
+  return weights;
 }
 
 }  // namespace attn
@@ -72,12 +80,13 @@ Tensor AttentionCall::bias() const {
 // and the ALiBi bias, but the scaling, the bias, the mask and the softmax are
 // one fused op (causal_softmax): one pass over the [B, H, Tq, Tk] scores
 // instead of five, and only the weights are kept for the backward.
+// Attention dropout (training) then drops some of the weights.
 Tensor dense_causal_attention(const AttentionCall& c) {
   const int64_t heads = c.q.shape()[1];
   const Tensor scores = matmul(c.q, transpose(repeat_kv(c.k, heads), -2, -1));
   const Tensor weights = causal_softmax(scores, c.scale, c.offset, c.alibi);
   if (c.want_weights) c.weights = weights;
-  return matmul(weights, repeat_kv(c.v, heads));
+  return matmul(c.drop(weights), repeat_kv(c.v, heads));
 }
 
 }  // namespace attn

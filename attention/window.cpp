@@ -37,18 +37,18 @@ void check_window(int64_t window) {
 // so that a huge W does not turn one chunk into the whole T x T matrix.
 int64_t default_chunk(int64_t window) { return std::clamp<int64_t>(window, 16, 256); }
 
-// Softmax attention of one chunk over its band, for chunks where every
+// Softmax weights of one chunk over its band, for chunks where every
 // query sees at least one key (its own). Written out rather than calling
-// scaled_dot_product_attention because the autograd graph keeps every
-// intermediate alive until backward: each c x band tensor made here is
-// kept for every chunk, so this path makes as few as it can.
-Tensor band_attention(const Tensor& q, const Tensor& kb, const Tensor& vb, const Tensor& keep,
-                      float scale, const Tensor& bias) {
+// attention_weights because the autograd graph keeps every intermediate
+// alive until backward: each c x band tensor made here is kept for every
+// chunk, so this path makes as few as it can.
+Tensor band_weights(const Tensor& q, const Tensor& kb, const Tensor& keep, float scale,
+                    const Tensor& bias) {
   // Scale q (c x d) rather than the scores (c x band): a smaller tensor.
   Tensor scores = matmul(mul(q, scale), transpose(kb, -2, -1));
   if (bias.defined()) scores = add(scores, bias);
   scores = masked_fill(scores, logical_not(keep), -std::numeric_limits<float>::infinity());
-  return matmul(softmax(scores, -1), vb);
+  return softmax(scores, -1);
 }
 
 // Output rows [s, s + rows) of the banded path. k and v already have the
@@ -79,9 +79,11 @@ Tensor window_chunk(const AttentionCall& c, const Tensor& k, const Tensor& v, in
   // (a negative offset), the general function outputs zeros for the rows
   // without keys instead of softmax's 0/0 = NaN.
   const bool every_row_has_a_key = first >= 0 && last - window + 1 < tk;
-  if (!every_row_has_a_key)
-    return scaled_dot_product_attention(q, kb, vb, keep, c.scale, nullptr, bias);
-  return band_attention(q, kb, vb, keep, c.scale, bias);
+  const Tensor weights = every_row_has_a_key ? band_weights(q, kb, keep, c.scale, bias)
+                                             : attention_weights(q, kb, keep, c.scale, bias);
+  // Attention dropout: the chunk's weights are rows s.. and keys k0.. of
+  // the call's matrix, and are dropped as the dense path would drop them.
+  return matmul(c.drop(weights, s, k0), vb);
 }
 
 }  // namespace

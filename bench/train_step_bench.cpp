@@ -4,7 +4,9 @@
 // bench/bench_report.py puts them side by side.
 //
 // Shape (nanoGPT's shakespeare_char): 6 layers, 6 heads, embd 384, block 256,
-// batch 64, vocab 65, dropout 0. Prints one JSON object per configuration
+// batch 64, vocab 65, dropout 0 and attention dropout 0 unless --dropout and
+// --attn-dropout say otherwise (as bench/train_step_torch.py's defaults:
+// the two are independent here). Prints one JSON object per configuration
 // (attention x precision) on stdout:
 //   median_ms   a whole step, the GPU synchronised before and after;
 //   fwd/bwd/opt the same step cut in three (a sync between phases, so the
@@ -64,6 +66,7 @@ int main(int argc, char** argv) {
   app.add_option("--heads", c.heads)->capture_default_str();
   app.add_option("--embd", c.embd)->capture_default_str();
   app.add_option("--dropout", c.dropout, "dropout (embeddings, residual branches)")->capture_default_str();
+  app.add_option("--attn-dropout", c.attn_dropout, "dropout on the attention probabilities")->capture_default_str();
   int threads = 0;
   app.add_option("--threads", threads, "CPU threads (0: the default, the physical cores)");
   CLI11_PARSE(app, argc, argv);
@@ -130,11 +133,12 @@ int main(int argc, char** argv) {
             "{\"impl\": \"attnlab\", \"attention\": \"%s\", \"precision\": \"%s\", \"device\": \"%s\", "
             "\"median_ms\": %.3f, \"min_ms\": %.3f, \"fwd_ms\": %.3f, \"bwd_ms\": %.3f, \"opt_ms\": %.3f, "
             "\"peak_mib\": %.1f, \"params\": %lld, \"loss\": %.4f, \"steps\": %d, \"threads\": %d, "
-            "\"dropout\": %g}\n",
+            "\"dropout\": %g, \"attn_dropout\": %g}\n",
             attention.c_str(), precision.c_str(), dev.str().c_str(), median(whole),
             *std::min_element(whole.begin(), whole.end()), median(fwd), median(bwd), median(upd),
             peak_mib, static_cast<long long>(model.num_parameters()), loss_value, steps,
-            dev.is_cuda() ? 0 : num_threads(), static_cast<double>(c.dropout));
+            dev.is_cuda() ? 0 : num_threads(), static_cast<double>(c.dropout),
+            static_cast<double>(c.attn_dropout));
         std::fflush(stdout);
       }
     }

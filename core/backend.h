@@ -8,6 +8,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "core/attention_dropout.h"
+
 namespace attn {
 
 constexpr int kMaxDims = 8;
@@ -102,6 +104,15 @@ struct DropoutArgs {
   float p = 0;
 };
 
+// A block of an attention-probability matrix [B, H, Tq, Tk]: query rows
+// [row0, row0 + rows) and keys [col0, col0 + cols) of every (b, h), stored
+// contiguously as [B, H, rows, cols]. The banded window path holds its
+// probabilities in such blocks; the dense path's whole matrix is one.
+struct ProbabilityBlock {
+  int64_t batch = 0, heads = 0, tq = 0, tk = 0;
+  int64_t row0 = 0, rows = 0, col0 = 0, cols = 0;
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -151,6 +162,12 @@ class Backend {
   // with the residual add that follows it (add = the residual).
   virtual void dropout(float* out, const float* in, const float* add, int64_t n,
                        const DropoutArgs& args) = 0;
+
+  // Attention dropout on a block of probabilities (or of their gradient,
+  // for the backward): out = in * keep / (1 - p), each element kept as
+  // core/attention_dropout.h decides for its (b, h, row0 + r, col0 + c).
+  virtual void attention_dropout(float* out, const float* in, const ProbabilityBlock& block,
+                                 const AttentionDropoutArgs& args) = 0;
 
   // out[i, :] = table[idx[i], :]. Returns -1 if all indices are in
   // [0, table_rows), otherwise the position of the first bad index.
@@ -212,9 +229,16 @@ class Backend {
   // The backward recomputes the probabilities from q, k and the saved lse;
   // dq, dk, dv are written (dk/dv summed over the query heads sharing them).
   // Devices without it fail with a message naming the device.
-  virtual void flash_attention_forward(const FlashArgs& args);
+  // `dropout` (null = none) drops probabilities as core/attention_dropout.h
+  // says: out = (P * Z) V with Z = keep / (1 - p), the softmax normalised
+  // over the undropped P; the backward regenerates Z. It travels beside
+  // FlashArgs, not in it: chapter 14's student kernel implements FlashArgs
+  // as it is and never sees dropout.
+  virtual void flash_attention_forward(const FlashArgs& args,
+                                       const AttentionDropoutArgs* dropout = nullptr);
   virtual void flash_attention_backward(const FlashArgs& args, const float* dout, float* dq,
-                                        float* dk, float* dv);
+                                        float* dk, float* dv,
+                                        const AttentionDropoutArgs* dropout = nullptr);
 };
 
 }  // namespace attn

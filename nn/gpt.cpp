@@ -19,6 +19,8 @@ void GPTConfig::validate() const {
   check(embd % heads == 0, "model: --heads ", heads, " must divide --embd ", embd, " (", embd,
         " % ", heads, " = ", embd % heads, ")");
   check(dropout >= 0 && dropout < 1, "model: --dropout must be in [0, 1), got ", dropout);
+  check(attn_dropout >= 0 && attn_dropout < 1, "model: --attn-dropout must be in [0, 1), got ",
+        attn_dropout);
   check(norm == "layernorm" || norm == "rmsnorm", "model: --norm must be layernorm or rmsnorm, got '",
         norm, "'");
   check(norm_position == "pre" || norm_position == "post",
@@ -32,7 +34,8 @@ std::string GPTConfig::to_json() const {
                       {"embd", embd},           {"dropout", dropout},
                       {"attention", attention}, {"norm", norm},
                       {"norm_position", norm_position}, {"mlp", mlp},
-                      {"tie_weights", tie_weights},     {"bias", bias}};
+                      {"tie_weights", tie_weights},     {"bias", bias},
+                      {"attn_dropout", attn_dropout}};
   return j.dump();
 }
 
@@ -54,6 +57,8 @@ GPTConfig GPTConfig::from_json(const std::string& text) {
     c.heads = integer("heads");
     c.embd = integer("embd");
     c.dropout = j.at("dropout").get<float>();
+    // Absent from configs stored before attention dropout existed: 0.
+    c.attn_dropout = j.value("attn_dropout", 0.0f);
     c.attention = j.at("attention").get<std::string>();
     c.norm = j.at("norm").get<std::string>();
     c.norm_position = j.at("norm_position").get<std::string>();
@@ -75,7 +80,7 @@ AttentionConfig GPTConfig::attention_config() const {
   ac.heads = heads;
   ac.block_size = block_size;
   ac.layers = layers;
-  ac.dropout = dropout;
+  ac.dropout = attn_dropout;
   ac.bias = bias;
   return ac;
 }
@@ -84,6 +89,7 @@ Block::Block(const GPTConfig& c, Generator& gen, DropoutSource& dropout_source)
     : pre_(c.norm_position == "pre"), dropout_(c.dropout), dropout_source_(&dropout_source) {
   norm1_ = register_module("norm1", std::make_shared<Norm>(c.norm, c.embd, c.bias));
   attn_ = register_module("attn", make_attention(c.attention, c.attention_config(), gen));
+  attn_->set_dropout_source(dropout_source_);  // attention dropout draws from the model's stream
   norm2_ = register_module("norm2", std::make_shared<Norm>(c.norm, c.embd, c.bias));
   if (c.mlp == "swiglu")
     mlp_ = register_module("mlp", std::shared_ptr<FeedForward>(std::make_shared<SwiGLU>(c.embd, c.layers, c.bias, gen)));
@@ -92,6 +98,7 @@ Block::Block(const GPTConfig& c, Generator& gen, DropoutSource& dropout_source)
 }
 
 void Block::set_attention(std::shared_ptr<Attention> replacement) {
+  replacement->set_dropout_source(dropout_source_);
   attn_ = replacement;
   replace_module("attn", replacement);
 }
@@ -137,11 +144,12 @@ GPT::GPT(const GPTConfig& c, uint64_t seed) : config_(c) {
     head_ = register_module("head", std::make_shared<Linear>(c.embd, c.vocab, false, gen));
 }
 
-Tensor GPT::embed(const Tensor& ids, int64_t offset) {
+Tensor GPT::embed(const Tensor& ids, int64_t offset, bool any_length) {
   check(ids.dim() == 2 && ids.dtype() == DType::Int64, "model: expected int64 token ids [B, T], got ",
         dtype_name(ids.dtype()), " ", shape_str(ids.shape()));
   const int64_t T = ids.shape()[1];
-  check(T >= 1 && offset + T <= config_.block_size, "model: positions ", offset, "..",
+  const bool beyond_ok = any_length && !wpe_;  // nothing is indexed by position then
+  check(T >= 1 && (offset + T <= config_.block_size || beyond_ok), "model: positions ", offset, "..",
         offset + T - 1, " are outside 0..block_size-1=", config_.block_size - 1);
   Tensor x = wte_->forward(ids);  // [B, T, C]
   if (wpe_)
@@ -152,6 +160,12 @@ Tensor GPT::embed(const Tensor& ids, int64_t offset) {
 
 Tensor GPT::forward(const Tensor& ids) {
   Tensor x = embed(ids, 0);
+  for (auto& block : blocks_) x = block->forward(x);
+  return head(x);
+}
+
+Tensor GPT::forward_any_length(const Tensor& ids) {
+  Tensor x = embed(ids, 0, true);
   for (auto& block : blocks_) x = block->forward(x);
   return head(x);
 }

@@ -17,6 +17,10 @@ struct GPTConfig {
   int64_t heads = 4;
   int64_t embd = 64;
   float dropout = 0;
+  // Attention dropout, on the attention probabilities (--attn-dropout; the
+  // command line defaults it to --dropout for new runs, as nanoGPT does).
+  // Configs stored before it existed read as 0: they trained without it.
+  float attn_dropout = 0;
   std::string attention = "mha";      // a registry spec, e.g. "gqa:kv_heads=2"
   std::string norm = "layernorm";     // layernorm | rmsnorm
   std::string norm_position = "pre";  // pre | post
@@ -62,6 +66,12 @@ class GPT : public Module {
   GPT(const GPTConfig& config, uint64_t seed);
   // ids int64 [B, T] with T <= block_size -> logits [B, T, vocab].
   Tensor forward(const Tensor& ids);
+  // Evaluation past the training length (compare --extrapolate, attnlab
+  // eval --lengths): any T, when the attention encodes positions itself
+  // (RoPE, ALiBi, MLA). Learned positions exist for 0..block_size-1 only,
+  // so a model with them refuses T > block_size as forward() does.
+  Tensor forward_any_length(const Tensor& ids);
+  bool has_learned_positions() const { return wpe_ != nullptr; }
   // The same, for new tokens only, reusing (and extending) the K/V of the
   // tokens in `cache`: positions continue at cache.length().
   Tensor forward_cached(const Tensor& ids, KVCache& cache);
@@ -76,7 +86,7 @@ class GPT : public Module {
   DropoutSource& dropout_source() { return dropout_source_; }
 
  private:
-  Tensor embed(const Tensor& ids, int64_t offset);
+  Tensor embed(const Tensor& ids, int64_t offset, bool any_length = false);
   Tensor head(const Tensor& x);
   GPTConfig config_;
   DropoutSource dropout_source_;

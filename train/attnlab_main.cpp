@@ -1,4 +1,4 @@
-// The `attnlab` command line: train, sample, compare, convert, bench, variants, demo.
+// The `attnlab` command line: train, sample, compare, convert, bench, variants, demo, eval.
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cmath>
@@ -13,6 +13,7 @@
 #include "train/bench_attention.h"
 #include "train/checkpoint.h"
 #include "train/compare.h"
+#include "train/compare_cli.h"
 #include "train/convert.h"
 #include "train/lesson_runner.h"
 #include "train/sampling.h"
@@ -164,6 +165,8 @@ void add_train_options(CLI::App* cmd, TrainOptions& o) {
   cmd->add_option("--grad-clip", o.grad_clip, "global gradient-norm clip, 0 = off")->capture_default_str();
   cmd->add_option("--optimizer", o.optimizer, "adamw or sgd")->capture_default_str();
   cmd->add_option("--dropout", m.dropout, "dropout probability")->capture_default_str();
+  cmd->add_option("--attn-dropout", m.attn_dropout,
+                  "dropout on the attention probabilities (default: --dropout's value)");
   cmd->add_option("--norm", m.norm, "layernorm or rmsnorm")->capture_default_str();
   cmd->add_option("--norm-position", m.norm_position, "pre or post")->capture_default_str();
   cmd->add_option("--mlp", m.mlp, "gelu or swiglu")->capture_default_str();
@@ -222,6 +225,8 @@ int main(int argc, char** argv) {
   compare_cmd->add_option("--attention", compare_variants,
                           "variants to compare, e.g. mha,gqa:kv_heads=2,mqa (or repeat the option)")->required();
   compare_cmd->add_option("--prompt", compare_prompt, "prompt for the attention heatmaps")->capture_default_str();
+  CompareOptions co;  // compare's own options (seeds, budget, extrapolation): train/compare_cli.cpp
+  add_compare_options(compare_cmd, co);
 
   BenchAttentionOptions bench_opts;
   auto* bench_cmd = app.add_subcommand("bench", "benchmarks");
@@ -268,16 +273,25 @@ int main(int argc, char** argv) {
   demo_cmd->add_option("--steps", demo_steps, "gradient steps");
   demo_cmd->add_option("--seed", demo_seed, "random seed")->check(kWholeNumber);
 
+  EvalOptions eval_opts;
+  auto* eval_cmd = add_eval_command(app, eval_opts);
+
   if (const std::string bad = unknown_command(app, argc, argv); !bad.empty()) {
     std::fprintf(stderr, "%s", bad.c_str());
     return static_cast<int>(CLI::ExitCodes::ExtrasError);
   }
-  for (CLI::App* cmd : {train_cmd, sample_cmd, compare_cmd, bench_attn, convert_cmd, demo_cmd})
+  for (CLI::App* cmd : {train_cmd, sample_cmd, compare_cmd, bench_attn, convert_cmd, demo_cmd, eval_cmd})
     with_threads(cmd);
   CLI11_PARSE(app, argc, argv);
   // The options named on the command line: --resume checks them against the run.
   for (const CLI::Option* opt : train_cmd->get_options())
     if (opt->count() > 0) train_opts.given.push_back(opt->get_name());
+  // --attn-dropout left out follows --dropout, as nanoGPT's one dropout does.
+  for (auto [cmd, opts] : {std::pair{train_cmd, &train_opts}, std::pair{compare_cmd, &compare_opts}})
+    if (cmd->get_option("--attn-dropout")->count() == 0) {
+      opts->model.attn_dropout = opts->model.dropout;
+      opts->attn_dropout_inherited = true;
+    }
   try {
     for (const CLI::Option* opt : thread_options)
       if (opt->count() > 0) set_num_threads(threads);
@@ -296,18 +310,14 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (compare_cmd->parsed()) {
-      CompareOptions co;
       co.base = compare_opts;
       co.prompt = compare_prompt;
+      co.command = command_line(argc, argv);
       for (const std::string& list : compare_variants)
         for (const std::string& v : split_variants(list)) co.variants.push_back(v);
-      const auto reports = compare(co);
-      for (const auto& r : reports)
-        std::printf("%-28s val loss %.4f  %8.0f tokens/s  KV cache %zu B/token\n", r.spec.c_str(),
-                    r.result.final_val_loss, r.result.tokens_per_second, r.kv_bytes_per_token);
-      std::printf("report: %s/report.md\n", compare_opts.out.c_str());
-      return 0;
+      return run_compare(co);
     }
+    if (eval_cmd->parsed()) return run_eval(eval_opts);
     if (bench_attn->parsed()) {
       bench_opts.backward = !forward_only;
       bench_attention(bench_opts);

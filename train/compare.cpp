@@ -1,23 +1,29 @@
+// `attnlab compare` (compare.h): plans and trains the runs (variant x
+// seed), reusing finished ones and resuming interrupted ones, gathers what
+// each run measured, and hands it to the report (compare_report.cpp).
 #include "train/compare.h"
 
+#include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <set>
 
 #include "attention/registry.h"
-#include "autograd/engine.h"
-#include "autograd/ops.h"
 #include "core/error.h"
 #include "train/checkpoint.h"
+#include "train/compare_report.h"
+#include "train/dataset.h"
 #include "train/files.h"
-#include "train/plot.h"
 #include "train/tokenizer.h"
 
 namespace attn {
 
 namespace fs = std::filesystem;
+using json = nlohmann::json;
 
 std::vector<std::string> split_variants(const std::string& list) {
   const std::vector<std::string> known = attention_names();
@@ -47,133 +53,245 @@ std::string folder_name(const std::string& spec) {
   return s;
 }
 
+void CompareOptions::validate() const {
+  check(!variants.empty(), "compare: no variants given; e.g. --attention mha,gqa:kv_heads=2,mqa");
+  std::set<std::string> seen;
+  for (const std::string& spec : variants)
+    check(seen.insert(spec).second, "compare: variant '", spec, "' is listed twice");
+  check(seeds >= 1 && seeds <= 1000, "compare: --seeds must be in 1..1000, got ", seeds);
+  check(budget == "tokens" || budget == "seconds", "compare: --budget must be tokens or seconds, got '",
+        budget, "'");
+  if (budget == "seconds")
+    check(std::isfinite(seconds) && seconds > 0 && seconds <= 1e7,
+          "compare: --seconds must be in (0, 10000000] with --budget seconds (training seconds per run), got ",
+          seconds);
+  else
+    check(seconds == 0, "compare: --seconds ", seconds,
+          " applies only with --budget seconds (the tokens budget trains --steps steps)");
+  for (double f : extrapolate)
+    check(std::isfinite(f) && f >= 1 && f <= 64,
+          "compare: --extrapolate factors must be in [1, 64] (multiples of --block), got ", f);
+  check(eval_windows >= 1, "compare: --eval-windows must be >= 1, got ", eval_windows);
+  base.validate();
+}
+
 namespace {
 
-std::vector<std::pair<double, double>> val_curve(const fs::path& metrics) {
-  std::vector<std::pair<double, double>> pts;
-  std::ifstream f(metrics);
+// ---- one run's identity and state (<run>/compare.json) ----
+
+// What makes two runs the same: every training option but the folder, and
+// the budget. A finished run with the same identity is reused as it is.
+json run_identity(const TrainOptions& t, const CompareOptions& o) {
+  json options = json::parse(t.to_json());
+  options.erase("out");
+  return {{"options", options}, {"budget", o.budget}, {"seconds", o.budget == "seconds" ? o.seconds : 0.0}};
+}
+
+json read_state(const fs::path& run) {
+  std::ifstream f(run / "compare.json");
+  if (!f) return json();
+  const json j = json::parse(f, nullptr, false);
+  return j.is_object() ? j : json();
+}
+
+void write_state(const fs::path& run, const json& identity, bool finished, int64_t parameters,
+                 std::size_t peak_bytes) {
+  const json j = {{"identity", identity},
+                  {"finished", finished},
+                  {"parameters", parameters},
+                  {"peak_bytes", peak_bytes}};
+  write_text_atomically((run / "compare.json").string(), j.dump(2) + "\n");
+}
+
+// ---- what a run measured, from its metrics.jsonl ----
+
+void read_metrics(const fs::path& run, SeedRun& r) {
+  std::ifstream f(run / "metrics.jsonl");
   std::string line;
   while (std::getline(f, line)) {
-    const auto j = nlohmann::json::parse(line, nullptr, false);
-    if (!j.is_discarded() && j.value("split", "") == "val")
-      pts.emplace_back(j["step"].get<double>(), j["loss"].get<double>());
+    const json j = json::parse(line, nullptr, false);
+    if (!j.is_object() || !j.contains("step")) continue;
+    r.steps = std::max(r.steps, j["step"].get<int64_t>());
+    // Training seconds (evaluations excluded); runs logged before they
+    // were measured have only the wall clock.
+    const double secs = j.value("train_s", j.value("elapsed_s", 0.0));
+    r.train_seconds = std::max(r.train_seconds, secs);
+    const std::string split = j.value("split", "");
+    if (split == "train") r.final_train = j["loss"].get<double>();
+    if (split != "val") continue;
+    r.eval_steps.push_back(j["step"].get<double>());
+    r.eval_seconds.push_back(secs);
+    r.eval_loss.push_back(j["loss"].get<double>());
   }
-  return pts;
+  if (!r.eval_loss.empty()) {
+    r.final_val = r.eval_loss.back();
+    r.best_val = *std::min_element(r.eval_loss.begin(), r.eval_loss.end());
+  }
 }
 
-// Layer-0 attention weights (mean over heads) for the prompt, from the
-// trained checkpoint. False when the variant keeps no weights.
-bool write_heatmap(const fs::path& run, const std::string& prompt, const fs::path& png,
-                   const std::string& title, const Device& device) {
-  const CheckpointData d = load_checkpoint(checkpoint_path(run.string()));
-  const CharTokenizer tok = CharTokenizer::from_json(d.tokenizer);
-  GPT model(GPTConfig::from_json(d.model_config), 0);
-  model.to(device);
-  model.load_state_dict(d.model);
-  model.eval();
-  std::vector<int64_t> ids = tok.encode(prompt);
-  if (static_cast<int64_t>(ids.size()) > model.config().block_size) ids.resize(model.config().block_size);
-  Attention& a = model.blocks().front()->attention();
-  a.keep_weights = true;
-  NoGradGuard no_grad;
-  model.forward(from_ints(ids, {1, static_cast<int64_t>(ids.size())}, device));
-  if (!a.last_weights.defined() || !plot::available()) return false;
-  const Tensor w = mean(select(a.last_weights, 0, 0), {0});  // [T, T]
-  plot::Heatmap h;
-  h.title = title;
-  h.x_label = "key position";
-  h.y_label = "query position";
-  h.values = w.to_vector();
-  h.rows = h.cols = static_cast<int>(ids.size());
-  for (int64_t id : ids) {
-    std::string ch = tok.decode({id});
-    if (ch == "\n") ch = "\\n";
-    h.row_names.push_back(ch);
-    h.col_names.push_back(ch);
-  }
-  plot::write_heatmap(png.string(), h);
-  return true;
-}
+// ---- progress ----
 
-std::string human_bytes(std::size_t b) {
+std::string clock_time(double seconds) {
+  const int64_t s = static_cast<int64_t>(std::max(seconds, 0.0));
   char buf[32];
-  if (b >= (1u << 20)) std::snprintf(buf, sizeof buf, "%.1f MiB", b / 1048576.0);
-  else if (b >= 1024) std::snprintf(buf, sizeof buf, "%.1f KiB", b / 1024.0);
-  else std::snprintf(buf, sizeof buf, "%zu B", b);
+  std::snprintf(buf, sizeof buf, "%02lld:%02lld:%02lld", static_cast<long long>(s / 3600),
+                static_cast<long long>(s / 60 % 60), static_cast<long long>(s % 60));
   return buf;
+}
+
+// The time left: the runs still to train at the mean time of the runs
+// trained so far (or, before the first one, the time budget alone).
+struct Progress {
+  int total = 0, done = 0, trained = 0;
+  double trained_seconds = 0;
+  std::string eta(const CompareOptions& o) const {
+    const int left = total - done;
+    if (trained > 0) return clock_time(left * trained_seconds / trained);
+    if (o.budget == "seconds") return ">" + clock_time(left * o.seconds);
+    return "--:--:--";
+  }
+};
+
+// ---- one run ----
+
+struct RunPlan {
+  TrainOptions t;
+  json identity;
+  std::string how;        // trained | resumed | reused
+  bool replaced = false;  // the folder held a run with other settings
+};
+
+RunPlan plan_run(const CompareOptions& o, const std::string& spec, uint64_t seed, const fs::path& run) {
+  RunPlan p;
+  p.t = o.base;
+  p.t.model.attention = spec;
+  p.t.seed = seed;
+  p.t.out = run.string();
+  p.t.max_seconds = o.budget == "seconds" ? o.seconds : 0;
+  p.identity = run_identity(p.t, o);
+  const json state = read_state(run);
+  const bool same = !state.is_null() && state.value("identity", json()) == p.identity;
+  const bool saved = fs::exists(run / "checkpoint.safetensors");
+  if (same && saved && state.value("finished", false)) p.how = "reused";
+  else if (same && saved) p.how = "resumed", p.t.resume = run.string();
+  else p.how = "trained";
+  p.replaced = p.how == "trained" && !state.is_null();
+  return p;
+}
+
+bool reached_budget(const SeedRun& r, const RunPlan& p, const CompareOptions& o) {
+  return r.steps >= p.t.steps || (o.budget == "seconds" && r.train_seconds >= o.seconds);
+}
+
+SeedRun run_one(const CompareOptions& o, const std::string& spec, uint64_t seed, Progress& progress) {
+  const fs::path out(o.base.out);
+  SeedRun r;
+  r.seed = seed;
+  r.folder = (fs::path(folder_name(spec)) / ("seed-" + std::to_string(seed))).string();
+  const fs::path run = out / r.folder;
+  const RunPlan p = plan_run(o, spec, seed, run);
+  r.how = p.how;
+  if (!o.base.quiet)
+    std::fprintf(stderr, "== [%d/%d] %s, seed %llu: %s   ETA %s\n", progress.done + 1, progress.total,
+                 spec.c_str(), static_cast<unsigned long long>(seed),
+                 p.how == "reused" ? "finished before, reused" : p.how == "resumed" ? "resuming" : "training",
+                 progress.eta(o).c_str());
+  if (p.replaced && !o.base.quiet)
+    std::fprintf(stderr, "   %s held a run with other settings: it is trained anew\n", run.string().c_str());
+  json state = read_state(run);
+  if (p.how != "reused") {
+    const auto t0 = std::chrono::steady_clock::now();
+    make_output_folder(run.string(), "compare: --out");
+    write_state(run, p.identity, false, 0, 0);  // a kill from here on resumes
+    const TrainResult result = train(p.t);
+    read_metrics(run, r);
+    r.finished = reached_budget(r, p, o);
+    write_state(run, p.identity, r.finished, result.parameters, result.peak_bytes);
+    state = read_state(run);
+    progress.trained += 1;
+    progress.trained_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  } else {
+    read_metrics(run, r);
+    r.finished = true;
+  }
+  r.parameters = state.value("parameters", int64_t{0});
+  r.peak_bytes = state.value("peak_bytes", std::size_t{0});
+  r.tokens = r.steps * o.base.batch * o.base.model.block_size;
+  progress.done += 1;
+  return r;
+}
+
+// ---- per variant: the KV cache and how positions are encoded ----
+
+void probe_variant(const CompareOptions& o, VariantReport& v) {
+  GPTConfig config = o.base.model;
+  config.attention = v.spec;
+  config.vocab = 1;         // only the attention's layout matters here
+  // An attention dropout inherited from --dropout is dropped by train() for
+  // variants without one; an explicit one must fail here, before any run.
+  if (o.base.attn_dropout_inherited) config.attn_dropout = 0;
+  GPT probe(config, 0);
+  if (probe.blocks().front()->attention().cache_layout().heads > 0)
+    v.kv_bytes_per_token = probe.make_cache(1).bytes_per_token();
+  v.learned_positions = probe.has_learned_positions();
+}
+
+// ---- length generalisation of the trained runs ----
+
+std::vector<int64_t> eval_lengths(const CompareOptions& o) {
+  std::vector<int64_t> lengths{o.base.model.block_size};
+  for (double f : o.extrapolate) {
+    const int64_t l = std::llround(f * static_cast<double>(o.base.model.block_size));
+    if (std::find(lengths.begin(), lengths.end(), l) == lengths.end()) lengths.push_back(l);
+  }
+  return lengths;
+}
+
+void evaluate_run_lengths(const CompareOptions& o, const fs::path& run, SeedRun& r,
+                          std::map<std::string, std::vector<int64_t>>& val_by_tokenizer) {
+  const CheckpointData d = load_checkpoint(checkpoint_path(run.string()));
+  std::vector<int64_t>& val = val_by_tokenizer[d.tokenizer];
+  if (val.empty())  // every run of one corpus shares its tokenizer: read the text once
+    val = TextDataset(CharTokenizer::from_json(d.tokenizer).encode(read_corpus(o.base.data))).tokens(Split::Val);
+  GPT model(GPTConfig::from_json(d.model_config), 0);
+  model.to(Device::parse(o.base.device));
+  load_model_weights(model, d, checkpoint_path(run.string()));
+  r.lengths = evaluate_lengths(model, val, eval_lengths(o), o.eval_windows);
 }
 
 }  // namespace
 
-std::vector<VariantReport> compare(const CompareOptions& o) {
-  check(!o.variants.empty(), "compare: no variants given; e.g. --attention mha,gqa:kv_heads=2,mqa");
+CompareResult compare(const CompareOptions& o) {
+  o.validate();
+  const auto t0 = std::chrono::steady_clock::now();
   const fs::path out(o.base.out);
   make_output_folder(out.string(), "compare: --out");
-  const Device device = Device::parse(o.base.device);
-  std::vector<VariantReport> reports;
-  std::set<std::string> seen;
+  CompareResult result;
+  Progress progress;
+  progress.total = static_cast<int>(o.variants.size() * o.seeds);
+  // Every variant is built once before any training, so a bad spec fails
+  // at once, not after the runs before it.
   for (const std::string& spec : o.variants) {
-    check(seen.insert(spec).second, "compare: variant '", spec, "' is listed twice");
-    TrainOptions t = o.base;
-    t.model.attention = spec;
-    t.out = (out / folder_name(spec)).string();
-    if (!t.quiet) std::fprintf(stderr, "== %s\n", spec.c_str());
-    VariantReport r;
-    r.spec = spec;
-    r.folder = folder_name(spec);
-    r.result = train(t);
-    GPTConfig config = t.model;
-    config.vocab = 1;  // only the attention's cache layout matters here
-    GPT probe(config, 0);
-    if (probe.blocks().front()->attention().cache_layout().heads > 0)
-      r.kv_bytes_per_token = probe.make_cache(1).bytes_per_token();
-    reports.push_back(r);
+    VariantReport v;
+    v.spec = spec;
+    v.folder = folder_name(spec);
+    probe_variant(o, v);
+    result.variants.push_back(std::move(v));
   }
-
-  // One loss plot with a line per variant.
-  std::vector<std::string> heatmaps;
-  if (plot::available()) {
-    plot::LineChart chart;
-    chart.title = "validation loss by attention variant";
-    chart.x_label = "step";
-    chart.y_label = "val loss (nats/char)";
-    for (const VariantReport& r : reports) {
-      plot::Series s{r.spec, {}, {}};
-      for (auto [x, y] : val_curve(out / r.folder / "metrics.jsonl")) s.x.push_back(x), s.y.push_back(y);
-      if (!s.x.empty()) chart.series.push_back(s);
-    }
-    if (!chart.series.empty()) plot::write_line_chart((out / "loss.png").string(), chart);
-    for (const VariantReport& r : reports) {
-      const std::string png = "attention_" + r.folder + ".png";
-      if (write_heatmap(out / r.folder, o.prompt, out / png, r.spec + ": layer 0, mean over heads", device))
-        heatmaps.push_back(png);
-    }
+  for (VariantReport& v : result.variants)
+    for (int64_t i = 0; i < o.seeds; ++i) v.runs.push_back(run_one(o, v.spec, o.base.seed + i, progress));
+  result.finished = true;
+  for (const VariantReport& v : result.variants)
+    for (const SeedRun& r : v.runs) result.finished = result.finished && r.finished;
+  if (result.finished && !o.extrapolate.empty()) {
+    if (!o.base.quiet) std::fprintf(stderr, "== length generalisation: evaluating every run\n");
+    std::map<std::string, std::vector<int64_t>> val;
+    for (VariantReport& v : result.variants)
+      for (SeedRun& r : v.runs) evaluate_run_lengths(o, out / r.folder, r, val);
   }
-
-  std::ostringstream md;
-  md << "# attention comparison\n\n"
-     << "Same data, seed, model size and steps (" << o.base.steps << ", batch " << o.base.batch
-     << ", block " << o.base.model.block_size << ", " << o.base.model.layers << " layers, "
-     << o.base.model.heads << " heads, embd " << o.base.model.embd << ") for every variant; only the "
-     << "attention differs. Corpus: `" << o.base.data << "`.\n\n"
-     << "| variant | parameters | train loss | val loss | tokens/s | KV cache / token | peak memory |\n"
-     << "| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n";
-  for (const VariantReport& r : reports) {
-    char row[512];
-    std::snprintf(row, sizeof row, "| `%s` | %lld | %.4f | %.4f | %.0f | %s | %s |\n", r.spec.c_str(),
-                  static_cast<long long>(r.result.parameters), r.result.final_train_loss,
-                  r.result.final_val_loss, r.result.tokens_per_second,
-                  r.kv_bytes_per_token ? human_bytes(r.kv_bytes_per_token).c_str() : "no cache",
-                  human_bytes(r.result.peak_bytes).c_str());
-    md << row;
-  }
-  md << "\nKV cache per token is measured from a cache the model allocates (all layers, one "
-        "sequence); peak memory is the peak of the training device's allocator ("
-     << o.base.device << ") during training.\n\n";
-  if (plot::available()) md << "![validation loss](loss.png)\n\n";
-  for (const std::string& h : heatmaps) md << "![" << h << "](" << h << ")\n\n";
-  write_text_atomically((out / "report.md").string(), md.str());
-  return reports;
+  result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (result.finished) write_compare_report(o, result);
+  return result;
 }
 
 }  // namespace attn

@@ -29,6 +29,11 @@ int64_t TextDataset::size(Split split) const {
   return end - begin;
 }
 
+std::vector<int64_t> TextDataset::tokens(Split split) const {
+  const auto [begin, end] = range(split);
+  return {ids_.begin() + begin, ids_.begin() + end};
+}
+
 Batch TextDataset::get_batch(Split split, int64_t batch, int64_t block, Generator& gen,
                              Device device) const {
   check(batch >= 1, "data: batch size ", batch, " must be at least 1");

@@ -32,6 +32,8 @@ class TextDataset {
   explicit TextDataset(std::vector<int64_t> ids, double val_fraction = 0.1);
 
   int64_t size(Split split) const;
+  // The split's tokens in order (length evaluation reads the val text whole).
+  std::vector<int64_t> tokens(Split split) const;
   // `batch` windows of `block` + 1 tokens at random starts inside `split`.
   Batch get_batch(Split split, int64_t batch, int64_t block, Generator& gen,
                   Device device = Device::cpu()) const;

@@ -68,6 +68,7 @@ struct Curve {
   std::string label;
   std::vector<double> x, y;
   Rgb colour;
+  std::vector<double> lo = {}, hi = {};  // the band at each kept point (empty: none)
 };
 
 std::string series_name(const Series& s, std::size_t i) {
@@ -87,6 +88,10 @@ std::vector<Curve> checked_curves(const LineChart& chart) {
     check(!s.x.empty() || !s.y.empty(), "plot: series '", name, "' has no points; expected at least one");
     check(s.x.size() == s.y.size(), "plot: series '", name, "' has ", s.x.size(), " x values but ", s.y.size(),
           " y values; expected one y per x");
+    const bool band = !s.band_lo.empty() || !s.band_hi.empty();
+    check(!band || (s.band_lo.size() == s.x.size() && s.band_hi.size() == s.x.size()), "plot: series '", name,
+          "' has a band of ", s.band_lo.size(), " low and ", s.band_hi.size(), " high values for ", s.x.size(),
+          " points; expected one of each per point, or none");
     Curve c{name, {}, {}, series_color(i)};
     for (std::size_t k = 0; k < s.x.size(); ++k) {
       const double x = s.x[k], y = s.y[k];
@@ -97,6 +102,10 @@ std::vector<Curve> checked_curves(const LineChart& chart) {
             " at index ", k);
       c.x.push_back(x);
       c.y.push_back(y);
+      if (band) {  // a non-finite band edge shrinks to the line there
+        c.lo.push_back(std::isfinite(s.band_lo[k]) && (!chart.log_y || s.band_lo[k] > 0) ? s.band_lo[k] : y);
+        c.hi.push_back(std::isfinite(s.band_hi[k]) && (!chart.log_y || s.band_hi[k] > 0) ? s.band_hi[k] : y);
+      }
     }
     curves.push_back(std::move(c));
   }
@@ -116,6 +125,8 @@ LineLayout layout_line_chart(const LineChart& chart, const std::vector<Curve>& c
   for (const Curve& c : curves) {
     xs.insert(xs.end(), c.x.begin(), c.x.end());
     ys.insert(ys.end(), c.y.begin(), c.y.end());
+    ys.insert(ys.end(), c.lo.begin(), c.lo.end());
+    ys.insert(ys.end(), c.hi.begin(), c.hi.end());
   }
   LineLayout L;
   // x usually counts steps: no padding, so the curve starts at the frame.
@@ -185,8 +196,31 @@ void draw_axes(Canvas& c, const LineLayout& L, int s) {
   }
 }
 
+// Bands as vertical spans: each pixel column whose centre lies between two
+// points gets lo and hi interpolated there, and the span between them is
+// tinted with the series' colour (faint, so overlapping bands and the
+// lines drawn over them stay readable). Each column is tinted once.
+void draw_band(Canvas& c, const LineLayout& L, const Curve& curve) {
+  constexpr double kTint = 0.18;
+  for (std::size_t k = 1; k < curve.x.size(); ++k) {
+    const double px0 = L.x.to_pixel(curve.x[k - 1]), px1 = L.x.to_pixel(curve.x[k]);
+    if (!(px1 > px0)) continue;
+    const bool last = k + 1 == curve.x.size();
+    // Columns whose centre is in [px0, px1), and px1 itself after the last point.
+    for (int col = static_cast<int>(std::ceil(px0 - 0.5)); last ? col + 0.5 <= px1 : col + 0.5 < px1; ++col) {
+      const double f = std::clamp((col + 0.5 - px0) / (px1 - px0), 0.0, 1.0);
+      const double y_lo = L.y.to_pixel(curve.lo[k - 1] + f * (curve.lo[k] - curve.lo[k - 1]));
+      const double y_hi = L.y.to_pixel(curve.hi[k - 1] + f * (curve.hi[k] - curve.hi[k - 1]));
+      for (int row = static_cast<int>(std::floor(std::min(y_lo, y_hi))); row <= std::max(y_lo, y_hi); ++row)
+        c.set_pixel(col, row, curve.colour, kTint);
+    }
+  }
+}
+
 void draw_curves(Canvas& c, const LineLayout& L, const std::vector<Curve>& curves, int s) {
   c.set_clip(L.left, L.top, L.right, L.bottom);
+  for (const Curve& curve : curves)
+    if (!curve.lo.empty()) draw_band(c, L, curve);
   const double thickness = 1.0 + s * 0.5;
   for (const Curve& curve : curves) {
     for (std::size_t k = 1; k < curve.x.size(); ++k)

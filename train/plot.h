@@ -1,7 +1,8 @@
 // PNG charts for training runs: loss curves (line charts) and attention maps
 // (heatmaps), drawn pixel by pixel into an RGB canvas and saved with
-// stb_image_write. Text uses stb_easy_font, a tiny built-in bitmap font, so
-// there is no font file to find at run time.
+// stb_image_write. Text is drawn with a TrueType font through stb_truetype
+// (DejaVu Sans, from Debian's fonts-dejavu-core) when its file is found, and
+// with stb_easy_font, a tiny built-in bitmap font, when it is not.
 //
 // Both writers save "<path>.tmp" first and rename it over `path`, so a crash
 // never leaves a half-written PNG behind. When attnlab was built without
@@ -16,11 +17,25 @@ namespace attn::plot {
 // True when this build can write PNGs (stb_image_write.h was found).
 bool available();
 
+// The font of all chart text from now on: a TrueType file, or "" for the
+// built-in bitmap font. False (and the bitmap font) when the file cannot be
+// read or is not a font. Before the first call, charts use $ATTNLAB_FONT if
+// set ("" = bitmap), else DejaVu Sans where Debian installs it, else bitmap.
+bool use_font(const std::string& ttf_path);
+// What chart text is drawn with, for reports: "DejaVuSans.ttf (TrueType)",
+// "built-in bitmap font".
+std::string font_description();
+inline constexpr const char* kDefaultFont = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
+
 // One curve: points (x[i], y[i]) joined in the order given. Points where x or
 // y is NaN or infinite are skipped (a diverged run still gets a plot).
+// An optional band (band_lo[i] .. band_hi[i] at x[i], e.g. the mean +- one
+// standard deviation over seeds) is shaded faintly in the series' colour
+// under all the lines; leave both empty for none.
 struct Series {
   std::string label;
   std::vector<double> x, y;
+  std::vector<double> band_lo = {}, band_hi = {};
 };
 
 struct LineChart {

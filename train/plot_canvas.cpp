@@ -1,7 +1,7 @@
-// The drawing layer of the charts (plot_canvas.h): text, the canvas's text
-// method, labels, tick labels, axis ranges and the PNG save. This file
-// compiles stb_image_write's implementation, so it is the one place stb's
-// writer is defined.
+// The drawing layer of the charts (plot_canvas.h): labels, tick labels,
+// axis ranges and the PNG save (the text itself is in plot_text.cpp). This
+// file compiles stb_image_write's implementation, so it is the one place
+// stb's writer is defined.
 #include "train/plot_canvas.h"
 
 #ifdef ATTNLAB_HAVE_STB
@@ -10,69 +10,18 @@
 
 #include "core/error.h"
 #include "train/files.h"
-// stb's single-file libraries; both trip a few warnings we cannot fix in
-// their code. stb_easy_font is all `static`.
+// stb's single-file PNG writer trips a few warnings we cannot fix in its code.
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wunused-function"
 #pragma GCC diagnostic ignored "-Wmissing-field-initializers"
 #pragma GCC diagnostic ignored "-Wsign-compare"
 #define STB_IMAGE_WRITE_IMPLEMENTATION
 #include <stb_image_write.h>
-#include <stb_easy_font.h>
 #pragma GCC diagnostic pop
 
 namespace attn::plot::draw {
 
-// ------------------------------------------------------------------- text --
-
-std::string printable(const std::string& s) {
-  std::string out;
-  for (unsigned char ch : s) {
-    if (ch >= 32 && ch < 127) out += static_cast<char>(ch);
-    else if (ch < 0x80 || ch >= 0xC0) out += '?';  // skip UTF-8 continuation bytes
-  }
-  return out;
-}
-
-// Width in pixels (the font's width includes one unit of trailing spacing,
-// which doubles as a small gap after the text).
-int text_width(const std::string& s, int scale) {
-  std::string t = printable(s);
-  return stb_easy_font_width(t.data()) * scale;
-}
-
-std::string fit_text(const std::string& s, int scale, int max_width) {
-  std::string t = printable(s);
-  if (text_width(t, scale) <= max_width) return t;
-  while (!t.empty() && text_width(t + "..", scale) > max_width) t.pop_back();
-  return t + "..";
-}
-
-// ----------------------------------------------------------------- canvas --
-
-void Canvas::text(int x, int y, const std::string& s, Rgb c, int scale, bool vertical) {
-  std::string t = printable(s);
-  if (t.empty()) return;
-  // stb_easy_font writes 4 vertices of 16 bytes per quad; the busiest
-  // glyph ('X') has 11 quads, so 768 bytes a character always suffice.
-  std::vector<char> quads(t.size() * 768 + 64);
-  const int n = stb_easy_font_print(0, 0, t.data(), nullptr, quads.data(), static_cast<int>(quads.size()));
-  const int length = stb_easy_font_width(t.data());  // in font units
-  for (int q = 0; q < n; ++q) {
-    // Vertex 0 is the quad's top-left corner, vertex 2 its bottom-right.
-    float v0[2], v2[2];
-    std::memcpy(v0, &quads[q * 64], sizeof v0);
-    std::memcpy(v2, &quads[q * 64 + 32], sizeof v2);
-    const int u0 = static_cast<int>(v0[0]), w0 = static_cast<int>(v0[1]);
-    const int u1 = static_cast<int>(v2[0]), w1 = static_cast<int>(v2[1]);
-    if (!vertical) {
-      fill_rect(x + u0 * scale, y + w0 * scale, x + u1 * scale, y + w1 * scale, c);
-    } else {
-      // Turning left: along-the-text u goes up the image, down-the-glyph w goes right.
-      fill_rect(x + w0 * scale, y + (length - u1) * scale, x + w1 * scale, y + (length - u0) * scale, c);
-    }
-  }
-}
+// ------------------------------------------------------------------ labels --
 
 void draw_label(Canvas& c, int x, int y, const std::string& s, int scale, Align h, Align v, Rgb colour) {
   const int w = text_width(s, scale);

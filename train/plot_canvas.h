@@ -1,8 +1,9 @@
 // The drawing layer under the charts of plot.cpp: an RGB canvas with
-// anti-aliased lines and dots, bitmap text (stb_easy_font), axis ticks and
-// their labels, the data-to-pixel mapping of an axis, and the atomic PNG
-// save. Internal to train/: only plot.cpp and plot_canvas.cpp include it, and
-// only in builds that found stb (ATTNLAB_HAVE_STB).
+// anti-aliased lines and dots, text (a TrueType font or the built-in bitmap
+// font, plot_text.cpp), axis ticks and their labels, the data-to-pixel
+// mapping of an axis, and the atomic PNG save. Internal to train/: only the
+// plot*.cpp files include it, and only in builds that found stb
+// (ATTNLAB_HAVE_STB).
 #pragma once
 #include <algorithm>
 #include <array>
@@ -26,17 +27,19 @@ inline constexpr int kMaxSide = 16384;
 
 // ------------------------------------------------------------------- text --
 
-// stb_easy_font draws glyphs from small quads on a grid of "font units":
-// capitals are 7 units tall, descenders (g, p, y) reach 2 units lower. We
-// draw each unit as a scale x scale block of pixels.
+// Text is laid out on the grid of stb_easy_font, the built-in bitmap font:
+// capitals are 7 "font units" tall, descenders (g, p, y) reach 2 units
+// lower, and each unit is scale x scale pixels. A TrueType font (DejaVu
+// Sans, plot::use_font) is drawn to the same measure, its capitals
+// kCapHeight * scale pixels tall, so layouts fit either font.
 inline constexpr int kCapHeight = 7;
 inline constexpr int kTextHeight = 9;  // capitals plus descenders
 
-// The font only has printable ASCII (and indexes a table by the byte, so
-// anything else would read out of bounds): other bytes become '?', one per
-// UTF-8 character.
+// The bitmap font only has printable ASCII (and indexes a table by the
+// byte, so anything else would read out of bounds): other bytes become
+// '?', one per UTF-8 character. The TrueType font draws any character it has.
 std::string printable(const std::string& s);
-// Width in pixels (including one unit of trailing spacing).
+// Width in pixels in the current font (including one unit of trailing spacing).
 int text_width(const std::string& s, int scale);
 // `s` if it fits in max_width pixels, else its start followed by "..".
 std::string fit_text(const std::string& s, int scale, int max_width);

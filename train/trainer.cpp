@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "attention/registry.h"
 #include "autograd/engine.h"
 #include "autograd/ops.h"
 #include "core/dispatch.h"
@@ -49,6 +50,8 @@ void TrainOptions::validate() const {
   check(eval_batches >= 1, "train: --eval-batches must be >= 1, got ", eval_batches);
   check(log_every >= 1, "train: --log-every must be >= 1, got ", log_every);
   check(stop_at >= 0, "train: --stop-at must be >= 0, got ", stop_at);
+  check(std::isfinite(max_seconds) && max_seconds >= 0, "train: max_seconds must be >= 0 (0 = off), got ",
+        max_seconds);
   check(checkpoint_every >= 0, "train: --checkpoint-every must be >= 0, got ", checkpoint_every);
   check(sample_tokens >= 0, "train: --sample-tokens must be >= 0 (0 = no sample), got ", sample_tokens);
   check(optimizer == "adamw" || optimizer == "sgd", "train: --optimizer must be adamw or sgd, got '",
@@ -206,6 +209,18 @@ std::string shown(const json& v) {
   return std::string(buf, r.ptr);
 }
 
+// An attention dropout inherited from --dropout, for a variant that has
+// none (attention_dropout_unsupported says why), becomes 0, said once.
+void settle_inherited_attn_dropout(TrainOptions& o) {
+  if (!o.attn_dropout_inherited || o.model.attn_dropout == 0) return;
+  const std::string why = attention_dropout_unsupported(o.model.attention);
+  if (why.empty()) return;
+  std::fprintf(stderr, "train: attention '%s' has no attention dropout (%s): it trains without it; "
+               "--dropout %g applies to the rest of the model\n", o.model.attention.c_str(),
+               why.c_str(), static_cast<double>(o.model.dropout));
+  o.model.attn_dropout = 0;
+}
+
 // --resume continues the stored run as it was: an option the user named
 // that disagrees with it is an error, not silently ignored (--layers 4 on a
 // 2-layer run cannot mean anything).
@@ -260,6 +275,7 @@ TrainResult train(const TrainOptions& options_in) {
     stored.quiet = o.quiet;
     stored.device = o.device;
     stored.stop_at = o.stop_at;
+    stored.max_seconds = o.max_seconds;
     o = stored;
   }
   const Device device = Device::parse(o.device);
@@ -270,6 +286,7 @@ TrainResult train(const TrainOptions& options_in) {
                                      : CharTokenizer::from_text(text, o.data);
   o.model.vocab = tok.vocab_size();
   o.model.validate();
+  settle_inherited_attn_dropout(o);
   const TextDataset data(tok.encode(text));
   check(data.size(Split::Val) > o.model.block_size && data.size(Split::Train) > o.model.block_size,
         "train: --block ", o.model.block_size, " is larger than the corpus allows (train split ",
@@ -323,9 +340,12 @@ TrainResult train(const TrainOptions& options_in) {
     d.dropout_stream = {model.dropout_source().seed, model.dropout_source().offset};
     save_checkpoint((out / "checkpoint.safetensors").string(), d);
   };
+  // Training time of the whole run, steps alone, carried over from the
+  // rows a resumed run keeps: what max_seconds limits (compare's time budget).
+  double train_s = metrics.empty() ? 0.0 : metrics.back().value("train_s", 0.0);
   auto log = [&](int64_t step, const char* split, float loss, float lr, double tps, double elapsed) {
-    const json row = {{"step", step},  {"split", split},        {"loss", loss},
-                      {"lr", lr},      {"tokens_per_s", tps},   {"elapsed_s", elapsed}};
+    const json row = {{"step", step}, {"split", split},      {"loss", loss},        {"lr", lr},
+                      {"tokens_per_s", tps}, {"elapsed_s", elapsed}, {"train_s", train_s}};
     metrics.push_back(row);
     metrics_file << row.dump() << "\n";
     metrics_file.flush();
@@ -347,7 +367,9 @@ TrainResult train(const TrainOptions& options_in) {
   result.parameters = model.num_parameters();
   model.train();
   float train_loss = 0;
-  const int64_t end = o.stop_at > 0 ? std::min(o.stop_at, o.steps) : o.steps;
+  int64_t end = o.stop_at > 0 ? std::min(o.stop_at, o.steps) : o.steps;
+  auto out_of_time = [&] { return o.max_seconds > 0 && train_s >= o.max_seconds; };
+  if (out_of_time()) end = std::min(end, start);  // resumed after the time was spent
   for (int64_t step = start; step < end; ++step) {
     const auto step_start = std::chrono::steady_clock::now();
     const float lr = lr_at(step, o.lr, o.warmup, o.steps, o.min_lr);
@@ -362,12 +384,14 @@ TrainResult train(const TrainOptions& options_in) {
     if (o.grad_clip > 0) clip_grad_norm(model.parameters(), o.grad_clip);
     opt->step();
     train_loss = loss.item();  // waits for the device: the step is done
-    result.train_seconds +=
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - step_start).count();
+    const double step_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - step_start).count();
+    result.train_seconds += step_seconds;
+    train_s += step_seconds;
     check(std::isfinite(train_loss), "train: loss became ", train_loss, " at step ", step + 1,
           "; lower --lr or enable --grad-clip");
 
     const int64_t done = step + 1;
+    if (out_of_time()) end = done;  // the last step: logged, evaluated and saved as such
     const double secs = elapsed();
     const double tps = static_cast<double>((done - start) * tokens_per_step) / std::max(secs, 1e-9);
     if (done % o.log_every == 0 || done == end) log(done, "train_step", train_loss, lr, tps, secs);
@@ -383,7 +407,8 @@ TrainResult train(const TrainOptions& options_in) {
     }
     if (eval_now || (o.checkpoint_every > 0 && done % o.checkpoint_every == 0)) save(done);
     if (tty) {
-      const double eta = (o.steps - done) * secs / std::max<int64_t>(done - start, 1);
+      double eta = (o.steps - done) * secs / std::max<int64_t>(done - start, 1);
+      if (o.max_seconds > 0) eta = std::min(eta, (o.max_seconds - train_s) * secs / std::max(result.train_seconds, 1e-9));
       std::fprintf(stderr, "\rstep %lld/%lld  loss %.4f  %.0f tok/s  ETA %s   ",
                    static_cast<long long>(done), static_cast<long long>(o.steps), train_loss, tps,
                    format_duration(eta).c_str());

@@ -21,6 +21,11 @@ struct TrainOptions {
   std::string optimizer = "adamw";  // adamw | sgd
   int64_t steps = 500;
   int64_t stop_at = 0;              // end this invocation after that step (0 = run to `steps`)
+  // End the run once this much training time (forward, backward, update;
+  // evaluations and checkpoints not counted) is spent, summed over resumes;
+  // 0 = off. The LR schedule still runs over `steps`, an upper bound then.
+  // Like stop_at, a limit of the invocation (compare --budget seconds), not stored.
+  double max_seconds = 0;
   uint64_t seed = 1337;
   int64_t batch = 16;
   float lr = 1e-3f;
@@ -46,6 +51,11 @@ struct TrainOptions {
   // line. With --resume, each of them must agree with the stored run, which
   // decides everything but --steps, --stop-at, --out, --device and --quiet.
   std::vector<std::string> given;
+  // True when model.attn_dropout was not given and took --dropout's value
+  // (the command line's default for new runs): a variant without attention
+  // dropout (linear, student:) then trains without it and says so, where
+  // an explicit value is an error. Not stored: the run stores the result.
+  bool attn_dropout_inherited = false;
 
   void validate() const;
   std::string to_json() const;

@@ -50,6 +50,17 @@
 // second last, ...) so that cheap and costly ones alternate and the last
 // tasks the pool hands out are middling, never all the costly end. The
 // order changes who computes a block, never what it computes.
+//
+// Attention dropout (optional). The output is (P * Z) V, where Z is 0 for a
+// dropped probability and 1 / (1 - p) for a kept one; the softmax's l and
+// lse are sums of the undropped P. So the forward drops a tile's
+// probabilities after the online softmax has summed them and before P V.
+// The backward regenerates each tile's Z from its (b, h, i, j) indices
+// (core/attention_dropout.h), the decisions the forward drew, and uses
+//   dV += (P * Z)^T dO,   dP = (dO V^T) * Z,   dS = P * (dP - D) * scale,
+// with D_i = dO_i . O_i as before: O is the dropped output, and
+// sum_j P_ij dP_ij = dO_i . sum_j P_ij Z_ij V_j = dO_i . O_i still holds.
+// Nothing T x T is stored: a tile's decisions are 64 x 64 bits of scratch.
 #include <cblas.h>
 
 #include <algorithm>
@@ -58,6 +69,7 @@
 #include <memory>
 #include <vector>
 
+#include "core/attention_dropout.h"
 #include "core/cpu/cpu_backend.h"
 #include "core/cpu/lanes.h"
 #include "core/cpu/parallel.h"
@@ -229,6 +241,36 @@ ATTN_VECTOR_CLONES void softmax_grad_row(float* dp, const float* p, int64_t n, f
   for (int64_t t = 0; t < n; ++t) dp[t] = p[t] * (dp[t] - D) * scale;
 }
 
+// The dropout backward of one row: dp (= dO V^T) becomes dS = P * (dP * Z -
+// D) * scale, and p becomes P * Z (what dV needs); `kept` holds the row's
+// decisions as bits, `keep_scale` is 1 / (1 - p).
+ATTN_VECTOR_CLONES void dropped_softmax_grad_row(float* dp, float* p, int64_t n, float D, float scale,
+                                                 const uint32_t* kept, float keep_scale) {
+  for (int64_t t = 0; t < n; ++t) {
+    const bool k = attention_dropout::bit(kept, t);
+    dp[t] = p[t] * ((k ? dp[t] * keep_scale : 0.0f) - D) * scale;
+    p[t] = k ? p[t] * keep_scale : 0.0f;
+  }
+}
+
+// ---- attention dropout ----
+
+// The decisions for keys [j0, j0 + n) of query row i of head hd, into
+// bits[0 .. (n + 31) / 32) (n <= kBlock).
+void row_keep_bits(const AttentionDropoutArgs& d, const FlashArgs& a, const Head& hd, int64_t i,
+                   int64_t j0, int64_t n, uint32_t* bits) {
+  attention_dropout::keep_bits(d, hd.b, attention_dropout::element(hd.h, i, j0, a.tq, a.tk), n, bits);
+}
+
+// Drops row i's probabilities for keys [j0, j0 + n) in place.
+void drop_row(const AttentionDropoutArgs& d, const FlashArgs& a, const Head& hd, int64_t i,
+              int64_t j0, float* row, int64_t n) {
+  uint32_t bits[kBlock / 32];
+  row_keep_bits(d, a, hd, i, j0, n, bits);
+  const float keep_scale = attention_dropout::keep_scale(d);
+  for (int64_t t = 0; t < n; ++t) row[t] = attention_dropout::bit(bits, t) ? row[t] * keep_scale : 0.0f;
+}
+
 // ---- one tile ----
 
 // s (t.rows() x t.cols(), dense) = the scores of the tile:
@@ -250,9 +292,11 @@ void tile_scores(const FlashArgs& a, const Head& hd, const Tile& t, float* s) {
 
 // The backward of one tile, shared by both passes: p = the tile's
 // probabilities, ds = dS = P * (dO V^T - D) * scale. dout and D are the
-// head's (dout in q's layout, D one float per row).
+// head's (dout in q's layout, D one float per row). With dropout, p leaves
+// as P * Z and ds as P * (dO V^T * Z - D) * scale (see the header).
 void tile_grads(const FlashArgs& a, const Head& hd, const Tile& t, const float* dout,
-                const float* lse, const float* D, float* p, float* ds) {
+                const float* lse, const float* D, const AttentionDropoutArgs* drop, float* p,
+                float* ds) {
   const int64_t qs = a.q_at.row, vs = a.v_at.row;
   tile_scores(a, hd, t, p);
   for (int64_t i = t.i0; i < t.i1; ++i) probabilities_row(p + (i - t.i0) * t.cols(), t.cols(), lse[i]);
@@ -260,7 +304,14 @@ void tile_grads(const FlashArgs& a, const Head& hd, const Tile& t, const float* 
         a.v + hd.v_at + t.j0 * vs, vs, 0.0f, ds, t.cols());
   for (int64_t i = t.i0; i < t.i1; ++i) {
     const int64_t r = (i - t.i0) * t.cols();
-    softmax_grad_row(ds + r, p + r, t.cols(), D[i], a.scale);
+    if (!drop) {
+      softmax_grad_row(ds + r, p + r, t.cols(), D[i], a.scale);
+      continue;
+    }
+    uint32_t kept[kBlock / 32];
+    row_keep_bits(*drop, a, hd, i, t.j0, t.cols(), kept);
+    dropped_softmax_grad_row(ds + r, p + r, t.cols(), D[i], a.scale, kept,
+                             attention_dropout::keep_scale(*drop));
   }
 }
 
@@ -278,8 +329,10 @@ void store_rows(float* dst, int64_t stride, const float* rows, int64_t n, int64_
 
 // ---- the three kinds of task ----
 
-// Forward of query rows [i0, i1) of one head: out and lse.
-void forward_block(const FlashArgs& a, const Head& hd, int64_t i0, int64_t i1) {
+// Forward of query rows [i0, i1) of one head: out and lse (drop: attention
+// dropout, or null).
+void forward_block(const FlashArgs& a, const Head& hd, int64_t i0, int64_t i1,
+                   const AttentionDropoutArgs* drop) {
   const int64_t d = a.dim, rows = i1 - i0, vs = a.v_at.row;
   const auto s = tile_scratch();
   std::vector<float> acc(rows * d, 0.0f), m(rows, kNegInf), l(rows, 0.0f);
@@ -290,10 +343,12 @@ void forward_block(const FlashArgs& a, const Head& hd, int64_t i0, int64_t i1) {
     for (int64_t r = 0; r < rows; ++r) {
       float* row = s.get() + r * t.cols();
       const Span seen = visible_in(a, i0 + r, t);
-      if (seen.lo == seen.hi)  // all hidden: weight 0 (and its max, -inf, would give NaN)
+      if (seen.lo == seen.hi) {  // all hidden: weight 0 (and its max, -inf, would give NaN)
         std::fill(row, row + t.cols(), 0.0f);
-      else
-        online_softmax_row(row, t.cols(), m[r], l[r], &acc[r * d], d);
+        continue;
+      }
+      online_softmax_row(row, t.cols(), m[r], l[r], &acc[r * d], d);
+      if (drop) drop_row(*drop, a, hd, i0 + r, j0, row, t.cols());  // after l has summed P
     }
     sgemm(false, false, rows, d, t.cols(), 1.0f, s.get(), t.cols(), a.v + hd.v_at + j0 * vs, vs,
           1.0f, acc.data(), d);
@@ -313,7 +368,8 @@ void forward_block(const FlashArgs& a, const Head& hd, int64_t i0, int64_t i1) {
 // Backward pass 1 for keys [j0, j1) of kv head kvh: dK and dV, summed over
 // the query heads of its group and their query blocks, in a fixed order.
 void key_tile_grads(const FlashArgs& a, int64_t b, int64_t kvh, int64_t j0, int64_t j1,
-                    const float* dout, const float* D, float* dk, float* dv) {
+                    const float* dout, const float* D, const AttentionDropoutArgs* drop, float* dk,
+                    float* dv) {
   const int64_t d = a.dim, cols = j1 - j0, group = a.heads / a.kv_heads, qs = a.q_at.row;
   const auto p = tile_scratch(), ds = tile_scratch();
   std::vector<float> dk_acc(cols * d, 0.0f), dv_acc(cols * d, 0.0f);
@@ -324,8 +380,8 @@ void key_tile_grads(const FlashArgs& a, int64_t b, int64_t kvh, int64_t j0, int6
     const float* Dh = D + (b * a.heads + h) * a.tq;
     for (int64_t i0 = span.lo; i0 < span.hi; i0 += kBlock) {
       const Tile t{i0, std::min(i0 + kBlock, span.hi), j0, j1};
-      tile_grads(a, hd, t, dout, lse, Dh, p.get(), ds.get());
-      // dV += P^T dO and dK += dS^T Q.
+      tile_grads(a, hd, t, dout, lse, Dh, drop, p.get(), ds.get());
+      // dV += P^T dO (P * Z with dropout) and dK += dS^T Q.
       sgemm(true, false, cols, d, t.rows(), 1.0f, p.get(), cols, dout + hd.q_at + i0 * qs, qs,
             1.0f, dv_acc.data(), d);
       sgemm(true, false, cols, d, t.rows(), 1.0f, ds.get(), cols, a.q + hd.q_at + i0 * qs, qs,
@@ -339,7 +395,8 @@ void key_tile_grads(const FlashArgs& a, int64_t b, int64_t kvh, int64_t j0, int6
 // Backward pass 2 for query rows [i0, i1) of one head: dQ = sum over its key
 // tiles of dS K, in key order.
 void query_block_grads(const FlashArgs& a, const Head& hd, int64_t i0, int64_t i1,
-                       const float* dout, const float* D, float* dq) {
+                       const float* dout, const float* D, const AttentionDropoutArgs* drop,
+                       float* dq) {
   const int64_t d = a.dim, rows = i1 - i0, ks = a.k_at.row;
   const auto p = tile_scratch(), ds = tile_scratch();
   std::vector<float> dq_acc(rows * d, 0.0f);
@@ -348,7 +405,7 @@ void query_block_grads(const FlashArgs& a, const Head& hd, int64_t i0, int64_t i
   const Span span = block_keys(a, i0, i1);
   for (int64_t j0 = span.lo; j0 < span.hi; j0 += kBlock) {
     const Tile t{i0, i1, j0, std::min(j0 + kBlock, span.hi)};
-    tile_grads(a, hd, t, dout, lse, Dh, p.get(), ds.get());
+    tile_grads(a, hd, t, dout, lse, Dh, drop, p.get(), ds.get());
     sgemm(false, false, rows, d, t.cols(), 1.0f, ds.get(), t.cols(), a.k + hd.k_at + j0 * ks, ks,
           1.0f, dq_acc.data(), d);
   }
@@ -368,16 +425,23 @@ void for_each_block(int64_t batch, int64_t heads, int64_t t, F&& f) {
   });
 }
 
+// Dropout with p = 0 drops nothing: the kernels then skip it altogether.
+const AttentionDropoutArgs* active(const AttentionDropoutArgs* drop) {
+  return drop && drop->p > 0 ? drop : nullptr;
+}
+
 }  // namespace
 
-void CpuBackend::flash_attention_forward(const FlashArgs& a) {
+void CpuBackend::flash_attention_forward(const FlashArgs& a, const AttentionDropoutArgs* dropout) {
+  const AttentionDropoutArgs* drop = active(dropout);
   for_each_block(a.batch, a.heads, a.tq, [&](int64_t b, int64_t h, int64_t i0, int64_t i1) {
-    forward_block(a, head_of(a, b, h), i0, i1);
+    forward_block(a, head_of(a, b, h), i0, i1, drop);
   });
 }
 
 void CpuBackend::flash_attention_backward(const FlashArgs& a, const float* dout, float* dq,
-                                          float* dk, float* dv) {
+                                          float* dk, float* dv, const AttentionDropoutArgs* dropout) {
+  const AttentionDropoutArgs* drop = active(dropout);
   // D_i = dout_i . out_i equals sum_j p_ij dP_ij: the softmax backward's row
   // term, computed without the row of probabilities, once for both passes.
   const int64_t bh = a.batch * a.heads;
@@ -390,10 +454,10 @@ void CpuBackend::flash_attention_backward(const FlashArgs& a, const float* dout,
     }
   });
   for_each_block(a.batch, a.kv_heads, a.tk, [&](int64_t b, int64_t kvh, int64_t j0, int64_t j1) {
-    key_tile_grads(a, b, kvh, j0, j1, dout, D.data(), dk, dv);
+    key_tile_grads(a, b, kvh, j0, j1, dout, D.data(), drop, dk, dv);
   });
   for_each_block(a.batch, a.heads, a.tq, [&](int64_t b, int64_t h, int64_t i0, int64_t i1) {
-    query_block_grads(a, head_of(a, b, h), i0, i1, dout, D.data(), dq);
+    query_block_grads(a, head_of(a, b, h), i0, i1, dout, D.data(), drop, dq);
   });
 }
 

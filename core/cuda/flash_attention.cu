@@ -22,7 +22,7 @@ void check_flash(const FlashArgs& a) {
 
 }  // namespace
 
-void CudaBackend::flash_attention_forward(const FlashArgs& args) {
+void CudaBackend::flash_attention_forward(const FlashArgs& args, const AttentionDropoutArgs* dropout) {
   if (args.batch <= 0 || args.heads <= 0 || args.tq <= 0 || args.dim <= 0) return;
   check_flash(args);
   activate();
@@ -33,11 +33,11 @@ void CudaBackend::flash_attention_forward(const FlashArgs& args) {
     ATTN_CUDA_CHECK(cudaMemcpy(slopes.ptr, a.alibi, a.heads * sizeof(float), cudaMemcpyHostToDevice));
     a.alibi = slopes.as<float>();
   }
-  flash_forward_launch(a);
+  flash_forward_launch(a, dropout);
 }
 
 void CudaBackend::flash_attention_backward(const FlashArgs& args, const float* dout, float* dq,
-                                           float* dk, float* dv) {
+                                           float* dk, float* dv, const AttentionDropoutArgs* dropout) {
   if (args.batch <= 0 || args.heads <= 0 || args.dim <= 0) return;
   check_flash(args);
   activate();
@@ -49,7 +49,7 @@ void CudaBackend::flash_attention_backward(const FlashArgs& args, const float* d
   }
   const int64_t q_rows = a.batch * a.heads * a.tq;
   Buffer delta(this, (q_rows > 0 ? q_rows : 1) * sizeof(float));  // D_i = dout_i . out_i
-  flash_backward_launch(a, dout, delta.as<float>(), dq, dk, dv);
+  flash_backward_launch(a, dout, delta.as<float>(), dq, dk, dv, dropout);
 }
 
 }  // namespace attn

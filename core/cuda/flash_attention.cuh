@@ -43,6 +43,18 @@
 // the fp32 CPU twin the outputs and gradients differ by 0.05-3e-6 relative.)
 // Three MMAs at the tensor cores' rate still beat one FMA per lane.
 //
+// ATTENTION DROPOUT (optional; a kernel template flag, so the kernels
+// without it are unchanged)
+//
+// out = (P * Z) V with Z = keep / (1 - p), the softmax summed over the
+// undropped P (core/attention_dropout.h has the keying). Per 64 x 64 tile,
+// the block first draws the tile's 4096 decisions into shared memory as
+// bits: thread x takes query row x / 2 and keys 32 (x % 2) .. + 31, which
+// are consecutive elements of the sample, so 8 Philox evaluations (9 when
+// unaligned) give its 32 bits. Each lane then reads the bits of the
+// entries it holds. The backward draws the same tiles again: the same
+// decisions, never a stored T x T mask.
+//
 // MASKING
 //
 // Key j is allowed for query i when j <= offset + i (causal) and
@@ -146,6 +158,30 @@ __device__ __forceinline__ bool tile_is_full(const FlashArgs& a, int64_t i0, int
   return j0 >= lo_last && j0 + kCols <= hi_first;
 }
 
+// ---- attention dropout ----
+
+// Shared words holding one tile's decisions: 2 per query row.
+constexpr int kKeepWords = 2 * kRows;
+
+// Draws the decisions of query rows [i0, i0 + 64) x keys [j0, j0 + 64) of
+// query head h, batch row b, into bits[2 * row + key / 32], bit key % 32.
+// Rows and keys past the end get bits too; they are never used (those
+// entries are masked to 0 anyway).
+__device__ __forceinline__ void draw_keep_bits(uint32_t* bits, const AttentionDropoutArgs& d,
+                                               const FlashArgs& a, int64_t b, int64_t h, int64_t i0,
+                                               int64_t j0) {
+  static_assert(kBlock == kKeepWords, "one thread per word of decisions");
+  const int row = threadIdx.x / 2, half = threadIdx.x % 2;
+  const uint64_t e0 = attention_dropout::element(h, i0 + row, j0 + 32 * half, a.tq, a.tk);
+  bits[threadIdx.x] = attention_dropout::keep_bits32(d, b, e0);
+}
+
+// Whether the entry (row, key) of the tile (both counted from the tile's
+// first) was kept.
+__device__ __forceinline__ bool kept(const uint32_t* bits, int row, int key) {
+  return (bits[2 * row + (key >> 5)] >> (key & 31)) & 1u;
+}
+
 // ALiBi's -slope * |pos - j|, in the log2 units the kernels use.
 __device__ __forceinline__ float alibi_bias2(float slope2, int64_t pos, int64_t j) {
   const int64_t dist = pos > j ? pos - j : j - pos;
@@ -186,9 +222,10 @@ __device__ __forceinline__ void stage_tile(float* dst, const float* src, int64_t
 
 // Launchers (flash_forward.cu, flash_backward.cu). `a.alibi` is a device
 // pointer here.
-void flash_forward_launch(const FlashArgs& a);
+// `drop` (null = none) is attention dropout.
+void flash_forward_launch(const FlashArgs& a, const AttentionDropoutArgs* drop = nullptr);
 void flash_backward_launch(const FlashArgs& a, const float* dout, float* delta, float* dq,
-                           float* dk, float* dv);
+                           float* dk, float* dv, const AttentionDropoutArgs* drop = nullptr);
 
 }  // namespace cuda
 }  // namespace attn

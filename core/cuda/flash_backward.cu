@@ -13,6 +13,11 @@
 //      Then dS^T goes through shared memory so each warp can take 16 of the
 //      tile's queries for dQ += dS K, added into dq with atomicAdd (dq is
 //      zeroed first; the order of additions varies, within fp32 rounding).
+//   With attention dropout (DROP), each query tile first redraws its
+//   decisions Z (the forward's, from the same indices), and
+//        dV += (P^T * Z^T) dO          dS^T = P^T (dP^T * Z^T - D) scale
+//   D stays dout_i . out_i: out is the dropped output, and
+//   sum_j P_ij (dP_ij Z_ij) = dout_i . sum_j P_ij Z_ij v_j = dout_i . out_i.
 #include "core/cuda/flash_attention.cuh"
 
 namespace attn {
@@ -36,24 +41,28 @@ __global__ void flash_delta_kernel(float* D, const float* dout, const float* out
 }
 
 // Shared memory: the block's keys and values, the query tile, its dout
-// rows, and the tile's lse (log2 units) and D. dS^T takes the dout tile's
-// place once every warp is done with it: 70 KB instead of 87 KB at d = 64,
-// so three blocks fit an SM instead of two.
+// rows, and the tile's lse (log2 units) and D, then its dropout decisions
+// (512 bytes, unused without dropout). dS^T takes the dout tile's place once
+// every warp is done with it: 70 KB instead of 87 KB at d = 64, so three
+// blocks fit an SM instead of two.
 template <int DP>
 struct BackwardSmem {
   static constexpr int kLd = ld_for(DP);
   static constexpr int kLdS = kCols + 4;  // dS^T [key][query], read as [2t, 2t+1][g]
   static_assert(kLdS <= kLd, "dS^T must fit in the dout tile it replaces");
   static constexpr int kFloats = 4 * kRows * kLd + 2 * kCols;
-  static constexpr int kBytes = kFloats * static_cast<int>(sizeof(float));
+  static constexpr int kBytes = kFloats * static_cast<int>(sizeof(float)) +
+                                kKeepWords * static_cast<int>(sizeof(uint32_t));
 };
 
 // One query tile against the warp's 16 keys: updates dK, dV in registers and
-// writes dS^T to shared memory. MASKED tests every (query, key) pair.
-template <int DP, bool MASKED>
+// writes dS^T to shared memory. MASKED tests every (query, key) pair; DROP
+// applies the tile's dropout decisions `keep_bits` ([query][key] bits).
+template <int DP, bool MASKED, bool DROP>
 __device__ __forceinline__ void backward_tile(const FlashArgs& a, const float* Ks, const float* Vs,
                                               const float* Qs, const float* Gs, const float* Ls,
-                                              const float* Ds, float* dSs, int64_t i0, int64_t j0,
+                                              const float* Ds, const uint32_t* keep_bits,
+                                              float keep_scale, float* dSs, int64_t i0, int64_t j0,
                                               float scale2, float slope2, float (&dk)[DP / 8][4],
                                               float (&dv)[DP / 8][4]) {
   constexpr int ld = ld_for(DP), lds = BackwardSmem<DP>::kLdS;
@@ -95,8 +104,14 @@ __device__ __forceinline__ void backward_tile(const FlashArgs& a, const float* K
       if (slope2 != 0.0f) x -= alibi_bias2(slope2, a.offset + i, j);
       float p = fast_exp2(x - Ls[qi]);
       if (MASKED && !allowed(a, i, j)) p = 0.0f;
-      s[n][e] = p;
-      dp[n][e] = p * (dp[n][e] - Ds[qi]) * a.scale;
+      if (DROP) {  // z = Z_ij: 1 / (1 - p) kept, 0 dropped
+        const float z = kept(keep_bits, qi, warp_row + g + (e >> 1) * 8) ? keep_scale : 0.0f;
+        s[n][e] = p * z;
+        dp[n][e] = p * (dp[n][e] * z - Ds[qi]) * a.scale;
+      } else {
+        s[n][e] = p;
+        dp[n][e] = p * (dp[n][e] - Ds[qi]) * a.scale;
+      }
     }
 
   // dV += P^T dO and dK += dS^T Q: the sum runs over the tile's queries,
@@ -175,10 +190,10 @@ __device__ __forceinline__ void backward_dq(const FlashArgs& a, const float* Ks,
 
 // d <= 64: at most 168 registers a thread, so that three blocks (12 warps)
 // share an SM, as their shared memory allows.
-template <int DP>
+template <int DP, bool DROP>
 __global__ void __launch_bounds__(kBlock, DP <= 64 ? 3 : 1)
     flash_backward_kernel(FlashArgs a, const float* dout, const float* delta, float* dq, float* dk,
-                          float* dv) {
+                          float* dv, AttentionDropoutArgs drop) {
   extern __shared__ float smem[];
   constexpr int ld = ld_for(DP);
   float* Ks = smem;
@@ -188,6 +203,8 @@ __global__ void __launch_bounds__(kBlock, DP <= 64 ? 3 : 1)
   float* dSs = Gs;  // see BackwardSmem
   float* Ls = Gs + kCols * ld;
   float* Ds = Ls + kCols;
+  uint32_t* keep_bits = reinterpret_cast<uint32_t*>(smem + BackwardSmem<DP>::kFloats);
+  const float keep_scale = DROP ? attention_dropout::keep_scale(drop) : 1.0f;
   const int d = static_cast<int>(a.dim);
   const int lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
   const int warp_row = (threadIdx.x / 32) * 16;
@@ -227,13 +244,14 @@ __global__ void __launch_bounds__(kBlock, DP <= 64 ? 3 : 1)
         Ls[threadIdx.x] = lse == -INFINITY ? INFINITY : lse * kLog2e;
         Ds[threadIdx.x] = i < a.tq ? delta[qrow0 + i] : 0.0f;
       }
+      if (DROP) draw_keep_bits(keep_bits, drop, a, b, h, i0, j0);
       __syncthreads();
       if (tile_is_full(a, i0, j0))
-        backward_tile<DP, false>(a, Ks, Vs, Qs, Gs, Ls, Ds, dSs, i0, j0, scale2, slope2, dk_acc,
-                                 dv_acc);
+        backward_tile<DP, false, DROP>(a, Ks, Vs, Qs, Gs, Ls, Ds, keep_bits, keep_scale, dSs, i0,
+                                       j0, scale2, slope2, dk_acc, dv_acc);
       else
-        backward_tile<DP, true>(a, Ks, Vs, Qs, Gs, Ls, Ds, dSs, i0, j0, scale2, slope2, dk_acc,
-                                dv_acc);
+        backward_tile<DP, true, DROP>(a, Ks, Vs, Qs, Gs, Ls, Ds, keep_bits, keep_scale, dSs, i0,
+                                      j0, scale2, slope2, dk_acc, dv_acc);
       __syncthreads();  // all of dS^T is written
       backward_dq<DP>(a, Ks, dSs, i0, dq + q_head);
     }
@@ -254,25 +272,34 @@ __global__ void __launch_bounds__(kBlock, DP <= 64 ? 3 : 1)
   }
 }
 
-template <int DP>
-void launch(const FlashArgs& a, const float* dout, const float* delta, float* dq, float* dk,
-            float* dv) {
+template <int DP, bool DROP>
+void launch_kernel(const FlashArgs& a, const float* dout, const float* delta, float* dq, float* dk,
+                   float* dv, const AttentionDropoutArgs& drop) {
   const int shared = BackwardSmem<DP>::kBytes;
-  ATTN_CUDA_CHECK(cudaFuncSetAttribute(flash_backward_kernel<DP>,
+  ATTN_CUDA_CHECK(cudaFuncSetAttribute(flash_backward_kernel<DP, DROP>,
                                        cudaFuncAttributeMaxDynamicSharedMemorySize, shared));
-  ATTN_CUDA_CHECK(cudaFuncSetAttribute(flash_backward_kernel<DP>,
+  ATTN_CUDA_CHECK(cudaFuncSetAttribute(flash_backward_kernel<DP, DROP>,
                                        cudaFuncAttributePreferredSharedMemoryCarveout,
                                        cudaSharedmemCarveoutMaxShared));
   const dim3 grid(static_cast<unsigned>((a.tk + kRows - 1) / kRows),
                   static_cast<unsigned>(a.batch * a.kv_heads));
-  flash_backward_kernel<DP><<<grid, kBlock, shared>>>(a, dout, delta, dq, dk, dv);
+  flash_backward_kernel<DP, DROP><<<grid, kBlock, shared>>>(a, dout, delta, dq, dk, dv, drop);
   ATTN_CUDA_LAUNCHED("flash_backward_kernel");
+}
+
+template <int DP>
+void launch(const FlashArgs& a, const float* dout, const float* delta, float* dq, float* dk,
+            float* dv, const AttentionDropoutArgs* drop) {
+  if (drop && drop->p > 0)
+    launch_kernel<DP, true>(a, dout, delta, dq, dk, dv, *drop);
+  else
+    launch_kernel<DP, false>(a, dout, delta, dq, dk, dv, AttentionDropoutArgs{});
 }
 
 }  // namespace
 
 void flash_backward_launch(const FlashArgs& a, const float* dout, float* delta, float* dq,
-                           float* dk, float* dv) {
+                           float* dk, float* dv, const AttentionDropoutArgs* drop) {
   const int64_t q_rows = a.batch * a.heads * a.tq;
   const int d = static_cast<int>(a.dim);
   // dq is dense (its B*H*Tq*d floats from dq on, in q's layout) and summed into.
@@ -285,9 +312,9 @@ void flash_backward_launch(const FlashArgs& a, const float* dout, float* delta, 
   }
   if (a.tk <= 0) return;
   if (d <= 64)
-    launch<64>(a, dout, delta, dq, dk, dv);
+    launch<64>(a, dout, delta, dq, dk, dv, drop);
   else
-    launch<128>(a, dout, delta, dq, dk, dv);
+    launch<128>(a, dout, delta, dq, dk, dv, drop);
 }
 
 }  // namespace cuda

@@ -9,7 +9,8 @@
 //   m' = max(m, rowmax S)     4 lanes share a row: two shuffles
 //   P = exp(S - m'), O = O exp(m - m') + P V, l likewise
 // Scores are kept in log2 units (scale * log2 e folded in) so every
-// exponential is one exp2.
+// exponential is one exp2. With attention dropout (DROP), P is summed into l
+// as it is and then multiplied by Z before O += P V.
 #include "core/cuda/flash_attention.cuh"
 
 namespace attn {
@@ -18,17 +19,22 @@ namespace {
 
 using namespace flash;
 
-// Shared memory: Q and K read as [g][2t, 2t + 1] pairs, V as [2t, 2t + 1][g].
+// Shared memory: Q and K read as [g][2t, 2t + 1] pairs, V as [2t, 2t + 1][g],
+// then the tile's dropout decisions (512 bytes, unused without dropout).
 template <int DP>
 struct ForwardSmem {
   static constexpr int kLdQK = ld_pairs(DP), kLdV = ld_for(DP);
-  static constexpr int kBytes = (2 * kRows * kLdQK + kCols * kLdV) * static_cast<int>(sizeof(float));
+  static constexpr int kFloats = 2 * kRows * kLdQK + kCols * kLdV;
+  static constexpr int kBytes = kFloats * static_cast<int>(sizeof(float)) +
+                                kKeepWords * static_cast<int>(sizeof(uint32_t));
 };
 
-// One tile of 64 keys for one warp. MASKED tests every (query, key) pair.
-template <int DP, bool MASKED>
+// One tile of 64 keys for one warp. MASKED tests every (query, key) pair;
+// DROP applies the tile's dropout decisions `keep_bits`.
+template <int DP, bool MASKED, bool DROP>
 __device__ __forceinline__ void forward_tile(const FlashArgs& a, const float* Qs, const float* Ks,
-                                             const float* Vs, int64_t j0, int64_t i_row0,
+                                             const float* Vs, const uint32_t* keep_bits,
+                                             float keep_scale, int64_t j0, int64_t i_row0,
                                              float scale2, float slope2, float (&m)[2],
                                              float (&l)[2], float (&o)[DP / 8][4]) {
   constexpr int ld = ForwardSmem<DP>::kLdQK, ldv = ForwardSmem<DP>::kLdV;
@@ -89,6 +95,10 @@ __device__ __forceinline__ void forward_tile(const FlashArgs& a, const float* Qs
     for (int e = 0; e < 4; ++e) {
       s[n][e] = fast_exp2(s[n][e] - base[e >> 1]);
       l[e >> 1] += s[n][e];
+      if (DROP)  // after l has summed it: the softmax normalises the undropped P
+        s[n][e] = kept(keep_bits, warp_row + g + (e >> 1) * 8, n * 8 + 2 * t + (e & 1))
+                      ? s[n][e] * keep_scale
+                      : 0.0f;
     }
 #pragma unroll
   for (int c = 0; c < DP / 8; ++c)
@@ -114,13 +124,16 @@ __device__ __forceinline__ void forward_tile(const FlashArgs& a, const float* Qs
 // Capping it at 128 registers (4 blocks, 16 warps; the shared tiles of 4
 // blocks still fit in an H100's 228 KB) spills 24 bytes and measured
 // 1.25x faster at T = 256..4096. d = 128 would spill 200 bytes: left as is.
-template <int DP>
-__global__ void __launch_bounds__(kBlock, DP <= 64 ? 4 : 1) flash_forward_kernel(FlashArgs a) {
+template <int DP, bool DROP>
+__global__ void __launch_bounds__(kBlock, DP <= 64 ? 4 : 1)
+    flash_forward_kernel(FlashArgs a, AttentionDropoutArgs drop) {
   extern __shared__ float smem[];
   constexpr int ld = ForwardSmem<DP>::kLdQK, ldv = ForwardSmem<DP>::kLdV;
   float* Qs = smem;
   float* Ks = Qs + kRows * ld;
   float* Vs = Ks + kCols * ld;
+  uint32_t* keep_bits = reinterpret_cast<uint32_t*>(smem + ForwardSmem<DP>::kFloats);
+  const float keep_scale = DROP ? attention_dropout::keep_scale(drop) : 1.0f;
   const int d = static_cast<int>(a.dim);
   const int lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
   const int warp_row = (threadIdx.x / 32) * 16;
@@ -150,11 +163,14 @@ __global__ void __launch_bounds__(kBlock, DP <= 64 ? 4 : 1) flash_forward_kernel
     __syncthreads();  // the previous tile is consumed
     stage_tile<DP, ld>(Ks, k, a.k_at.row, j0, a.tk, d);
     stage_tile<DP, ldv>(Vs, v, a.v_at.row, j0, a.tk, d);
+    if (DROP) draw_keep_bits(keep_bits, drop, a, b, h, i0, j0);
     __syncthreads();
     if (tile_is_full(a, i0, j0))
-      forward_tile<DP, false>(a, Qs, Ks, Vs, j0, i_row0, scale2, slope2, m, l, o);
+      forward_tile<DP, false, DROP>(a, Qs, Ks, Vs, keep_bits, keep_scale, j0, i_row0, scale2,
+                                    slope2, m, l, o);
     else
-      forward_tile<DP, true>(a, Qs, Ks, Vs, j0, i_row0, scale2, slope2, m, l, o);
+      forward_tile<DP, true, DROP>(a, Qs, Ks, Vs, keep_bits, keep_scale, j0, i_row0, scale2,
+                                   slope2, m, l, o);
   }
 
   // out = O / l, lse = m + log l (back to natural log units).
@@ -176,24 +192,32 @@ __global__ void __launch_bounds__(kBlock, DP <= 64 ? 4 : 1) flash_forward_kernel
   }
 }
 
-template <int DP>
-void launch(const FlashArgs& a) {
+template <int DP, bool DROP>
+void launch_kernel(const FlashArgs& a, const AttentionDropoutArgs& drop) {
   const int shared = ForwardSmem<DP>::kBytes;
-  ATTN_CUDA_CHECK(cudaFuncSetAttribute(flash_forward_kernel<DP>,
+  ATTN_CUDA_CHECK(cudaFuncSetAttribute(flash_forward_kernel<DP, DROP>,
                                        cudaFuncAttributeMaxDynamicSharedMemorySize, shared));
   const dim3 grid(static_cast<unsigned>((a.tq + kRows - 1) / kRows),
                   static_cast<unsigned>(a.batch * a.heads));
-  flash_forward_kernel<DP><<<grid, kBlock, shared>>>(a);
+  flash_forward_kernel<DP, DROP><<<grid, kBlock, shared>>>(a, drop);
   ATTN_CUDA_LAUNCHED("flash_forward_kernel");
+}
+
+template <int DP>
+void launch(const FlashArgs& a, const AttentionDropoutArgs* drop) {
+  if (drop && drop->p > 0)
+    launch_kernel<DP, true>(a, *drop);
+  else
+    launch_kernel<DP, false>(a, AttentionDropoutArgs{});
 }
 
 }  // namespace
 
-void flash_forward_launch(const FlashArgs& a) {
+void flash_forward_launch(const FlashArgs& a, const AttentionDropoutArgs* drop) {
   if (a.dim <= 64)
-    launch<64>(a);
+    launch<64>(a, drop);
   else
-    launch<128>(a);
+    launch<128>(a, drop);
 }
 
 }  // namespace cuda

@@ -82,7 +82,8 @@ struct Run {
   Tensor out, lse, dq, dk, dv;
 };
 
-Run run_flash(const Case& c, const Device& dev, int seed) {
+// drop: attention dropout, or null.
+Run run_flash(const Case& c, const Device& dev, int seed, const AttentionDropoutArgs* drop = nullptr) {
   const Tensor q = normal({c.B, c.H, c.Tq, c.d}, seed).to(dev),
                k = normal({c.B, c.Hkv, c.Tk, c.d}, seed + 1).to(dev),
                v = normal({c.B, c.Hkv, c.Tk, c.d}, seed + 2).to(dev),
@@ -101,9 +102,9 @@ Run run_flash(const Case& c, const Device& dev, int seed) {
   a.alibi = c.alibi ? slopes.data() : nullptr;
   a.q_at = contiguous_layout(c.H, c.Tq, c.d);
   a.k_at = a.v_at = contiguous_layout(c.Hkv, c.Tk, c.d);
-  backend_for(dev).flash_attention_forward(a);
+  backend_for(dev).flash_attention_forward(a, drop);
   backend_for(dev).flash_attention_backward(a, dout.data<float>(), r.dq.data<float>(),
-                                            r.dk.data<float>(), r.dv.data<float>());
+                                            r.dk.data<float>(), r.dv.data<float>(), drop);
   return r;
 }
 
@@ -120,9 +121,9 @@ double rel_error(const Tensor& cpu, const Tensor& cuda) {
   return den > 0 ? std::sqrt(num / den) : std::sqrt(num);
 }
 
-void expect_parity(const Case& c, int seed) {
-  const Run rc = run_flash(c, kCpu, seed), rg = run_flash(c, kCuda, seed);
-  const std::string what = describe(c);
+void expect_parity(const Case& c, int seed, const AttentionDropoutArgs* drop = nullptr) {
+  const Run rc = run_flash(c, kCpu, seed, drop), rg = run_flash(c, kCuda, seed, drop);
+  const std::string what = describe(c) + (drop ? " dropout" : "");
   std::cout << "[ rel err  ] " << what << ": out " << rel_error(rc.out, rg.out) << " dq "
             << rel_error(rc.dq, rg.dq) << " dk " << rel_error(rc.dk, rg.dk) << " dv "
             << rel_error(rc.dv, rg.dv) << "\n";
@@ -165,6 +166,30 @@ TEST(CudaParity, FlashAttentionTiledShapes) {
   };
   int seed = 500;
   for (const Case& c : cases) expect_parity(c, seed += 4);
+}
+
+// Attention dropout: each GPU block draws its tile's decisions into shared
+// memory (core/cuda/flash_attention.cuh), the CPU twin row by row; both key
+// them by (b, h, i, j), so they drop the same probabilities, forward and
+// backward. Tiles that start at unaligned keys (windows, offsets), GQA,
+// ragged tiles and both head-dim buckets.
+TEST(CudaParity, FlashAttentionWithDropout) {
+  REQUIRE_CUDA();
+  const AttentionDropoutArgs drop{0x1234abcd5678ULL, 9, 77, 0.3f};
+  const Case cases[] = {
+      {2, 4, 2, 37, 53, 40, 16, 0, true, false},      // GQA, causal with an offset
+      {1, 2, 2, 200, 200, 64, 0, 0, true, false},     // full tiles and the diagonal
+      {1, 4, 2, 190, 190, 80, 0, 0, true, true},      // d = 80, ALiBi
+      {1, 2, 1, 130, 130, 128, 0, 70, true, false},   // d = 128, window: unaligned first keys
+      {1, 2, 2, 129, 257, 64, 128, 0, true, false},   // offset
+      {2, 3, 1, 19, 45, 16, 0, 0, false, false},      // not causal, Tk not a multiple of 4
+      {1, 2, 2, 140, 140, 64, -70, 0, true, false},   // rows with no key
+  };
+  int seed = 900;
+  for (const Case& c : cases) expect_parity(c, seed += 4, &drop);
+  // And the dropout does something: the output differs from the undropped one.
+  const Case c = cases[1];
+  EXPECT_GT(rel_error(run_flash(c, kCuda, 1).out, run_flash(c, kCuda, 1, &drop).out), 0.01);
 }
 
 TEST(CudaParity, FlashAttentionHeadDimLimit) {

@@ -70,6 +70,9 @@ expect "attnlab: model: --embd must be in 1..16384, got 0" "${T[@]}" --embd 0
 expect "attnlab: model: --block must be in 1..65536, got 0" "${T[@]}" --block 0
 expect "attnlab: model: --dropout must be in [0, 1), got 1" "${T[@]}" --dropout 1
 expect "attnlab: model: --dropout must be in [0, 1), got -0.1" "${T[@]}" --dropout -0.1
+expect "attnlab: model: --attn-dropout must be in [0, 1), got 1" "${T[@]}" --attn-dropout 1
+expect "attnlab: model: --attn-dropout must be in [0, 1), got -0.1" "${T[@]}" --attn-dropout -0.1
+expect "attnlab: model: --attn-dropout must be in [0, 1), got 1" compare "${common[@]}" --out "$dir/cmp" --steps 2 --attention mha --attn-dropout 1
 expect "attnlab: model: --norm must be layernorm or rmsnorm, got 'batchnorm'" "${T[@]}" --norm batchnorm
 expect "attnlab: model: --norm-position must be pre or post, got 'mid'" "${T[@]}" --norm-position mid
 expect "attnlab: model: --mlp must be gelu or swiglu, got 'relu'" "${T[@]}" --mlp relu
@@ -93,6 +96,7 @@ expect "attnlab train: --steps 'abc' is not a whole number" "${T[@]}" --steps ab
 expect "attnlab train: --steps '1e2' is not a whole number" "${T[@]}" --steps 1e2
 expect "attnlab train: --lr '1e-3x' is not a number" "${T[@]}" --lr 1e-3x
 expect "attnlab train: --beta1 'high' is not a number" "${T[@]}" --beta1 high
+expect "attnlab train: --attn-dropout 'some' is not a number" "${T[@]}" --attn-dropout some
 expect "attnlab train: --bias: expected true or false, got 'maybe'" "${T[@]}" --bias maybe
 expect "attnlab train: --bias: expected true or false, got '0'" "${T[@]}" --bias 0
 expect "attnlab compare: --bias: expected true or false, got 'no'" compare "${common[@]}" --out "$dir/cmp" --attention mha --bias no
@@ -115,8 +119,24 @@ expect "attnlab: attention: bad option 'kv heads=2' at position 4 of 'gqa:kv hea
 expect "attnlab: attention mha: rope_base and ntk only apply together with rope" "${T[@]}" --attention mha:rope_base=5
 expect "attnlab: attention: choose rope or alibi, not both" "${T[@]}" --attention mha:rope,alibi
 expect "attnlab: attention linear: alibi adds a bias to the scores" "${T[@]}" --attention linear:alibi
+expect "attnlab: attention linear: has no attention dropout (linear attention never forms the probabilities to drop); --attn-dropout must be 0 for it, got 0.1" "${T[@]}" --attention linear --attn-dropout 0.1
+expect "attnlab: attention linear: has no attention dropout" compare "${common[@]}" --out "$dir/cmp" --steps 2 --attention linear --attn-dropout 0.1
 expect "attnlab: compare: empty variant at position 4 of 'mha,,gqa:kv_heads=2'" compare "${common[@]}" --out "$dir/cmp" --steps 2 --attention "mha,,gqa:kv_heads=2"
 expect "attnlab: compare: variant 'mha' is listed twice" compare "${common[@]}" --out "$dir/cmp" --steps 2 --attention mha,mha
+
+# ---- compare as an experiment (seeds, budgets, extrapolation) and eval: checked before any run ----
+C=(compare "${common[@]}" --out "$dir/cmp" --steps 2 --attention mha)
+expect "attnlab: compare: --seeds must be in 1..1000, got 0" "${C[@]}" --seeds 0
+expect "attnlab: compare: --extrapolate factors must be in [1, 64] (multiples of --block), got 0.5" "${C[@]}" --extrapolate 0.5
+expect "attnlab compare: --extrapolate 'abc' is not a number" "${C[@]}" --extrapolate abc
+expect "attnlab: compare: --budget must be tokens or seconds, got 'weekly'" "${C[@]}" --budget weekly
+expect "attnlab: compare: --seconds must be in (0, 10000000] with --budget seconds (training seconds per run), got 0" "${C[@]}" --budget seconds --seconds 0
+expect "attnlab: compare: --seconds must be in (0, 10000000] with --budget seconds (training seconds per run), got 0" "${C[@]}" --budget seconds
+expect "attnlab: compare: --seconds 60 applies only with --budget seconds (the tokens budget trains --steps steps)" "${C[@]}" --seconds 60
+expect "attnlab: compare: --eval-windows must be >= 1, got 0" "${C[@]}" --eval-windows 0
+expect "attnlab: eval: --lengths must be in 1..1048576, got 0" eval --ckpt "$run" --lengths 0
+expect "attnlab eval: --lengths 'abc' is not a whole number" eval --ckpt "$run" --lengths abc
+expect "attnlab: eval: --windows must be >= 1, got 0" eval --ckpt "$run" --windows 0
 expect "attnlab: attention: unknown variant 'nope'" convert --ckpt "$run" --to nope --out "$dir/cv"
 expect "attnlab: bench attention: unknown method 'nope'; methods: dense, flash," bench attention --methods nope --out "$dir/bench"
 
@@ -163,6 +183,7 @@ fi
 mkdir "$dir/empty_run"
 expect "attnlab: checkpoint: run folder '$dir/empty_run' has no checkpoint.safetensors" sample --ckpt "$dir/empty_run"
 expect "attnlab: checkpoint: run folder '$dir/empty_run' has no checkpoint.safetensors" "${T[@]}" --resume "$dir/empty_run"
+expect "attnlab: checkpoint: run folder '$dir/empty_run' has no checkpoint.safetensors" eval --ckpt "$dir/empty_run"
 expect "attnlab: safetensors: cannot open '$dir/nothere': No such file or directory" sample --ckpt "$dir/nothere"
 expect "attnlab: safetensors: $dir/corpus.txt: header length is" sample --ckpt "$dir/corpus.txt"
 size=$(stat -c %s "$ckpt")
@@ -196,6 +217,7 @@ tamper "$dir/shape.safetensors" 'layers\":1' 'layers\":2'
 expect "attnlab: checkpoint '$dir/shape.safetensors': its tensors do not fit the model its metadata describes (load_state_dict: 'blocks.1." sample --ckpt "$dir/shape.safetensors"
 expect "attnlab: train: --layers 2 differs from the run being resumed ('$ckpt' has 1); --resume keeps the stored run's settings" train "${common[@]}" --out "$run" --resume "$run" --steps 20 --layers 2
 expect "attnlab: train: --embd 32 differs from the run being resumed ('$ckpt' has 16)" train "${common[@]}" --out "$run" --resume "$run" --steps 20 --embd 32
+expect "attnlab: train: --attn-dropout 0.2 differs from the run being resumed ('$ckpt' has 0)" train "${common[@]}" --out "$run" --resume "$run" --steps 20 --attn-dropout 0.2
 expect "attnlab: train: --attention \"gqa:kv_heads=1\" differs from the run being resumed ('$ckpt' has \"mha\")" train "${common[@]}" --out "$run" --resume "$run" --steps 20 --attention gqa:kv_heads=1
 expect "attnlab: train: --data \"$dir/small.txt\" differs from the run being resumed" train "${common[@]}" --out "$run" --resume "$run" --steps 20 --data "$dir/small.txt"
 expect "attnlab: train: --beta2 0.99 differs from the run being resumed ('$ckpt' has 0.95)" train "${common[@]}" --out "$run" --resume "$run" --steps 20 --beta2 0.99

@@ -135,6 +135,11 @@ TEST(BadInputs, ModelConfigNamesOptionValueAndRange) {
   c.dropout = 1;
   EXPECT_ERROR_STARTS(c.validate(), "model: --dropout must be in [0, 1), got 1");
   c.dropout = 0;
+  c.attn_dropout = 1;
+  EXPECT_ERROR_STARTS(c.validate(), "model: --attn-dropout must be in [0, 1), got 1");
+  c.attn_dropout = -0.1f;
+  EXPECT_ERROR_STARTS(c.validate(), "model: --attn-dropout must be in [0, 1), got -0.1");
+  c.attn_dropout = 0;
   c.layers = 0;
   EXPECT_ERROR_STARTS(c.validate(), "model: --layers must be in 1..128, got 0");
 }
@@ -153,6 +158,10 @@ TEST(BadInputs, AttentionVariantsAndOptions) {
   EXPECT_ERROR_STARTS(make_attention("gqa:kv_heads=3", c, g), "attention: kv_heads=3 must divide heads=2");
   EXPECT_ERROR_STARTS(make_attention("gqa:kv_heads=x", c, g),
                       "attention gqa: option kv_heads=x is not a non-negative integer");
+  c.dropout = 0.1f;
+  EXPECT_ERROR_STARTS(make_attention("linear", c, g),
+                      "attention linear: has no attention dropout (linear attention never forms the "
+                      "probabilities to drop); --attn-dropout must be 0 for it, got 0.1");
 }
 
 TEST(BadInputs, DevicesThatAreNotThere) {

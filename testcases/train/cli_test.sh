@@ -27,6 +27,33 @@ out=$("$bin" sample --ckpt "$dir/run" --prompt "to be" --tokens 40 --temperature
 out2=$("$bin" sample --ckpt "$dir/run" --prompt "to be" --tokens 40 --temperature 0.8 --top-k 5 --seed 1)
 [ "$out" = "$out2" ] || fail "same seed gave different samples"
 
+# --attn-dropout: left out, it follows --dropout (stored in the run); given, it
+# is its own; a variant without attention probabilities runs without the
+# inherited value, saying so once on stderr.
+"$bin" train "${common[@]}" --out "$dir/drop" --steps 2 --dropout 0.1 > /dev/null
+grep -q '"attn_dropout": 0.1' "$dir/drop/config.json" || fail "--attn-dropout did not follow --dropout 0.1"
+"$bin" train "${common[@]}" --out "$dir/drop2" --steps 2 --dropout 0.1 --attn-dropout 0.05 > /dev/null
+grep -q '"attn_dropout": 0.05' "$dir/drop2/config.json" || fail "--attn-dropout 0.05 was not stored"
+"$bin" train "${common[@]}" --out "$dir/lin" --steps 2 --dropout 0.1 --attention linear > /dev/null 2> "$dir/lin.err"
+[ "$(grep -c "attention 'linear' has no attention dropout" "$dir/lin.err")" = 1 ] || fail "linear's notice: $(cat "$dir/lin.err")"
+grep -q '"attn_dropout": 0.0' "$dir/lin/config.json" || fail "linear stored an attention dropout"
+
+# compare with seeds and --extrapolate, then eval on one of its runs: the
+# report names the test and n/a for learned positions; the same command
+# again reuses every run; eval prints a loss at 4x the block for RoPE.
+cmp=(compare "${common[@]}" --out "$dir/cmp" --steps 10 --attention mha,mha:rope --seeds 2 --extrapolate 2,4)
+"$bin" "${cmp[@]}" > "$dir/cmp.log" 2> /dev/null
+grep -q "Welch" "$dir/cmp/report.md" || fail "compare report lacks the significance test"
+grep -q "n/a (learned positions)" "$dir/cmp/report.md" || fail "compare report lacks n/a for learned positions"
+grep -qF -- "--seeds 2 --extrapolate 2,4" "$dir/cmp/report.md" || fail "compare report lacks its command"
+grep -q "2 seeds" "$dir/cmp.log" || fail "compare did not print the seeds: $(cat "$dir/cmp.log")"
+"$bin" "${cmp[@]}" > /dev/null
+[ "$(grep -c '| reused |' "$dir/cmp/report.md")" = 4 ] || fail "compare did not reuse its 4 runs"
+"$bin" eval --ckpt "$dir/cmp/mha_rope/seed-1337" --lengths 16,64 --plot "$dir/pos.png" > "$dir/eval.log"
+grep -qE "^ +64 +[0-9]+ +[0-9.]+ " "$dir/eval.log" || fail "eval gave no loss at 64: $(cat "$dir/eval.log")"
+[ -s "$dir/pos.png" ] || fail "eval --plot wrote no PNG"
+"$bin" eval --ckpt "$dir/cmp/mha/seed-1337" --lengths 64 | grep -q "n/a (learned positions)" || fail "eval: learned positions at 64"
+
 # Each bad value: exit status 1 (or CLI11's usage status) and a message naming it.
 expect_error() {
   local pattern=$1; shift

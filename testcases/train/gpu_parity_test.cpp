@@ -125,6 +125,88 @@ TEST(GpuParity, FlashAttentionOpForwardBackward) {
 }
 
 // ---------------------------------------------------------------------------
+// Attention dropout: the same stream drops the same probabilities on both
+// devices, whichever path computes them (flash kernels, the dropout op on
+// dense weights, the block kernel of the banded window path).
+
+TEST(GpuParity, AttentionDropoutOpsDropTheSameEntries) {
+  REQUIRE_CUDA();
+  const AttentionDropoutArgs drop{0xabcdef12ULL, 4, 123, 0.3f};
+  Generator gen(21);
+  // Blocks of a [2, 3, 50, 70] matrix, unaligned, and the whole matrix: bit for bit.
+  const Tensor w = randn({2, 3, 50, 70}, gen);
+  EXPECT_EQ(drop_attention_weights(w, drop, 50, 70).to_vector(),
+            drop_attention_weights(w.to(kCuda), drop, 50, 70).to_vector());
+  const Tensor block = slice(slice(w, 2, 5, 29), 3, 3, 61).contiguous();
+  EXPECT_EQ(drop_attention_weights(block, drop, 50, 70, 5, 3).to_vector(),
+            drop_attention_weights(block.to(kCuda), drop, 50, 70, 5, 3).to_vector());
+  // Flash attention as an op, with dropout: forward and gradients.
+  const Tensor q0 = randn({2, 4, 70, 32}, gen), k0 = randn({2, 2, 70, 32}, gen), v0 = randn({2, 2, 70, 32}, gen);
+  const Tensor r = randn({2, 4, 70, 32}, gen);
+  for (int64_t window : {0, 9}) {
+    FlashOptions o;
+    o.window = window;
+    o.dropout = drop;
+    auto run = [&](const Device& dev) {
+      Tensor q = q0.to(dev).detach().set_requires_grad(), k = k0.to(dev).detach().set_requires_grad(),
+             v = v0.to(dev).detach().set_requires_grad();
+      const Tensor out = flash_attention(q, k, v, o);
+      sum(mul(out, r.to(dev))).backward();
+      return std::vector<Tensor>{out, q.grad(), k.grad(), v.grad()};
+    };
+    const auto cpu = run(Device::cpu()), gpu = run(kCuda);
+    const char* names[] = {"out", "dq", "dk", "dv"};
+    for (int i = 0; i < 4; ++i)
+      EXPECT_TRUE(close(cpu[i], gpu[i], i == 0 ? 1e-5 : 1e-4)) << "window " << window << ": " << names[i];
+  }
+}
+
+// Every softmax variant in a training forward with attention dropout: the
+// same logits and gradients on both devices.
+class VariantDropoutParity : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(VariantDropoutParity, GptTrainingForwardAndGradients) {
+  REQUIRE_CUDA();
+  GPTConfig config;
+  config.vocab = 13;
+  config.block_size = 80;  // flash and the banded window span several tiles and chunks
+  config.layers = 2;
+  config.heads = 4;
+  config.embd = 32;
+  config.attention = GetParam();
+  config.attn_dropout = 0.3f;
+  GPT cpu(config, 7), gpu(config, 7);
+  gpu.to(kCuda);
+  std::vector<int64_t> ids(2 * 80);
+  Generator gen(3);
+  for (auto& i : ids) i = static_cast<int64_t>(gen.uniform() * config.vocab) % config.vocab;
+  std::vector<Tensor> logits;
+  for (GPT* m : {&cpu, &gpu}) {
+    m->dropout_source().first_sample = 64;
+    const Tensor l = m->forward(from_ints(ids, {2, 80}, m == &cpu ? Device::cpu() : kCuda));
+    sum(mul(l, l)).backward();
+    logits.push_back(l);
+  }
+  EXPECT_TRUE(close(logits[0], logits[1], 1e-5)) << GetParam() << ": logits";
+  EXPECT_EQ(cpu.dropout_source().offset, 2u);
+  EXPECT_EQ(gpu.dropout_source().offset, 2u);
+  const auto pc = cpu.named_parameters(), pg = gpu.named_parameters();
+  for (size_t i = 0; i < pc.size(); ++i)
+    EXPECT_TRUE(close(pc[i].second->grad(), pg[i].second->grad(), 1e-4))
+        << GetParam() << ": gradient of " << pc[i].first;
+}
+
+INSTANTIATE_TEST_SUITE_P(GpuParity, VariantDropoutParity,
+                         ::testing::Values("mha", "gqa:kv_heads=2,alibi", "mla", "flash",
+                                           "flash:window=20", "window:size=20", "sparse:local=4,stride=4",
+                                           "blocksparse:block=8"),
+                         [](const ::testing::TestParamInfo<std::string>& info) {
+                           std::string name;
+                           for (char ch : info.param) name += std::isalnum(static_cast<unsigned char>(ch)) ? ch : '_';
+                           return name;
+                         });
+
+// ---------------------------------------------------------------------------
 // Every variant inside a GPT: the same weights on both devices give the
 // same logits, loss and parameter gradients.
 
@@ -217,6 +299,7 @@ TEST(GpuParity, TrainFiveStepsSameLosses) {
   o.model.heads = 2;
   o.model.embd = 32;
   o.model.dropout = 0.1f;
+  o.model.attn_dropout = 0.1f;  // the attention probabilities too
 
   o.out = (dir / "cpu").string();
   o.device = "cpu";

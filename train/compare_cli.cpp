@@ -1,0 +1,85 @@
+// Options and output of `attnlab compare` and `attnlab eval` (compare_cli.h).
+#include "train/compare_cli.h"
+
+#include <cstdio>
+
+#include "train/stats.h"
+
+namespace attn {
+
+void add_compare_options(CLI::App* cmd, CompareOptions& o) {
+  cmd->add_option("--seeds", o.seeds, "runs per variant, with seeds --seed, --seed + 1, ... (3 or more for a "
+                                      "significance test)")->capture_default_str();
+  cmd->add_option("--budget", o.budget,
+                  "tokens: every run trains --steps steps; seconds: every run trains until --seconds of training "
+                  "time are spent (evaluations not counted), at most --steps steps, the LR schedule still laid out "
+                  "over --steps")->capture_default_str();
+  cmd->add_option("--seconds", o.seconds, "training seconds per run, with --budget seconds");
+  cmd->add_option("--extrapolate", o.extrapolate,
+                  "also evaluate every model at these multiples of --block, e.g. 2,4 (length generalisation)")
+      ->delimiter(',');
+  cmd->add_option("--eval-windows", o.eval_windows, "at most this many val windows per length for --extrapolate")
+      ->capture_default_str();
+}
+
+CLI::App* add_eval_command(CLI::App& app, EvalOptions& o) {
+  CLI::App* cmd = app.add_subcommand("eval", "evaluate a trained model on the val text at several lengths");
+  cmd->add_option("--ckpt", o.ckpt, "run folder or checkpoint file")->required();
+  cmd->add_option("--lengths", o.lengths, "window lengths, e.g. 128,256,512 (default: 1, 2 and 4 x the block)")
+      ->delimiter(',');
+  cmd->add_option("--data", o.data, "corpus (default: the one the run trained on; its last 10 % is read)");
+  cmd->add_option("--windows", o.windows, "at most this many windows per length")->capture_default_str();
+  cmd->add_option("--plot", o.plot, "write loss against position to this PNG");
+  cmd->add_option("--device", o.device, "cpu or cuda[:N]")->capture_default_str();
+  return cmd;
+}
+
+namespace {
+
+// Characters a shell leaves alone; anything else is single-quoted.
+bool shell_safe(const std::string& s) {
+  if (s.empty()) return false;
+  for (char c : s)
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || std::string("_./:=,+-@%").find(c) != std::string::npos))
+      return false;
+  return true;
+}
+
+std::string shell_quote(const std::string& s) {
+  if (shell_safe(s)) return s;
+  std::string q = "'";
+  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return q + "'";
+}
+
+}  // namespace
+
+std::string command_line(int argc, char** argv) {
+  std::string cmd;
+  for (int i = 0; i < argc; ++i) cmd += (i ? " " : "") + shell_quote(argv[i]);
+  return cmd;
+}
+
+int run_compare(const CompareOptions& o) {
+  const CompareResult r = compare(o);
+  if (!r.finished) {
+    std::printf("paused at --stop-at %lld: run the same command without --stop-at to continue\n",
+                static_cast<long long>(o.base.stop_at));
+    return 0;
+  }
+  for (const VariantReport& v : r.variants) {
+    std::vector<double> final_val, tps;
+    for (const SeedRun& run : v.runs) {
+      final_val.push_back(run.final_val);
+      tps.push_back(run.train_seconds > 0 ? double(run.tokens) / run.train_seconds : 0);
+    }
+    const stats::Summary loss = stats::summarize(final_val);
+    std::printf("%-28s val loss %.4f +- %.4f (%d seed%s)  %8.0f tokens/s  KV cache %zu B/token\n", v.spec.c_str(),
+                loss.mean, loss.std, loss.n, loss.n == 1 ? "" : "s", stats::summarize(tps).mean,
+                v.kv_bytes_per_token);
+  }
+  std::printf("report: %s/report.md\n", o.base.out.c_str());
+  return 0;
+}
+
+}  // namespace attn

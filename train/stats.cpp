@@ -1,0 +1,104 @@
+// Mean, spread and Welch's t-test (stats.h). The p-value comes from the
+// Student-t CDF, written through the regularized incomplete beta function,
+// which is evaluated as a continued fraction with Lentz's method.
+#include "train/stats.h"
+
+#include <cmath>
+#include <limits>
+
+#include "core/error.h"
+
+namespace attn::stats {
+
+Summary summarize(const std::vector<double>& values) {
+  Summary s;
+  s.n = static_cast<int>(values.size());
+  if (s.n == 0) return s;
+  for (double v : values) s.mean += v;
+  s.mean /= s.n;
+  if (s.n < 2) return s;
+  double squares = 0;
+  for (double v : values) squares += (v - s.mean) * (v - s.mean);
+  s.std = std::sqrt(squares / (s.n - 1));  // n - 1: the mean was estimated from the same values
+  return s;
+}
+
+namespace {
+
+// 1 + d1/(1 + d2/(1 + d3/(...))), the continued fraction of I_x(a, b), by
+// the modified Lentz method: it carries the ratios C_j = K_j / K_{j-1} and
+// D_j = K_{j-1} / K_j of successive convergents instead of the convergents
+// themselves, which would overflow, and multiplies the fraction together
+// until a factor is 1 to within double precision.
+//   d_{2m+1} = -(a+m)(a+b+m) x / ((a+2m)(a+2m+1))
+//   d_{2m}   =  m(b-m) x / ((a+2m-1)(a+2m))
+double beta_continued_fraction(double a, double b, double x) {
+  const double tiny = 1e-300;  // stands in for a zero denominator
+  const double eps = 1e-15;
+  double f = 1, C = 1, D = 0;
+  for (int j = 1; j <= 10000; ++j) {
+    const int m = j / 2;
+    const double d = j % 2 == 1 ? -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))
+                                : m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m));
+    D = 1 + d * D;
+    if (std::fabs(D) < tiny) D = tiny;
+    C = 1 + d / C;
+    if (std::fabs(C) < tiny) C = tiny;
+    D = 1 / D;
+    const double factor = C * D;
+    f *= factor;
+    if (std::fabs(factor - 1) < eps) return f;
+  }
+  return f;  // not reached for the a, b of a t-test; the last value is the best we have
+}
+
+}  // namespace
+
+double regularized_incomplete_beta(double a, double b, double x) {
+  check(a > 0 && b > 0, "stats: incomplete beta needs a, b > 0, got a = ", a, ", b = ", b);
+  check(x >= 0 && x <= 1, "stats: incomplete beta needs x in [0, 1], got ", x);
+  if (x == 0 || x == 1) return x;
+  // The fraction converges fast for x below the distribution's mean
+  // a/(a+b); above it, use the mirror image I_x(a, b) = 1 - I_{1-x}(b, a).
+  if (x > (a + 1) / (a + b + 2)) return 1 - regularized_incomplete_beta(b, a, 1 - x);
+  const double log_beta = std::lgamma(a) + std::lgamma(b) - std::lgamma(a + b);
+  const double front = std::exp(a * std::log(x) + b * std::log1p(-x) - log_beta) / a;
+  return front / beta_continued_fraction(a, b, x);
+}
+
+double student_t_two_sided_p(double t, double df) {
+  check(df > 0, "stats: the t distribution needs df > 0, got ", df);
+  if (std::isnan(t)) return std::numeric_limits<double>::quiet_NaN();
+  if (std::isinf(t)) return 0;
+  // P(|T| >= |t|) = I_{df/(df+t^2)}(df/2, 1/2): the t statistic squared is
+  // an F(1, df) variable, whose tail is this beta function.
+  return regularized_incomplete_beta(df / 2, 0.5, df / (df + t * t));
+}
+
+double student_t_cdf(double t, double df) {
+  const double tail = student_t_two_sided_p(t, df) / 2;  // P(T >= |t|), by symmetry
+  return t >= 0 ? 1 - tail : tail;
+}
+
+WelchResult welch_t_test(const std::vector<double>& a, const std::vector<double>& b) {
+  WelchResult r;
+  const Summary sa = summarize(a), sb = summarize(b);
+  if (sa.n < 2 || sb.n < 2) return r;  // no spread to compare the difference with
+  r.valid = true;
+  r.diff = sb.mean - sa.mean;
+  const double va = sa.std * sa.std / sa.n, vb = sb.std * sb.std / sb.n;
+  r.se = std::sqrt(va + vb);
+  if (r.se == 0) {
+    // No noise at all: any difference is certain, none is no evidence.
+    r.t = r.diff == 0 ? 0 : std::copysign(std::numeric_limits<double>::infinity(), r.diff);
+    r.df = sa.n + sb.n - 2;
+    r.p = r.diff == 0 ? 1 : 0;
+    return r;
+  }
+  r.t = r.diff / r.se;
+  r.df = (va + vb) * (va + vb) / (va * va / (sa.n - 1) + vb * vb / (sb.n - 1));
+  r.p = student_t_two_sided_p(r.t, r.df);
+  return r;
+}
+
+}  // namespace attn::stats
