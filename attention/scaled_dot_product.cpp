@@ -80,10 +80,14 @@ Tensor AttentionCall::bias() const {
 // and the ALiBi bias, but the scaling, the bias, the mask and the softmax are
 // one fused op (causal_softmax): one pass over the [B, H, Tq, Tk] scores
 // instead of five, and only the weights are kept for the backward.
-// Attention dropout (training) then drops some of the weights.
+// Attention dropout (training) drops some of the weights in the same pass
+// (causal_softmax_dropout), unless the caller wants the undropped weights
+// to look at.
 Tensor dense_causal_attention(const AttentionCall& c) {
   const int64_t heads = c.q.shape()[1];
   const Tensor scores = matmul(c.q, transpose(repeat_kv(c.k, heads), -2, -1));
+  if (c.dropout.p > 0 && !c.want_weights)
+    return matmul(causal_softmax_dropout(scores, c.scale, c.offset, c.alibi, c.dropout), repeat_kv(c.v, heads));
   const Tensor weights = causal_softmax(scores, c.scale, c.offset, c.alibi);
   if (c.want_weights) c.weights = weights;
   return matmul(c.drop(weights), repeat_kv(c.v, heads));

@@ -8,6 +8,7 @@
 #pragma once
 #include <vector>
 
+#include "core/attention_dropout.h"
 #include "core/philox.h"
 #include "core/tensor.h"
 
@@ -117,6 +118,12 @@ Tensor log_softmax(const Tensor& x, int64_t dim);
 // no key is all zeros. Equals softmax(masked_fill(scale * s + bias, !causal, -inf)).
 Tensor causal_softmax(const Tensor& scores, float scale, int64_t offset = 0,
                       const std::vector<float>& alibi_slopes = {});
+// The same weights with attention dropout (training), in the same pass:
+// returns y * Z, Z = keep / (1 - p) with the decisions of
+// core/attention_dropout.h; equals dropout of causal_softmax's weights as a
+// whole [B, H, Tq, Tk] matrix, bit for bit.
+Tensor causal_softmax_dropout(const Tensor& scores, float scale, int64_t offset,
+                              const std::vector<float>& alibi_slopes, const AttentionDropoutArgs& dropout);
 
 // ---- fused layers (ops_norm.cpp, ops_loss.cpp): one kernel forward, one backward ----
 // Normalise over the last dim. weight/bias may be undefined Tensors (no affine).

@@ -6,6 +6,8 @@
 //           y = log_softmax: dx = dy - softmax(x) * sum(dy)
 // The kernels work on contiguous rows, so another dim is first swapped to
 // the end (a free view) and made contiguous.
+#include <optional>
+
 #include "autograd/checks.h"
 #include "autograd/node.h"
 #include "autograd/ops.h"
@@ -49,9 +51,17 @@ Tensor log_softmax(const Tensor& x, int64_t dim) { return softmax_impl(true, "lo
 // here, and only the weights y are kept for the backward:
 //   x' = scale * x + bias,  y = softmax(x'),  dx = scale * y * (dy - sum(dy * y))
 // (the bias is a constant; masked keys have y = 0 and so get no gradient).
-Tensor causal_softmax(const Tensor& scores, float scale, int64_t offset,
-                      const std::vector<float>& alibi_slopes) {
-  const char* name = "causal_softmax";
+//
+// With attention dropout the same pass also writes the op's output y * Z
+// (Z = keep / (1 - p)); y is kept for the backward, which regenerates Z and
+// takes dy * Z into the softmax backward. Dropping in a separate op would
+// read and write the T x T weights once more each way, and draw numbers for
+// the masked half of the matrix too.
+namespace {
+
+Tensor causal_softmax_impl(const Tensor& scores, float scale, int64_t offset,
+                           const std::vector<float>& alibi_slopes, const AttentionDropoutArgs* dropout) {
+  const char* name = dropout ? "causal_softmax_dropout" : "causal_softmax";
   require_defined(name, scores);
   require_float(name, scores);
   check(scores.dim() == 4, name, ": expected scores of shape [B, H, Tq, Tk], got ",
@@ -62,18 +72,36 @@ Tensor causal_softmax(const Tensor& scores, float scale, int64_t offset,
   const Tensor x = scores.detach().contiguous();
   const int64_t rows = tk == 0 ? 0 : x.numel() / tk;
   Tensor y = empty(x.shape(), DType::Float32, x.device());
+  Tensor out = dropout ? empty(x.shape(), DType::Float32, x.device()) : y;
   if (rows > 0)
-    backend_for(x.device()).causal_softmax(y.data<float>(), x.data<float>(), rows, heads, tq, tk,
-                                           offset, scale,
-                                           alibi_slopes.empty() ? nullptr : alibi_slopes.data());
-  return record(y, name, {scores}, [y = y.detach(), rows, tq, tk, offset, scale](const Tensor& g) {
+    backend_for(x.device()).causal_softmax(y.data<float>(), x.data<float>(), rows, heads, tq, tk, offset,
+                                           scale, alibi_slopes.empty() ? nullptr : alibi_slopes.data(),
+                                           dropout, dropout ? out.data<float>() : nullptr);
+  std::optional<AttentionDropoutArgs> d;
+  if (dropout) d = *dropout;
+  return record(out, name, {scores}, [y = y.detach(), rows, heads, tq, tk, offset, scale, d](const Tensor& g) {
     const Tensor gc = g.contiguous();
     Tensor dx = empty(gc.shape(), DType::Float32, g.device());
     if (rows > 0)
-      backend_for(g.device()).causal_softmax_backward(dx.data<float>(), y.data<float>(),
-                                                      gc.data<float>(), rows, tq, tk, offset, scale);
+      backend_for(g.device()).causal_softmax_backward(dx.data<float>(), y.data<float>(), gc.data<float>(),
+                                                      rows, heads, tq, tk, offset, scale,
+                                                      d ? &*d : nullptr);
     return std::vector<Tensor>{dx};
   });
+}
+
+}  // namespace
+
+Tensor causal_softmax(const Tensor& scores, float scale, int64_t offset,
+                      const std::vector<float>& alibi_slopes) {
+  return causal_softmax_impl(scores, scale, offset, alibi_slopes, nullptr);
+}
+
+Tensor causal_softmax_dropout(const Tensor& scores, float scale, int64_t offset,
+                              const std::vector<float>& alibi_slopes, const AttentionDropoutArgs& dropout) {
+  check(dropout.p >= 0 && dropout.p < 1, "causal_softmax_dropout: p must be in [0, 1), got ", dropout.p);
+  if (dropout.p == 0) return causal_softmax(scores, scale, offset, alibi_slopes);
+  return causal_softmax_impl(scores, scale, offset, alibi_slopes, &dropout);
 }
 
 }  // namespace attn

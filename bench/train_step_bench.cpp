@@ -50,14 +50,15 @@ int main(int argc, char** argv) {
   CLI::App app{"one nanoGPT-char training step (forward, cross-entropy, backward, AdamW)"};
   std::string device_name = "cuda";
   std::vector<std::string> attentions = {"mha", "flash"};
-  std::vector<std::string> precisions = {"fp32", "tf32"};
+  std::vector<std::string> precisions;  // default: fp32 and tf32 on a GPU, fp32 on the CPU
   int warmup = 3, steps = 10;
   GPTConfig c;
   c.vocab = 65, c.block_size = 256, c.layers = 6, c.heads = 6, c.embd = 384, c.dropout = 0;
   int64_t batch = 64;
   app.add_option("--device", device_name, "cpu or cuda[:N]")->capture_default_str();
   app.add_option("--attention", attentions, "variants to time")->delimiter(',');
-  app.add_option("--precision", precisions, "fp32 and/or tf32 (cuBLAS TF32 tensor cores)")->delimiter(',');
+  app.add_option("--precision", precisions, "fp32 and/or tf32 (cuBLAS TF32 tensor cores; default both on a GPU)")
+      ->delimiter(',');
   app.add_option("--warmup", warmup, "untimed steps first")->capture_default_str();
   app.add_option("--steps", steps, "timed steps (the median is reported)")->capture_default_str();
   app.add_option("--batch", batch, "sequences per step")->capture_default_str();
@@ -74,8 +75,10 @@ int main(int argc, char** argv) {
 
   try {
     const Device dev = Device::parse(device_name);
+    if (precisions.empty()) precisions = dev.is_cuda() ? std::vector<std::string>{"fp32", "tf32"} : std::vector<std::string>{"fp32"};
     for (const std::string& precision : precisions) {
       check(precision == "fp32" || precision == "tf32", "--precision: fp32 or tf32, got ", precision);
+      check(precision == "fp32" || dev.is_cuda(), "--precision tf32: TF32 is a GPU tensor-core mode; the CPU runs fp32");
 #ifdef ATTNLAB_WITH_CUDA
       if (dev.is_cuda()) set_cuda_tf32(precision == "tf32");
 #endif

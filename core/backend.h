@@ -150,11 +150,20 @@ class Backend {
   //   y[.., i, j] = softmax_j(scale * x[.., i, j] - alibi[h] * (offset + i - j))
   // over the keys j <= offset + i; other keys get 0, and a row with no key
   // is all zeros. alibi: one slope per head (host memory), or null.
+  // Attention dropout fused in (`dropout` non-null, p > 0): `dropped` also
+  // gets y * Z, Z = keep / (1 - p) with the decisions of
+  // core/attention_dropout.h for row r = (b * heads + h) * tq + i, while y
+  // stays undropped (the backward needs it). Keys past the causal limit
+  // have y = 0 and draw no numbers.
   virtual void causal_softmax(float* y, const float* x, int64_t rows, int64_t heads, int64_t tq,
-                              int64_t tk, int64_t offset, float scale, const float* alibi) = 0;
-  // dx = scale * y * (dy - sum_j dy * y), zero past the causal limit.
+                              int64_t tk, int64_t offset, float scale, const float* alibi,
+                              const AttentionDropoutArgs* dropout = nullptr, float* dropped = nullptr) = 0;
+  // dx = scale * y * (g - sum_j g * y), zero past the causal limit, where
+  // g = dy, or with dropout g = dy * Z (dy is then the gradient of the
+  // dropped weights, and Z is regenerated).
   virtual void causal_softmax_backward(float* dx, const float* y, const float* dy, int64_t rows,
-                                       int64_t tq, int64_t tk, int64_t offset, float scale) = 0;
+                                       int64_t heads, int64_t tq, int64_t tk, int64_t offset,
+                                       float scale, const AttentionDropoutArgs* dropout = nullptr) = 0;
 
   // out[i] = (add ? add[i] : 0) + (kept(i) ? in[i] / (1 - p) : 0), for n
   // contiguous elements. The forward of dropout (in = x), its backward (in =

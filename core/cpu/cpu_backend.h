@@ -23,9 +23,11 @@ class CpuBackend final : public Backend {
   void softmax_backward(bool log, float* grad_in, const float* y, const float* grad_out,
                         int64_t rows, int64_t cols) override;
   void causal_softmax(float* y, const float* x, int64_t rows, int64_t heads, int64_t tq,
-                      int64_t tk, int64_t offset, float scale, const float* alibi) override;
+                      int64_t tk, int64_t offset, float scale, const float* alibi,
+                      const AttentionDropoutArgs* dropout, float* dropped) override;
   void causal_softmax_backward(float* dx, const float* y, const float* dy, int64_t rows,
-                               int64_t tq, int64_t tk, int64_t offset, float scale) override;
+                               int64_t heads, int64_t tq, int64_t tk, int64_t offset, float scale,
+                               const AttentionDropoutArgs* dropout) override;
   int64_t gather_rows(float* out, const float* table, const int64_t* idx, int64_t n,
                       int64_t row_size, int64_t table_rows) override;
   void scatter_add_rows(float* table, const int64_t* idx, const float* src, int64_t n,

@@ -73,6 +73,7 @@
 #include "core/cpu/cpu_backend.h"
 #include "core/cpu/lanes.h"
 #include "core/cpu/parallel.h"
+#include "core/cpu/philox_groups.h"
 #include "core/cpu/vmath.h"
 
 namespace attn {
@@ -259,7 +260,7 @@ ATTN_VECTOR_CLONES void dropped_softmax_grad_row(float* dp, float* p, int64_t n,
 // bits[0 .. (n + 31) / 32) (n <= kBlock).
 void row_keep_bits(const AttentionDropoutArgs& d, const FlashArgs& a, const Head& hd, int64_t i,
                    int64_t j0, int64_t n, uint32_t* bits) {
-  attention_dropout::keep_bits(d, hd.b, attention_dropout::element(hd.h, i, j0, a.tq, a.tk), n, bits);
+  keep_bits(d, hd.b, attention_dropout::element(hd.h, i, j0, a.tq, a.tk), n, bits);
 }
 
 // Drops row i's probabilities for keys [j0, j0 + n) in place.

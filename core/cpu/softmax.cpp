@@ -1,5 +1,6 @@
 // Row-wise softmax and log-softmax on the CPU, and the causal softmax of
-// attention scores (scale, ALiBi, causal mask and softmax in one pass).
+// attention scores (scale, ALiBi, causal mask and softmax in one pass, and
+// attention dropout with it when training).
 //
 // exp(x) overflows float for x > 88, so every row first subtracts its max:
 // softmax(x) = softmax(x - max(x)) exactly, and now every exponent is <= 0.
@@ -9,10 +10,12 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <vector>
 
 #include "core/cpu/cpu_backend.h"
 #include "core/cpu/lanes.h"
 #include "core/cpu/parallel.h"
+#include "core/cpu/philox_groups.h"
 #include "core/cpu/vmath.h"
 
 namespace attn {
@@ -88,16 +91,47 @@ ATTN_VECTOR_CLONES void causal_softmax_rows(float* y, const float* x, int64_t r0
   }
 }
 
+// The dropout multipliers Z of row r's visible keys (r = (b * heads + h) * tq + i).
+void row_keep_scales(const AttentionDropoutArgs& d, int64_t r, int64_t heads, int64_t tq, int64_t tk,
+                     int64_t n, float* z) {
+  const int64_t i = r % tq, h = r / tq % heads, b = r / tq / heads;
+  keep_scales(d, b, attention_dropout::element(h, i, 0, tq, tk), n, z);
+}
+
+// dropped = y * Z over rows r0 .. r1 of the weights just computed.
+ATTN_VECTOR_CLONES void drop_rows(float* dropped, const float* y, int64_t r0, int64_t r1, int64_t heads,
+                                  int64_t tq, int64_t tk, int64_t offset, const AttentionDropoutArgs& d) {
+  std::vector<float> z(static_cast<size_t>(tk));
+  for (int64_t r = r0; r < r1; ++r) {
+    const int64_t n = causal_keys(r % tq, offset, tk);
+    row_keep_scales(d, r, heads, tq, tk, n, z.data());
+    const float* yr = y + r * tk;
+    float* out = dropped + r * tk;
+    for (int64_t j = 0; j < n; ++j) out[j] = yr[j] * z[j];
+    for (int64_t j = n; j < tk; ++j) out[j] = 0.0f;
+  }
+}
+
+// With dropout, the gradient arriving is that of the dropped weights: it
+// is first multiplied by the same Z (the chain rule through y * Z), written
+// into dx, and the softmax backward then works on dx in place.
 ATTN_VECTOR_CLONES void causal_softmax_backward_rows(float* dx, const float* y, const float* dy,
-                                                     int64_t r0, int64_t r1, int64_t tq, int64_t tk,
-                                                     int64_t offset, float scale) {
+                                                     int64_t r0, int64_t r1, int64_t heads, int64_t tq,
+                                                     int64_t tk, int64_t offset, float scale,
+                                                     const AttentionDropoutArgs* d) {
+  std::vector<float> z(d ? static_cast<size_t>(tk) : 0);
   for (int64_t r = r0; r < r1; ++r) {
     const int64_t n = causal_keys(r % tq, offset, tk);
     const float* yr = y + r * tk;
     const float* gr = dy + r * tk;
     float* out = dx + r * tk;
-    const float d = static_cast<float>(dot_of(gr, yr, n));
-    for (int64_t j = 0; j < n; ++j) out[j] = scale * yr[j] * (gr[j] - d);
+    if (d) {
+      row_keep_scales(*d, r, heads, tq, tk, n, z.data());
+      for (int64_t j = 0; j < n; ++j) out[j] = gr[j] * z[j];
+      gr = out;
+    }
+    const float dot = static_cast<float>(dot_of(gr, yr, n));
+    for (int64_t j = 0; j < n; ++j) out[j] = scale * yr[j] * (gr[j] - dot);
     for (int64_t j = n; j < tk; ++j) out[j] = 0.0f;
   }
 }
@@ -116,16 +150,19 @@ void CpuBackend::softmax_backward(bool log, float* gx, const float* y, const flo
 }
 
 void CpuBackend::causal_softmax(float* y, const float* x, int64_t rows, int64_t heads, int64_t tq,
-                                int64_t tk, int64_t offset, float scale, const float* alibi) {
+                                int64_t tk, int64_t offset, float scale, const float* alibi,
+                                const AttentionDropoutArgs* dropout, float* dropped) {
   parallel_for(rows, rows_per_chunk(tk), [&](int64_t r0, int64_t r1) {
     causal_softmax_rows(y, x, r0, r1, heads, tq, tk, offset, scale, alibi);
+    if (dropout) drop_rows(dropped, y, r0, r1, heads, tq, tk, offset, *dropout);
   });
 }
 
 void CpuBackend::causal_softmax_backward(float* dx, const float* y, const float* dy, int64_t rows,
-                                         int64_t tq, int64_t tk, int64_t offset, float scale) {
+                                         int64_t heads, int64_t tq, int64_t tk, int64_t offset,
+                                         float scale, const AttentionDropoutArgs* dropout) {
   parallel_for(rows, rows_per_chunk(tk), [&](int64_t r0, int64_t r1) {
-    causal_softmax_backward_rows(dx, y, dy, r0, r1, tq, tk, offset, scale);
+    causal_softmax_backward_rows(dx, y, dy, r0, r1, heads, tq, tk, offset, scale, dropout);
   });
 }
 

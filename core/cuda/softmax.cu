@@ -5,6 +5,7 @@
 // 256-thread block per row beyond. Each row subtracts its max before exp
 // (exp overflows float above 88); sums accumulate in double as on the CPU.
 // A row of -inf (every position masked) gives a uniform row, like the CPU.
+#include "core/attention_dropout.h"
 #include "core/cuda/cuda_internal.cuh"
 
 namespace attn {
@@ -79,9 +80,44 @@ __device__ __forceinline__ int64_t causal_keys(int64_t i, int64_t offset, int64_
   return n < 0 ? 0 : (n > tk ? tk : n);
 }
 
+// With attention dropout (kDrop), the last pass also writes the dropped
+// weights: the lanes then walk the row's keys in Philox groups of four
+// consecutive elements (lane l takes groups g0 + l, g0 + l + 32, ...), so
+// one evaluation serves four keys, and the keys past the causal limit,
+// whose weights are 0 either way, draw nothing.
+struct RowDropout {
+  philox::Stream stream;
+  uint64_t sample, e0;  // the row's sample and the element of its key 0
+  float p, keep_scale;
+};
+
+__device__ __forceinline__ RowDropout row_dropout(const AttentionDropoutArgs& d, int64_t r, int64_t heads,
+                                                  int64_t tq, int64_t tk) {
+  const int64_t i = r % tq, h = r / tq % heads, b = r / tq / heads;
+  return {{d.seed, d.offset}, static_cast<uint64_t>(d.first_sample + b),
+          attention_dropout::element(h, i, 0, tq, tk), d.p, attention_dropout::keep_scale(d)};
+}
+
+// Calls f(j, z) for this lane's keys j < n of the row, z = the key's
+// dropout multiplier (keep_scale or 0).
+template <typename F>
+__device__ __forceinline__ void for_lane_keys(const RowDropout& rd, int64_t n, int lane, F f) {
+  if (n <= 0) return;
+  const uint64_t first = rd.e0 >> 2, last = (rd.e0 + static_cast<uint64_t>(n) - 1) >> 2;
+  for (uint64_t g = first + lane; g <= last; g += 32) {
+    const philox::Words w = philox::group_at(rd.stream, rd.sample, g);
+#pragma unroll
+    for (int m = 0; m < 4; ++m) {
+      const int64_t j = static_cast<int64_t>(4 * g + m - rd.e0);
+      if (j >= 0 && j < n) f(j, philox::uniform(w.w[m]) >= rd.p ? rd.keep_scale : 0.0f);
+    }
+  }
+}
+
+template <bool kDrop>
 __global__ void causal_softmax_kernel(float* y, const float* x, int64_t rows, int64_t heads,
                                       int64_t tq, int64_t tk, int64_t offset, float scale,
-                                      const float* alibi) {
+                                      const float* alibi, AttentionDropoutArgs drop, float* dropped) {
   const int64_t r = group_row<32>();
   if (r >= rows) return;
   const int lane = threadIdx.x % 32;
@@ -98,13 +134,28 @@ __global__ void causal_softmax_kernel(float* y, const float* x, int64_t rows, in
     sum += expf(scale * xr[j] - slope * static_cast<float>(pos - j) - mx);
   sum = warp_sum(sum);
   const float inv = n > 0 ? static_cast<float>(1.0 / sum) : 0.0f;
-  for (int64_t j = lane; j < tk; j += 32)
-    yr[j] = j < n ? expf(scale * xr[j] - slope * static_cast<float>(pos - j) - mx) * inv : 0.0f;
+  if constexpr (kDrop) {
+    float* dr = dropped + r * tk;
+    for_lane_keys(row_dropout(drop, r, heads, tq, tk), n, lane, [&](int64_t j, float z) {
+      const float w = expf(scale * xr[j] - slope * static_cast<float>(pos - j) - mx) * inv;
+      yr[j] = w;
+      dr[j] = w * z;
+    });
+    for (int64_t j = n + lane; j < tk; j += 32) yr[j] = dr[j] = 0.0f;
+  } else {
+    for (int64_t j = lane; j < tk; j += 32)
+      yr[j] = j < n ? expf(scale * xr[j] - slope * static_cast<float>(pos - j) - mx) * inv : 0.0f;
+  }
 }
 
+// With dropout, dy is the gradient of the dropped weights: the first pass
+// turns it into g = dy * Z, kept in dx, while it sums g * y; after a
+// __syncwarp (lanes read back what other lanes wrote) the second finishes
+// the softmax backward.
+template <bool kDrop>
 __global__ void causal_softmax_backward_kernel(float* dx, const float* y, const float* dy,
-                                               int64_t rows, int64_t tq, int64_t tk,
-                                               int64_t offset, float scale) {
+                                               int64_t rows, int64_t heads, int64_t tq, int64_t tk,
+                                               int64_t offset, float scale, AttentionDropoutArgs drop) {
   const int64_t r = group_row<32>();
   if (r >= rows) return;
   const int lane = threadIdx.x % 32;
@@ -113,9 +164,19 @@ __global__ void causal_softmax_backward_kernel(float* dx, const float* y, const 
   const float* gr = dy + r * tk;
   float* out = dx + r * tk;
   double dot = 0;
-  for (int64_t j = lane; j < n; j += 32) dot += static_cast<double>(gr[j]) * yr[j];
-  const float d = static_cast<float>(warp_sum(dot));
-  for (int64_t j = lane; j < tk; j += 32) out[j] = j < n ? scale * yr[j] * (gr[j] - d) : 0.0f;
+  if constexpr (kDrop) {
+    for_lane_keys(row_dropout(drop, r, heads, tq, tk), n, lane, [&](int64_t j, float z) {
+      out[j] = gr[j] * z;
+      dot += static_cast<double>(out[j]) * yr[j];
+    });
+    const float d = static_cast<float>(warp_sum(dot));
+    __syncwarp();
+    for (int64_t j = lane; j < tk; j += 32) out[j] = j < n ? scale * yr[j] * (out[j] - d) : 0.0f;
+  } else {
+    for (int64_t j = lane; j < n; j += 32) dot += static_cast<double>(gr[j]) * yr[j];
+    const float d = static_cast<float>(warp_sum(dot));
+    for (int64_t j = lane; j < tk; j += 32) out[j] = j < n ? scale * yr[j] * (gr[j] - d) : 0.0f;
+  }
 }
 
 // loss = logsumexp(z) - z[target]. A row whose target is outside [0, cols)
@@ -189,25 +250,34 @@ void CudaBackend::softmax_backward(bool log, float* gx, const float* y, const fl
 
 void CudaBackend::causal_softmax(float* y, const float* x, int64_t rows, int64_t heads,
                                  int64_t tq, int64_t tk, int64_t offset, float scale,
-                                 const float* alibi) {
+                                 const float* alibi, const AttentionDropoutArgs* dropout, float* dropped) {
   if (rows <= 0 || tk <= 0) return;
   activate();
   Buffer slopes(this, alibi ? heads * sizeof(float) : 1);
   if (alibi)
     ATTN_CUDA_CHECK(cudaMemcpy(slopes.ptr, alibi, heads * sizeof(float), cudaMemcpyHostToDevice));
-  const int64_t per_block = kThreads / 32;
-  causal_softmax_kernel<<<static_cast<unsigned>((rows + per_block - 1) / per_block), kThreads>>>(
-      y, x, rows, heads, tq, tk, offset, scale, alibi ? slopes.as<float>() : nullptr);
+  const unsigned blocks = static_cast<unsigned>((rows + kThreads / 32 - 1) / (kThreads / 32));
+  const float* s = alibi ? slopes.as<float>() : nullptr;
+  if (dropout)
+    causal_softmax_kernel<true><<<blocks, kThreads>>>(y, x, rows, heads, tq, tk, offset, scale, s, *dropout,
+                                                      dropped);
+  else
+    causal_softmax_kernel<false><<<blocks, kThreads>>>(y, x, rows, heads, tq, tk, offset, scale, s, {}, nullptr);
   ATTN_CUDA_LAUNCHED("causal_softmax_kernel");
 }
 
 void CudaBackend::causal_softmax_backward(float* dx, const float* y, const float* dy, int64_t rows,
-                                          int64_t tq, int64_t tk, int64_t offset, float scale) {
+                                          int64_t heads, int64_t tq, int64_t tk, int64_t offset,
+                                          float scale, const AttentionDropoutArgs* dropout) {
   if (rows <= 0 || tk <= 0) return;
   activate();
-  const int64_t per_block = kThreads / 32;
-  causal_softmax_backward_kernel<<<static_cast<unsigned>((rows + per_block - 1) / per_block),
-                                   kThreads>>>(dx, y, dy, rows, tq, tk, offset, scale);
+  const unsigned blocks = static_cast<unsigned>((rows + kThreads / 32 - 1) / (kThreads / 32));
+  if (dropout)
+    causal_softmax_backward_kernel<true><<<blocks, kThreads>>>(dx, y, dy, rows, heads, tq, tk, offset, scale,
+                                                               *dropout);
+  else
+    causal_softmax_backward_kernel<false><<<blocks, kThreads>>>(dx, y, dy, rows, heads, tq, tk, offset, scale,
+                                                                {});
   ATTN_CUDA_LAUNCHED("causal_softmax_backward_kernel");
 }
 

@@ -1,7 +1,9 @@
 // causal_softmax (the fused attention-weights op) against a double-precision
 // loop oracle, forward and backward; gradcheck; rows with no key; ALiBi;
 // a KV-cache offset; the error messages; CPU/GPU parity (skips without a
-// device).
+// device). With attention dropout fused in (causal_softmax_dropout): equal,
+// bit for bit, to the dropout op applied to the weights, forward and
+// backward; gradcheck; CPU/GPU parity.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -154,6 +156,73 @@ TEST(CausalSoftmax, ErrorsSayWhatIsWrong) {
       Error);
 }
 
+// ---- attention dropout fused into the same pass ----
+
+AttentionDropoutArgs dropout_args(float p) {
+  AttentionDropoutArgs d;
+  d.seed = 0x1234567890ull;
+  d.offset = 5;
+  d.first_sample = 3;
+  d.p = p;
+  return d;
+}
+
+// The unfused reference: the whole [B, H, Tq, Tk] weights through dropout(),
+// whose every decision tests/autograd/dropout_test.cpp checks against its
+// own Philox. Equal bits mean the fused kernel keys each (b, h, i, j) the
+// same way and scales it by the same float.
+TEST(CausalSoftmaxDropout, EqualsDropoutOfTheWeightsBitForBit) {
+  std::vector<Case> cases = kCases;
+  cases.push_back({3, 2, 9, 9, 0, true});  // odd rows: keys straddle Philox groups
+  for (const Case& c : cases) {
+    const Shape s = {c.b, c.h, c.tq, c.tk};
+    const Tensor x = agtest::normal(s, 31 + c.tk, 2.0f);
+    const Tensor x2 = x.detach().set_requires_grad();
+    const Tensor g = agtest::normal(s, 32 + c.tk).detach();
+    const std::vector<float> slopes = slopes_for(c);
+    const AttentionDropoutArgs d = dropout_args(0.3f);
+    const Tensor fused = causal_softmax_dropout(x, 0.6f, c.offset, slopes, d);
+    const Tensor apart = dropout(causal_softmax(x2, 0.6f, c.offset, slopes), d.p, {d.seed, d.offset}, d.first_sample);
+    fused.backward(g);
+    apart.backward(g);
+    const std::string where = "tq=" + std::to_string(c.tq) + " tk=" + std::to_string(c.tk) +
+                              " offset=" + std::to_string(c.offset);
+    EXPECT_EQ(fused.to_vector(), apart.to_vector()) << where;
+    EXPECT_EQ(x.grad().to_vector(), x2.grad().to_vector()) << where;
+  }
+}
+
+TEST(CausalSoftmaxDropout, DropsAboutPOfTheVisibleWeights) {
+  const Tensor x = agtest::normal({2, 2, 64, 64}, 3);
+  const std::vector<float> y = causal_softmax_dropout(x, 1.0f, 0, {}, dropout_args(0.25f)).to_vector();
+  int64_t visible = 0, dropped = 0;
+  for (int64_t r = 0; r < 2 * 2 * 64; ++r)
+    for (int64_t j = 0; j <= r % 64; ++j, ++visible) dropped += y[r * 64 + j] == 0.0f;
+  EXPECT_NEAR(static_cast<double>(dropped) / static_cast<double>(visible), 0.25, 0.02);
+}
+
+TEST(CausalSoftmaxDropout, Gradcheck) {
+  for (const Case& c : kCases) {
+    if (c.tk > 8) continue;
+    const Tensor x = agtest::normal({c.b, c.h, c.tq, c.tk}, 41 + c.tq);
+    const std::vector<float> slopes = slopes_for(c);
+    EXPECT_TRUE(GradOk([&](const std::vector<Tensor>& in) {
+      return causal_softmax_dropout(in[0], 0.8f, c.offset, slopes, dropout_args(0.4f));
+    }, {x})) << "tq=" << c.tq << " tk=" << c.tk << " offset=" << c.offset;
+  }
+}
+
+TEST(CausalSoftmaxDropout, BadRateNamesTheOp) {
+  const Tensor x = agtest::normal({1, 1, 2, 2}, 1);
+  try {
+    causal_softmax_dropout(x, 1.0f, 0, {}, dropout_args(1.0f));
+    FAIL() << "p = 1 accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("causal_softmax_dropout: p must be in [0, 1), got 1"), std::string::npos)
+        << e.what();
+  }
+}
+
 // ---- the GPU kernel against the CPU one ----
 
 TEST(CausalSoftmaxGpu, MatchesCpuForwardAndBackward) {
@@ -175,6 +244,32 @@ TEST(CausalSoftmaxGpu, MatchesCpuForwardAndBackward) {
                               " offset=" + std::to_string(c.offset);
     EXPECT_LT(max_abs_diff(y, yg.to(Device::cpu())), 1e-6f) << where;
     EXPECT_LT(max_abs_diff(x.grad(), xg.grad().to(Device::cpu())), 1e-6f) << where;
+  }
+}
+
+TEST(CausalSoftmaxDropoutGpu, MatchesCpuForwardAndBackward) {
+  if (!cuda_available()) GTEST_SKIP() << "no CUDA device: causal_softmax_dropout parity needs one";
+  std::vector<Case> cases = kCases;
+  cases.push_back({2, 3, 37, 37, 0, true});
+  cases.push_back({1, 2, 3, 1100, 1097, false});
+  for (const Case& c : cases) {
+    const Shape s = {c.b, c.h, c.tq, c.tk};
+    const Tensor x = agtest::normal(s, 51 + c.tk, 3.0f);
+    const Tensor g = agtest::normal(s, 52 + c.tk).detach();
+    const Tensor xg = x.detach().to(Device::cuda(0)).set_requires_grad();
+    const std::vector<float> slopes = slopes_for(c);
+    const AttentionDropoutArgs d = dropout_args(0.2f);
+    const Tensor y = causal_softmax_dropout(x, 0.3f, c.offset, slopes, d);
+    const Tensor yg = causal_softmax_dropout(xg, 0.3f, c.offset, slopes, d);
+    y.backward(g);
+    yg.backward(g.to(Device::cuda(0)));
+    const std::string where = "tq=" + std::to_string(c.tq) + " tk=" + std::to_string(c.tk) +
+                              " offset=" + std::to_string(c.offset);
+    // The same entries dropped: a kept weight is never near 0 here.
+    const std::vector<float> yc = y.to_vector(), yd = yg.to(Device::cpu()).to_vector();
+    for (size_t e = 0; e < yc.size(); ++e) ASSERT_EQ(yc[e] == 0.0f, yd[e] == 0.0f) << where << " element " << e;
+    EXPECT_LT(max_abs_diff(y, yg.to(Device::cpu())), 2e-6f) << where;
+    EXPECT_LT(max_abs_diff(x.grad(), xg.grad().to(Device::cpu())), 4e-6f) << where;
   }
 }
 

@@ -103,6 +103,13 @@ TEST(Threads, SoftmaxesAndCrossEntropy) {
     const Tensor x = random({2, 3, 100, 100}, 11, true);
     return forward_backward({x}, [&] { return causal_softmax(x, 0.125f, 0, {0.5f, 0.25f, 0.125f}); });
   });
+  expect_same_on_any_thread_count("causal_softmax_dropout", [] {
+    const Tensor x = random({2, 3, 100, 100}, 13, true);
+    AttentionDropoutArgs d;
+    d.seed = 7;
+    d.p = 0.2f;
+    return forward_backward({x}, [&] { return causal_softmax_dropout(x, 0.125f, 0, {}, d); });
+  });
   expect_same_on_any_thread_count("cross_entropy", [] {
     const Tensor z = random({900, 65}, 12, true);
     std::vector<int64_t> t(900);
