@@ -20,7 +20,9 @@ namespace {
 // out = add + (kept ? in * scale : 0) over one piece; `numbers` holds each
 // element's 32 random bits. Kept when its uniform number is at least p (as
 // philox::keep). Vectorises (no calls, no branches the compiler cannot
-// turn into selects).
+// turn into selects). This file is compiled with -ffp-contract=off (see
+// CMakeLists.txt): add + in * scale rounds twice, as on the GPU, so both
+// devices give the same bits.
 ATTN_VECTOR_CLONES void apply_piece(float* out, const float* in, const float* add, const uint32_t* numbers,
                                     int64_t n, float p, float scale) {
   if (add) {
