@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "attention/bigbird.h"
 #include "attention/flash.h"
 #include "attention/linear.h"
 #include "attention/mla.h"
@@ -137,6 +138,27 @@ void register_builtins(std::map<std::string, Entry>& t) {
                             c, option_int(s, "kv_heads", c.heads), g, position_options(s),
                             block_sparse_kernel(block));
                       }};
+  t["bigbird"] = {"BigBird-style attention: the last window=W keys, the first global=G positions and "
+                  "random=R earlier key blocks per query block; options block=B (tokens per block, "
+                  "default 16), seed=S, kv_heads=N. Block-sparse kernel on the CPU only: with --device cuda "
+                  "it runs the pattern as a dense mask (T x T memory)",
+                  [](const VariantSpec& s, const AttentionConfig& c, Generator& g) {
+                    check_options(s, {"window", "global", "random", "block", "seed", "kv_heads",
+                                      "rope", "rope_base", "ntk"});
+                    for (const char* key : {"window", "global", "random"})
+                      check(s.options.count(key), "attention bigbird: needs the option ", key,
+                            "=N, e.g. bigbird:window=16,global=2,random=2");
+                    BigBirdPattern pattern;
+                    pattern.window = option_int(s, "window", 0);
+                    pattern.global = option_int(s, "global", 0);
+                    pattern.random = option_int(s, "random", 0);
+                    pattern.block = option_int(s, "block", pattern.block);
+                    pattern.seed = static_cast<uint64_t>(option_int(s, "seed", 0));
+                    return std::make_shared<MultiHeadAttention>(
+                        c, option_int(s, "kv_heads", c.heads), g, position_options(s),
+                        bigbird_kernel(pattern));
+                  },
+                  "its block-sparse kernel gathers keys from several places and drops none"};
   t["linear"] = {"linear attention: phi(q) (sum phi(k) v^T) with phi = elu + 1, O(T) memory, "
                  "no weights, no KV cache; option kv_heads=N",
                  [](const VariantSpec& s, const AttentionConfig& c, Generator& g) {
@@ -208,6 +230,11 @@ std::vector<std::string> attention_names() {
   std::vector<std::string> names;
   for (const auto& [name, e] : table()) names.push_back(name);
   return names;
+}
+
+std::string attention_help(const std::string& name) {
+  const auto it = table().find(name);
+  return it == table().end() ? "" : it->second.help;
 }
 
 std::shared_ptr<Attention> make_attention(const std::string& text, const AttentionConfig& config,

@@ -9,6 +9,7 @@
 #include <map>
 #include <sstream>
 
+#include "attention/bigbird.h"
 #include "attention/flash.h"
 #include "attention/kernel.h"
 #include "attention/linear.h"
@@ -39,6 +40,13 @@ const std::vector<Method>& methods() {
       {"flash", false, [](const AttentionCall& c, int64_t) { return flash_kernel(0)(c); }},
       {"flash-window", false, [](const AttentionCall& c, int64_t w) { return flash_kernel(w)(c); }},
       {"window-banded", false, [](const AttentionCall& c, int64_t w) { return window_attention_banded(c, w); }},
+      // BigBird: the last --window keys, 16 global tokens and 2 random
+      // blocks of 64 per query block of 64 (on a GPU it runs as a mask).
+      {"bigbird", false, [](const AttentionCall& c, int64_t w) {
+         BigBirdPattern p;
+         p.window = w, p.global = 16, p.random = 2, p.block = 64;
+         return bigbird_attention(c, p);
+       }},
       {"linear", false, [](const AttentionCall& c, int64_t) { return linear_attention(c); }},
       // Sparse patterns are applied as masks: they show the pattern, not a saving.
       {"sparse-masked", true, [](const AttentionCall& c, int64_t w) {
