@@ -174,7 +174,7 @@ TEST(BigBird, RegistryValidatesItsOptions) {
   has(error_of([&] { make_attention("bigbird:window=2,global=1,random=-1", c, g); }),
       "attention bigbird: option random=-1 is not a non-negative integer");
   has(error_of([&] { make_attention("bigbird:window=2,global=1,random=1,block=0", c, g); }),
-      "attention bigbird: block must be >= 1, got 0");
+      "attention bigbird: block must be >= 1 (tokens per block), got 0");
   has(error_of([&] { make_attention("bigbird:window=2,random=1", c, g); }), "needs the option global=N");
   has(error_of([&] { make_attention("bigbird:window=2,global=1,random=1,alibi", c, g); }), "unknown option 'alibi'");
   AttentionConfig with_dropout = c;
