@@ -1,14 +1,15 @@
 // BigBird-style attention, as a mask and as a block-sparse kernel: see bigbird.h.
 //
-// The kernel in a picture (B = 4, W = 3, G = 2, one random block):
+// The kernel in a picture: the query block 3 (queries 12..15) with B = 4,
+// W = 3, G = 2 and one random block:
 //
-//   keys ->        0 1 | 2 3 4 5 | 6 7 8 9 | 10 11 | 12 13 14 15
-//   query block 3  g g |  random |         | band  |  own block
-//   (queries 12..15)
-// The block's queries read at most the globals, one random block and the
-// band from 12 - W + 1 = 10 to 15: three slices of K and V, cut with narrow
-// (views) and joined with cat, about B x (G + R B + B + W) scores instead
-// of B x T.
+//   keys ->  0 1 2 3   4 5 6 7   8 9 10 11   12 13 14 15
+//            g g . .   r r r r   . .  b  b    b  b  b  b
+//
+// g: the globals; r: block 1, its only candidate (it must end before key
+// 12 - W + 1 = 10); b: the band, from the first query's window (key 10) to
+// the last query (15). Three slices of K and V, cut with narrow (views) and
+// joined with cat: B x (G + R B + B + W - 1) scores at most, instead of B x T.
 #include "attention/bigbird.h"
 
 #include <algorithm>

@@ -26,7 +26,7 @@ struct Pattern {
   int64_t window = 1;  // W >= 1
   int64_t global = 0;  // G >= 0
   int64_t random = 0;  // R >= 0
-  int64_t block = 4;   // B >= 1
+  int64_t block = 16;  // B >= 1
   uint64_t seed = 0;
 };
 

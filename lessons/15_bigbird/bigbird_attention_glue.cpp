@@ -22,15 +22,16 @@ uint64_t random_below(uint64_t seed, int64_t query_block, int64_t draw, uint64_t
 }  // namespace lesson15
 
 // ---- glue: your block-sparse kernel as a variant --------------------------
-// "student:bigbird:window=W,global=G,random=R" (options block=B, default 4,
-// and seed=S): the library's multi-head module runs YOUR bigbird_attention
-// on its heads. The advanced suite trains a tiny GPT with it.
+// "student:bigbird:window=W,global=G,random=R" (options block=B, default 16
+// as in the library's variant, and seed=S): the library's multi-head module
+// runs YOUR bigbird_attention on its heads. The advanced suite trains a
+// tiny GPT with it.
 namespace {
 [[maybe_unused]] const bool registered = [] {
   attn::register_attention(
       "student:bigbird",
       "chapter 15: multi-head attention through your bigbird_attention; options window=W, "
-      "global=G, random=R, block=B (default 4), seed=S",
+      "global=G, random=R, block=B (default 16), seed=S",
       [](const attn::VariantSpec& spec, const attn::AttentionConfig& config, attn::Generator& gen) {
         attn::check_options(spec, {"window", "global", "random", "block", "seed"});
         attn::check(spec.options.count("window") && spec.options.count("global") &&
@@ -41,7 +42,7 @@ namespace {
         pattern.window = attn::option_int(spec, "window", 0);
         pattern.global = attn::option_int(spec, "global", 0);
         pattern.random = attn::option_int(spec, "random", 0);
-        pattern.block = attn::option_int(spec, "block", pattern.block);
+        pattern.block = attn::option_int(spec, "block", 16);
         pattern.seed = static_cast<uint64_t>(attn::option_int(spec, "seed", 0));
         auto kernel = [pattern](const attn::AttentionCall& call) {
           return lesson15::bigbird_attention(call.q, call.k, call.v, pattern, call.offset);
