@@ -140,8 +140,9 @@ void register_builtins(std::map<std::string, Entry>& t) {
                       }};
   t["bigbird"] = {"BigBird-style attention: the last window=W keys, the first global=G positions and "
                   "random=R earlier key blocks per query block; options block=B (tokens per block, "
-                  "default 16), seed=S, kv_heads=N. Block-sparse kernel on the CPU only: with --device cuda "
-                  "it runs the pattern as a dense mask (T x T memory)",
+                  "default 16), seed=S, kv_heads=N, rope (no alibi, no attention dropout). Block-sparse "
+                  "kernel on the CPU only: with --device cuda it runs the pattern as a dense mask "
+                  "(T x T memory)",
                   [](const VariantSpec& s, const AttentionConfig& c, Generator& g) {
                     check_options(s, {"window", "global", "random", "block", "seed", "kv_heads",
                                       "rope", "rope_base", "ntk"});
