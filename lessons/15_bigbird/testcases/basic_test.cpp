@@ -1,8 +1,8 @@
 // Chapter 15, basic suite: the pattern drawn by hand without random blocks,
 // the random blocks against the given draw, the README's picture and
 // counts, its limits (no globals and no random blocks is a sliding window;
-// a window as long as the sequence is causal attention), queries after a
-// cache, the worked example, attention equal to dense attention under the
+// a window as long as the sequence is causal attention), global queries
+// that read exactly their past, queries after a cache, the worked example, attention equal to dense attention under the
 // same mask, bad patterns, and the classic mistakes: random blocks from the
 // future, globals that some query does not see, a draw that is not
 // reproducible or ignores the seed, a window one key too wide, random
@@ -115,6 +115,18 @@ TEST(Mask, AWindowAsLongAsTheSequenceIsCausal) {
   EXPECT_TRUE(oracle::mask_is("bigbird_mask(T = 7, W = 7, G = 1, R = 2)", lesson15::bigbird_mask(pattern(7, 1, 2, 2), 7, 7),
                               causal, 7, 7))
       << "no candidate block lies before a window that covers everything";
+}
+
+TEST(Mask, GlobalQueriesReadExactlyTheirPast) {
+  // BigBird's global tokens read everything; causally that is their whole
+  // past and nothing after it. With W = 1 the window adds nothing: rows
+  // 0..4 (the globals) must still be the causal rows.
+  const std::vector<int64_t> f = lesson15::bigbird_mask(pattern(1, 5, 2, 2, 3), 12, 12).to_int_vector();
+  ASSERT_EQ(f.size(), 144u);
+  for (int64_t i = 0; i < 5; ++i)
+    for (int64_t j = 0; j < 12; ++j)
+      EXPECT_EQ(f[i * 12 + j], j <= i ? 1 : 0)
+          << "global query " << i << ", key " << j << ": a global token reads every key up to itself, none after";
 }
 
 TEST(Mask, QueriesAfterACacheAreTheLastRows) {
