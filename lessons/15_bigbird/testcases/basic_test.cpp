@@ -2,11 +2,12 @@
 // the random blocks against the given draw, the README's picture and
 // counts, its limits (no globals and no random blocks is a sliding window;
 // a window as long as the sequence is causal attention), global queries
-// that read exactly their past, queries after a cache, the worked example, attention equal to dense attention under the
-// same mask, bad patterns, and the classic mistakes: random blocks from the
-// future, globals that some query does not see, a draw that is not
-// reproducible or ignores the seed, a window one key too wide, random
-// blocks that overlap the window, and keys gathered twice by the kernel.
+// that read exactly their past, queries after a cache, the worked example,
+// attention equal to dense attention under the same mask, bad patterns,
+// and the classic mistakes: random blocks from the future, globals that
+// some query does not see, a draw that is not reproducible or ignores the
+// seed, a window one key too wide, random blocks that overlap the window,
+// and keys gathered twice by the kernel.
 #include <gtest/gtest.h>
 
 #include <cmath>
