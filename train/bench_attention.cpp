@@ -12,6 +12,7 @@
 #include "attention/flash.h"
 #include "attention/kernel.h"
 #include "attention/linear.h"
+#include "attention/multiscale.h"
 #include "attention/sparse.h"
 #include "attention/window.h"
 #include "autograd/engine.h"
@@ -39,6 +40,8 @@ const std::vector<Method>& methods() {
       {"flash", false, [](const AttentionCall& c, int64_t) { return flash_kernel(0)(c); }},
       {"flash-window", false, [](const AttentionCall& c, int64_t w) { return flash_kernel(w)(c); }},
       {"window-banded", false, [](const AttentionCall& c, int64_t w) { return window_attention_banded(c, w); }},
+      // Half the heads with the window, half full: one flash call per group.
+      {"multiscale", false, [](const AttentionCall& c, int64_t w) { return multiscale_kernel({w, 0})(c); }},
       {"linear", false, [](const AttentionCall& c, int64_t) { return linear_attention(c); }},
       // Sparse patterns are applied as masks: they show the pattern, not a saving.
       {"sparse-masked", true, [](const AttentionCall& c, int64_t w) {
