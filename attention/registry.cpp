@@ -239,6 +239,11 @@ std::vector<std::string> attention_names() {
   return names;
 }
 
+std::string attention_help(const std::string& name) {
+  auto it = table().find(name);
+  return it == table().end() ? "" : it->second.help;
+}
+
 std::shared_ptr<Attention> make_attention(const std::string& text, const AttentionConfig& config,
                                           Generator& gen) {
   const VariantSpec spec = parse_variant(text);

@@ -30,6 +30,8 @@ using AttentionFactory = std::function<std::shared_ptr<Attention>(
 void register_attention(const std::string& name, const std::string& help,
                         AttentionFactory factory);
 std::vector<std::string> attention_names();
+// What a variant computes and its options, for `attnlab variants`.
+std::string attention_help(const std::string& name);
 // Builds a variant; an unknown name or option lists what exists. A
 // config.dropout > 0 for a variant without attention dropout is an error.
 std::shared_ptr<Attention> make_attention(const std::string& spec, const AttentionConfig& config,
