@@ -94,6 +94,10 @@ Tensor flash_op(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, cons
   check_groups(groups, H, Hkv);
   check(groups.size() == 1 || (o.dropout.p == 0 && !forward && !lse_out), op,
         ": head groups run without attention dropout, a forward kernel passed in or lse_out");
+  // The CUDA backward clears dq as one dense block per call, which would
+  // wipe the rows of the groups beside it.
+  check(groups.size() == 1 || device.is_cpu(), op, ": head groups run on the CPU only; on ",
+        device.str(), " use the masked multi-scale path");
   // A kernel passed in (chapter 14's) is promised contiguous operands.
   const bool in_place = !forward;
   const Tensor q = readable(q_in.detach(), in_place), k = readable(k_in.detach(), in_place),

@@ -76,7 +76,7 @@ Tensor multiscale_attention_masked(const AttentionCall& c, const std::vector<Hea
 }
 
 Tensor multiscale_attention(const AttentionCall& c, const std::vector<HeadGroup>& groups) {
-  if (c.want_weights) return multiscale_attention_masked(c, groups);
+  if (c.want_weights || !c.q.device().is_cpu()) return multiscale_attention_masked(c, groups);
   FlashOptions o;
   o.offset = c.offset;
   o.alibi = c.alibi;

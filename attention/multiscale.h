@@ -16,7 +16,8 @@
 //                                that differs per head: O(T^2), readable.
 //   multiscale_attention         one flash kernel call per group, each
 //                                reading its heads in place (a pointer
-//                                offset into q, k, v: no copy).
+//                                offset into q, k, v: no copy). CPU; on
+//                                CUDA it takes the masked path.
 #pragma once
 #include <string>
 #include <vector>
@@ -45,7 +46,8 @@ Tensor multiscale_mask(const std::vector<HeadGroup>& groups, int64_t tq, int64_t
 Tensor multiscale_attention_masked(const AttentionCall& call, const std::vector<HeadGroup>& groups);
 
 // The lean path: flash attention group by group, in place. Falls back to
-// the masked path when the call wants the weights (heatmaps).
+// the masked path when the call wants the weights (heatmaps) and on CUDA
+// (see flash_attention_groups).
 Tensor multiscale_attention(const AttentionCall& call, const std::vector<HeadGroup>& groups);
 
 // The kernel of the `multiscale:windows=...` variant; the groups are made

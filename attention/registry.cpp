@@ -139,8 +139,8 @@ void register_builtins(std::map<std::string, Entry>& t) {
                             block_sparse_kernel(block));
                       }};
   t["multiscale"] = {"multi-scale attention: the heads split evenly among windows=W1,W2,... (in order; "
-                     "0 = full causal), one flash call per group reading its heads in place; "
-                     "CPU and CUDA (the flash kernels)",
+                     "0 = full causal); on the CPU one flash call per group reading its heads in place, "
+                     "on CUDA the masked path (dense scores per head)",
                       [](const VariantSpec& s, const AttentionConfig& c, Generator& g) {
                         check_options(s, with_positions({"windows"}));
                         check(s.options.count("windows"), "attention multiscale: needs the option ",

@@ -18,7 +18,9 @@
 #include "autograd/engine.h"
 #include "autograd/ops.h"
 #include "core/allocator.h"
+#include "core/dispatch.h"
 #include "core/error.h"
+#include "core/threads.h"
 #include "testcases/error_of.h"
 
 using namespace attn;
@@ -144,6 +146,47 @@ TEST(Multiscale, GroupsReadTheirHeadsInPlace) {
   EXPECT_EQ(after.peak - before.current, out_bytes + lse_bytes);
   // No input wants a gradient, so no graph keeps lse: only the output lives on.
   EXPECT_EQ(after.current - before.current, out_bytes);
+}
+
+TEST(Multiscale, SameBitsAtAnyThreadCount) {
+  const Case c{2, 6, 6, 150, 16, 0, {8, 0, 40}, false};
+  Generator g(17);
+  const Tensor q0 = randn({2, 6, 150, 16}, g), k0 = randn({2, 6, 150, 16}, g), v0 = randn({2, 6, 150, 16}, g);
+  const Tensor w = randn({2, 6, 150, 16}, g);
+  std::vector<std::vector<float>> runs;
+  for (int threads : {1, 2, 3}) {
+    set_num_threads(threads);
+    Tensor q = q0.clone().set_requires_grad(), k = k0.clone().set_requires_grad(), v = v0.clone().set_requires_grad();
+    const Tensor out = multiscale_attention(call_of(c, q, k, v), scale_groups(6, c.windows));
+    sum(mul(out, w)).backward();
+    std::vector<float> all = out.to_vector();
+    for (const Tensor* t : {&q, &k, &v}) {
+      const std::vector<float> grad = t->grad().to_vector();
+      all.insert(all.end(), grad.begin(), grad.end());
+    }
+    runs.push_back(all);
+  }
+  set_num_threads(1);
+  EXPECT_EQ(runs[0], runs[1]) << "1 vs 2 threads";
+  EXPECT_EQ(runs[0], runs[2]) << "1 vs 3 threads";
+}
+
+TEST(Multiscale, CudaTakesTheMaskedPathAndAgreesWithTheCpu) {
+  // The grouped flash path is CPU-only (the CUDA backward clears dq densely
+  // per call); on CUDA multiscale_attention runs the masked path.
+  if (!cuda_available()) GTEST_SKIP() << "no CUDA device here: the GPU half runs where one exists";
+  const Case c{1, 4, 4, 20, 8, 0, {3, 0}, false};
+  Generator g(13);
+  const Tensor q = randn({1, 4, 20, 8}, g), k = randn({1, 4, 20, 8}, g), v = randn({1, 4, 20, 8}, g);
+  const auto groups = scale_groups(4, {3, 0});
+  const std::vector<float> cpu = multiscale_attention(call_of(c, q, k, v), groups).to_vector();
+  const Device gpu = Device::cuda();
+  const std::vector<float> on_gpu =
+      multiscale_attention(call_of(c, q.to(gpu), k.to(gpu), v.to(gpu)), groups).to(Device::cpu()).to_vector();
+  for (std::size_t i = 0; i < cpu.size(); ++i) ASSERT_NEAR(on_gpu[i], cpu[i], 1e-4) << i;
+  EXPECT_NE(error_of([&] { flash_attention_groups(q.to(gpu), k.to(gpu), v.to(gpu), {}, groups); })
+                .find("head groups run on the CPU only"),
+            std::string::npos);
 }
 
 TEST(Multiscale, ModuleWithAKvCacheMatchesTheWholeSequence) {
