@@ -1,5 +1,6 @@
 #include "train/bench_attention.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -68,6 +69,10 @@ std::vector<BenchRow> bench_attention(const BenchAttentionOptions& o) {
   check(o.dim >= 1, "bench attention: --dim must be >= 1, got ", o.dim);
   check(o.window >= 1, "bench attention: --window must be >= 1, got ", o.window);
   check(o.repeats >= 1, "bench attention: --repeats must be >= 1, got ", o.repeats);
+  const bool multiscale = o.methods.empty() ||
+                          std::find(o.methods.begin(), o.methods.end(), "multiscale") != o.methods.end();
+  check(!multiscale || o.heads % 2 == 0, "bench attention: method multiscale gives half the heads ",
+        "--window and half the full context, so --heads must be even, got ", o.heads);
   make_output_folder(o.out, "bench attention: --out");  // before the run, not after it
   const Device device = Device::parse(o.device);
   std::vector<const Method*> chosen;

@@ -89,6 +89,7 @@ expect "attnlab: tokenizer: character 'x' (U+0078) at byte 0 is not in the vocab
 expect "attnlab: convert: --finetune-steps must be >= 1, got 0" convert --ckpt "$run" --to mqa --out "$dir/cv" --finetune-steps 0
 expect "attnlab: bench attention: lengths must be >= 1, got 0" bench attention --lengths 0 --out "$dir/bench"
 expect "attnlab: bench attention: --heads must be >= 1, got 0" bench attention --heads 0 --out "$dir/bench"
+expect "attnlab: bench attention: method multiscale gives half the heads --window and half the full context, so --heads must be even, got 3" bench attention --heads 3 --lengths 8 --out "$dir/bench"
 expect "attnlab: demo: --steps must be in 1..1000000, got 0" demo --steps 0
 
 # ---- values that are not numbers, unknown options and commands ----
