@@ -34,10 +34,42 @@ Tensor empty_as(const Tensor& like) {
   return transpose(empty({s[0], s[2], s[1], s[3]}, DType::Float32, like.device()), 1, 2);
 }
 
-}  // namespace
+// The heads of one group as a call of their own: every pointer moved to the
+// group's first head (layouts unchanged, so nothing is copied), its lse rows
+// a [B, heads, Tq] block of their own in the lse buffer.
+FlashArgs group_args(FlashArgs a, const HeadGroup& g) {
+  const int64_t per_kv = a.heads / a.kv_heads, kv0 = g.first_head / per_kv;
+  a.q += g.first_head * a.q_at.head;
+  a.out += g.first_head * a.q_at.head;  // out is stored as q is
+  a.k += kv0 * a.k_at.head;
+  a.v += kv0 * a.v_at.head;
+  a.lse += a.batch * g.first_head * a.tq;
+  if (a.alibi) a.alibi += g.first_head;
+  a.kv_heads = g.heads / per_kv;
+  a.heads = g.heads;
+  a.window = g.window;
+  return a;
+}
 
-Tensor flash_attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in,
-                       const FlashOptions& o, Tensor* lse_out, const FlashForward& forward) {
+void check_groups(const std::vector<HeadGroup>& groups, int64_t heads, int64_t kv_heads) {
+  const char* op = "flash_attention";
+  const int64_t per_kv = heads / kv_heads;
+  int64_t next = 0;
+  for (const HeadGroup& g : groups) {
+    check(g.first_head == next && g.heads >= 1 && g.window >= 0, op, ": head groups must tile heads 0..",
+          heads - 1, " in order, with windows >= 0; got a group of ", g.heads, " heads at head ",
+          g.first_head, " with window ", g.window);
+    check(g.heads % per_kv == 0, op, ": a group of ", g.heads, " heads at head ", g.first_head,
+          " splits a K/V head's ", per_kv, " query heads");
+    next += g.heads;
+  }
+  check(next == heads, op, ": the head groups cover ", next, " of ", heads, " heads");
+}
+
+// Flash attention as one autograd op over head groups (empty: one group of
+// every head with o.window), one kernel call per group.
+Tensor flash_op(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, const FlashOptions& o,
+                std::vector<HeadGroup> groups, Tensor* lse_out, const FlashForward& forward) {
   const char* op = "flash_attention";
   for (const Tensor* t : {&q_in, &k_in, &v_in}) {
     require_defined(op, *t);
@@ -58,12 +90,20 @@ Tensor flash_attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_i
   check(o.dropout.p >= 0 && o.dropout.p < 1, op, ": dropout must be in [0, 1), got ", o.dropout.p);
   check(!forward || o.dropout.p == 0, op, ": the forward kernel passed in (chapter 14's) has no "
         "attention dropout; use dropout 0 with it");
+  if (groups.empty()) groups.push_back({0, H, o.window});
+  check_groups(groups, H, Hkv);
+  check(groups.size() == 1 || (o.dropout.p == 0 && !forward && !lse_out), op,
+        ": head groups run without attention dropout, a forward kernel passed in or lse_out");
+  // The CUDA backward clears dq as one dense block per call, which would
+  // wipe the rows of the groups beside it.
+  check(groups.size() == 1 || device.is_cpu(), op, ": head groups run on the CPU only; on ",
+        device.str(), " use the masked multi-scale path");
   // A kernel passed in (chapter 14's) is promised contiguous operands.
   const bool in_place = !forward;
   const Tensor q = readable(q_in.detach(), in_place), k = readable(k_in.detach(), in_place),
                v = readable(v_in.detach(), in_place);
   Tensor out = empty_as(q);
-  Tensor lse = empty({B, H, Tq}, DType::Float32, device);
+  Tensor lse = empty({B, H, Tq}, DType::Float32, device);  // group by group: [B, heads, Tq] each
   FlashArgs a;
   a.q = q.data<float>(), a.k = k.data<float>(), a.v = v.data<float>();
   a.q_at = layout_of(q), a.k_at = layout_of(k), a.v_at = layout_of(v);
@@ -76,16 +116,18 @@ Tensor flash_attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_i
   const AttentionDropoutArgs drop = o.dropout;
   const AttentionDropoutArgs* dropping = drop.p > 0 ? &drop : nullptr;
   if (out.numel() > 0) {
-    if (forward)
-      forward(a);
-    else
-      backend_for(device).flash_attention_forward(a, dropping);
+    for (const HeadGroup& g : groups) {
+      if (forward)
+        forward(group_args(a, g));
+      else
+        backend_for(device).flash_attention_forward(group_args(a, g), dropping);
+    }
   }
   if (lse_out) *lse_out = lse;
   // The backward keeps q, k, v, out and lse: O(T d), never the T x T weights.
   // With dropout, the backward regenerates the forward's decisions from drop.
   return record(out, op, {q_in, k_in, v_in},
-                [a, q, k, v, out = out.detach(), lse, alibi = o.alibi, drop](const Tensor& g) mutable {
+                [a, q, k, v, out = out.detach(), lse, alibi = o.alibi, drop, groups](const Tensor& g) mutable {
     // dout is read in out's layout (the usual case: the gradient of the
     // output projection's input arrives in it); else copied into it.
     Tensor dout = g;
@@ -95,12 +137,33 @@ Tensor flash_attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_i
     }
     Tensor dq = empty_as(q), dk = empty_as(k), dv = empty_as(v);
     a.alibi = alibi.empty() ? nullptr : alibi.data();
-    if (dq.numel() > 0 && dk.numel() > 0)
-      backend_for(q.device()).flash_attention_backward(a, dout.data<float>(), dq.data<float>(),
-                                                       dk.data<float>(), dv.data<float>(),
-                                                       drop.p > 0 ? &drop : nullptr);
+    if (dq.numel() > 0 && dk.numel() > 0) {
+      for (const HeadGroup& group : groups) {
+        // Gradients sit where their operands do: dout and dq as q, dk as k, dv as v.
+        const FlashArgs ga = group_args(a, group);
+        const int64_t at_q = group.first_head * a.q_at.head;
+        const int64_t kv0 = group.first_head / (a.heads / a.kv_heads);
+        backend_for(q.device()).flash_attention_backward(
+            ga, dout.data<float>() + at_q, dq.data<float>() + at_q,
+            dk.data<float>() + kv0 * a.k_at.head, dv.data<float>() + kv0 * a.v_at.head,
+            drop.p > 0 ? &drop : nullptr);
+      }
+    }
     return std::vector<Tensor>{dq, dk, dv};
   });
+}
+
+}  // namespace
+
+Tensor flash_attention(const Tensor& q, const Tensor& k, const Tensor& v, const FlashOptions& o,
+                       Tensor* lse_out, const FlashForward& forward) {
+  return flash_op(q, k, v, o, {}, lse_out, forward);
+}
+
+Tensor flash_attention_groups(const Tensor& q, const Tensor& k, const Tensor& v,
+                              const FlashOptions& o, const std::vector<HeadGroup>& groups) {
+  check(!groups.empty(), "flash_attention: no head groups given");
+  return flash_op(q, k, v, o, groups, nullptr, {});
 }
 
 AttentionKernel flash_kernel(int64_t window) {

@@ -25,12 +25,28 @@ struct FlashOptions {
 // correct forward pairs with the device's recomputing backward.
 using FlashForward = std::function<void(const FlashArgs& a)>;
 
+// A range of query heads and the window they attend with (0 = unlimited).
+// Multi-scale attention (attention/multiscale.h) gives each range its own.
+struct HeadGroup {
+  int64_t first_head = 0, heads = 0, window = 0;
+};
+
 // q [B, H, Tq, d], k/v [B, Hkv, Tk, d] with Hkv dividing H -> [B, H, Tq, d].
 // Also returns the per-row logsumexp through `lse_out` when non-null.
 // `forward` replaces the device's forward kernel (lesson 14 plugs the
 // student's CUDA kernel in here); empty = the device's own.
 Tensor flash_attention(const Tensor& q, const Tensor& k, const Tensor& v, const FlashOptions& o,
                        Tensor* lse_out = nullptr, const FlashForward& forward = {});
+
+// Flash attention with a window per group of heads: one kernel call per
+// group, each reading its heads where they lie in q, k, v (a head offset,
+// never a copy) and writing them into the one output. The groups must tile
+// heads 0..H-1 in order, each a whole number of K/V groups (H / Hkv query
+// heads); o.window is ignored. No attention dropout: its numbers are keyed
+// by the head index within a call. CPU only: the CUDA backward clears dq as
+// one dense block per call.
+Tensor flash_attention_groups(const Tensor& q, const Tensor& k, const Tensor& v,
+                              const FlashOptions& o, const std::vector<HeadGroup>& groups);
 
 // The multi-head kernel: flash attention for an AttentionCall, with an
 // optional sliding window.

@@ -8,6 +8,7 @@
 #include "attention/linear.h"
 #include "attention/mla.h"
 #include "attention/multi_head.h"
+#include "attention/multiscale.h"
 #include "attention/sparse.h"
 #include "attention/window.h"
 #include "core/error.h"
@@ -160,6 +161,20 @@ void register_builtins(std::map<std::string, Entry>& t) {
                         bigbird_kernel(pattern));
                   },
                   "its block-sparse kernel gathers keys from several places and drops none"};
+  t["multiscale"] = {"multi-scale attention: the heads split evenly among windows=W1,W2,... (in order; "
+                     "0 = full causal); on the CPU one flash call per group reading its heads in place, "
+                     "on CUDA the masked path (dense scores per head)",
+                      [](const VariantSpec& s, const AttentionConfig& c, Generator& g) {
+                        check_options(s, with_positions({"windows"}));
+                        check(s.options.count("windows"), "attention multiscale: needs the option ",
+                              "windows=W1,W2,..., e.g. multiscale:windows=8,32,0");
+                        const std::vector<int64_t> windows = parse_windows(s.options.at("windows"));
+                        scale_groups(c.heads, windows);  // refuses a bad list before any weight exists
+                        return std::make_shared<MultiHeadAttention>(c, c.heads, g, position_options(s),
+                                                                    multiscale_kernel(windows));
+                      },
+                      "it runs one flash call per head group, and attention dropout numbers are "
+                      "keyed by the head within a call"};
   t["linear"] = {"linear attention: phi(q) (sum phi(k) v^T) with phi = elu + 1, O(T) memory, "
                  "no weights, no KV cache; option kv_heads=N",
                  [](const VariantSpec& s, const AttentionConfig& c, Generator& g) {
@@ -207,6 +222,7 @@ VariantSpec parse_variant(const std::string& text) {
         "gqa:kv_heads=2");
   if (name_end == std::string::npos) return spec;
   std::size_t pos = name_end + 1;
+  std::string list_key;  // the last key=value option: the one a bare number extends
   while (pos <= text.size()) {
     const std::size_t comma = std::min(text.find(',', pos), text.size());
     const std::string item = text.substr(pos, comma - pos);
@@ -215,8 +231,21 @@ VariantSpec parse_variant(const std::string& text) {
     const std::string value = eq == std::string::npos ? "true" : item.substr(eq + 1);
     check(valid_word(key) && valid_word(value), "attention: bad option '", item, "' at position ",
           pos, " of '", text, "'; expected key=value or a flag, separated by commas");
-    check(!spec.options.count(key), "attention: option '", key, "' is given twice in '", text, "'");
-    spec.options[key] = value;
+    // A bare number is the next item of a list value: windows=8,32,0. So no
+    // flag is a number, and a number never stands first. A negative one
+    // joins the list too, for the option's own check to name it.
+    const std::string digits = item.substr(item.rfind('-', 0) == 0 ? 1 : 0);
+    const bool number = eq == std::string::npos && !digits.empty() &&
+                        std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; });
+    if (number) {
+      check(!list_key.empty(), "attention: bad option '", item, "' at position ", pos, " of '", text,
+            "'; a bare number continues the list of the key=value before it, e.g. windows=8,32,0");
+      spec.options[list_key] += "," + item;
+    } else {
+      check(!spec.options.count(key), "attention: option '", key, "' is given twice in '", text, "'");
+      spec.options[key] = value;
+      list_key = eq == std::string::npos ? "" : key;
+    }
     pos = comma + 1;
   }
   return spec;

@@ -307,7 +307,7 @@ int main(int argc, char** argv) {
     if (lesson_test_cmd->parsed()) return lesson_test(lesson_chapter, lesson_level);
     if (list_cmd->parsed()) {
       for (const std::string& n : attention_names())
-        std::printf("%-16s %s\n", n.c_str(), attention_help(n).c_str());
+        std::printf("%-20s %s\n", n.c_str(), attention_help(n).c_str());
       return 0;
     }
     if (compare_cmd->parsed()) {

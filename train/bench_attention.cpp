@@ -1,5 +1,6 @@
 #include "train/bench_attention.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -13,6 +14,7 @@
 #include "attention/flash.h"
 #include "attention/kernel.h"
 #include "attention/linear.h"
+#include "attention/multiscale.h"
 #include "attention/sparse.h"
 #include "attention/window.h"
 #include "autograd/engine.h"
@@ -47,6 +49,8 @@ const std::vector<Method>& methods() {
          p.window = w, p.global = 16, p.random = 2, p.block = 64;
          return bigbird_attention(c, p);
        }},
+      // Half the heads with the window, half full: one flash call per group.
+      {"multiscale", false, [](const AttentionCall& c, int64_t w) { return multiscale_kernel({w, 0})(c); }},
       {"linear", false, [](const AttentionCall& c, int64_t) { return linear_attention(c); }},
       // Sparse patterns are applied as masks: they show the pattern, not a saving.
       {"sparse-masked", true, [](const AttentionCall& c, int64_t w) {
@@ -73,6 +77,10 @@ std::vector<BenchRow> bench_attention(const BenchAttentionOptions& o) {
   check(o.dim >= 1, "bench attention: --dim must be >= 1, got ", o.dim);
   check(o.window >= 1, "bench attention: --window must be >= 1, got ", o.window);
   check(o.repeats >= 1, "bench attention: --repeats must be >= 1, got ", o.repeats);
+  const bool multiscale = o.methods.empty() ||
+                          std::find(o.methods.begin(), o.methods.end(), "multiscale") != o.methods.end();
+  check(!multiscale || o.heads % 2 == 0, "bench attention: method multiscale gives half the heads ",
+        "--window and half the full context, so --heads must be even, got ", o.heads);
   make_output_folder(o.out, "bench attention: --out");  // before the run, not after it
   const Device device = Device::parse(o.device);
   std::vector<const Method*> chosen;

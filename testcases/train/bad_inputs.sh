@@ -89,6 +89,7 @@ expect "attnlab: tokenizer: character 'x' (U+0078) at byte 0 is not in the vocab
 expect "attnlab: convert: --finetune-steps must be >= 1, got 0" convert --ckpt "$run" --to mqa --out "$dir/cv" --finetune-steps 0
 expect "attnlab: bench attention: lengths must be >= 1, got 0" bench attention --lengths 0 --out "$dir/bench"
 expect "attnlab: bench attention: --heads must be >= 1, got 0" bench attention --heads 0 --out "$dir/bench"
+expect "attnlab: bench attention: method multiscale gives half the heads --window and half the full context, so --heads must be even, got 3" bench attention --heads 3 --lengths 8 --out "$dir/bench"
 expect "attnlab: demo: --steps must be in 1..1000000, got 0" demo --steps 0
 
 # ---- values that are not numbers, unknown options and commands ----
@@ -126,6 +127,12 @@ expect "attnlab: attention: bad option 'kv heads=2' at position 4 of 'gqa:kv hea
 expect "attnlab: attention mha: rope_base and ntk only apply together with rope" "${T[@]}" --attention mha:rope_base=5
 expect "attnlab: attention: choose rope or alibi, not both" "${T[@]}" --attention mha:rope,alibi
 expect "attnlab: attention linear: alibi adds a bias to the scores" "${T[@]}" --attention linear:alibi
+expect "attnlab: attention multiscale: needs the option windows=W1,W2,..., e.g. multiscale:windows=8,32,0" "${T[@]}" --attention multiscale
+expect "attnlab: attention multiscale: windows=8,-1 has '-1'; expected a comma-separated list of integers >= 0 (0 = full causal)" "${T[@]}" --attention multiscale:windows=8,-1
+expect "attnlab: attention multiscale: windows=true has 'true'; expected a comma-separated list of integers >= 0" "${T[@]}" --attention multiscale:windows
+expect "attnlab: attention: bad option 'windows=' at position 11 of 'multiscale:windows='; expected key=value" "${T[@]}" --attention multiscale:windows=
+expect "attnlab: attention: bad option '32' at position 4 of 'mha:32'; a bare number continues the list of the key=value before it" "${T[@]}" --attention mha:32
+expect "attnlab: attention multiscale: has no attention dropout (it runs one flash call per head group" "${T[@]}" --attention multiscale:windows=2,0 --attn-dropout 0.1
 expect "attnlab: attention linear: has no attention dropout (linear attention never forms the probabilities to drop); --attn-dropout must be 0 for it, got 0.1" "${T[@]}" --attention linear --attn-dropout 0.1
 expect "attnlab: attention linear: has no attention dropout" compare "${common[@]}" --out "$dir/cmp" --steps 2 --attention linear --attn-dropout 0.1
 expect "attnlab: compare: empty variant at position 4 of 'mha,,gqa:kv_heads=2'" compare "${common[@]}" --out "$dir/cmp" --steps 2 --attention "mha,,gqa:kv_heads=2"
@@ -150,6 +157,7 @@ expect "attnlab: bench attention: unknown method 'nope'; methods: dense, flash,"
 # ---- sizes that do not divide ----
 expect "attnlab: model: --heads 3 must divide --embd 16 (16 % 3 = 1)" "${T[@]}" --heads 3
 expect "attnlab: attention: kv_heads=3 must divide heads=2" "${T[@]}" --attention gqa:kv_heads=3
+expect "attnlab: attention multiscale: windows=8,32,0 lists 3 windows, which do not divide heads=2; the heads split evenly among the windows" "${T[@]}" --attention multiscale:windows=8,32,0
 expect "attnlab: attention: kv_heads=3 must divide heads=4" "${T[@]}" --heads 4 --attention flash:kv_heads=3
 
 # ---- the corpus ----
