@@ -39,9 +39,12 @@ TrainOptions run_options(const fs::path& dir, const std::string& out) {
 }
 
 // Runs (or resumes) the run in a child process; kills it after `kill_after_us`
-// (0 = let it finish). Returns true when the child finished by itself.
+// (0 = let it finish). Returns true when the child finished by itself. A
+// run killed before its first checkpoint left a config.json: starting
+// again in its folder takes --overwrite.
 bool run_child(TrainOptions o, useconds_t kill_after_us) {
   if (fs::exists(fs::path(o.out) / "checkpoint.safetensors")) o.resume = o.out;
+  else o.overwrite = true;
   const pid_t pid = fork();
   if (pid == 0) {
     try {
