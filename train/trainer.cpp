@@ -284,8 +284,11 @@ TrainResult train_into(const TrainOptions& options_in, RunFolder* given_folder) 
   if (out_of_time()) end = std::min(end, start);  // resumed after the time was spent
   int64_t in_flight = start;  // the step being trained (or evaluated), for an out-of-memory message
   try {
-    if (resuming && evaluation_pending(metrics, o, start, end))
-      evaluate_after(start, lr_at(start - 1, o.lr, o.warmup, o.steps, o.min_lr), 0, elapsed());
+    if (resuming && evaluation_pending(metrics, o, start, end) &&
+        !evaluate_after(start, lr_at(start - 1, o.lr, o.warmup, o.steps, o.min_lr), 0, elapsed())) {
+      result.interrupted_by = stop_signal();  // abandoned again: train no step, so it stays pending
+      end = start;
+    }
     for (int64_t step = start; step < end; ++step) {
       in_flight = step + 1;
       const auto step_start = std::chrono::steady_clock::now();
