@@ -70,6 +70,15 @@ void swap_folders(const fs::path& a, const fs::path& b, const std::string& who) 
 }  // namespace
 
 RunFolder::RunFolder(const Request& r) : who_(r.who) {
+  try {
+    open(r);
+  } catch (...) {
+    close();  // a refused or failed open leaves things as they were
+    throw;
+  }
+}
+
+void RunFolder::open(const Request& r) {
   const std::string& who = r.who;
   if (!r.out.empty()) {
     folder_ = r.out;
@@ -118,7 +127,9 @@ void RunFolder::checkpoint_written() {
   building_.clear();
 }
 
-RunFolder::~RunFolder() {
+RunFolder::~RunFolder() { close(); }
+
+void RunFolder::close() {
   std::error_code ec;
   if (replacing()) fs::remove_all(building_, ec);
   building_lock_ = RunLock();

@@ -50,6 +50,8 @@ class RunFolder {
   void checkpoint_written();
 
  private:
+  void open(const Request& request);
+  void close();
   std::string who_;
   std::filesystem::path folder_, building_;
   RunLock lock_, building_lock_;
