@@ -16,6 +16,7 @@
 #include "attention/registry.h"
 #include "core/error.h"
 #include "train/checkpoint.h"
+#include "train/cli_text.h"
 #include "train/compare_report.h"
 #include "train/dataset.h"
 #include "train/files.h"
@@ -310,7 +311,7 @@ CompareResult compare(const CompareOptions& options) {
   // reports (and the one that continues it) then names.
   if (o.base.out.empty()) {
     o.base.out = fresh_numbered_folder("runs", "compare").string();
-    if (!o.command.empty()) o.command += " --out " + o.base.out;
+    if (!o.command.empty()) o.command += " --out " + shell_quote(o.base.out);
     std::fprintf(stderr, "compare: no --out given: this comparison's folder is %s\n", o.base.out.c_str());
   }
   result.out = o.base.out;
