@@ -237,6 +237,10 @@ int main(int argc, char** argv) {
   add_train_options(compare_cmd, compare_opts);
   compare_cmd->remove_option(compare_cmd->get_option("--attention"));
   compare_cmd->remove_option(compare_cmd->get_option("--resume"));
+  compare_cmd->get_option("--out")->description("folder for the comparison's runs and report (default: a new "
+                                                "numbered folder runs/<N>)");
+  compare_cmd->get_option("--overwrite")->description("replace the runs an earlier comparison with other settings "
+                                                      "left in --out (runs with the same settings are reused)");
   compare_cmd->add_option("--attention", compare_variants,
                           "variants to compare, e.g. mha,gqa:kv_heads=2,mqa (or repeat the option)")->required();
   compare_cmd->add_option("--prompt", compare_prompt, "prompt for the attention heatmaps")->capture_default_str();

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -109,6 +110,13 @@ void RunFolder::open(const Request& r) {
     fail(who, ": --out '", out, "' holds a run (", held, "); ",
          who == "train" ? "start again in its place with --overwrite" : "choose another --out, or replace it with --overwrite");
   }
+  // The swap moves the old folder away and removes it: not the folder this
+  // process (and the shell that started it) stands in.
+  const fs::path target = fs::canonical(folder_, ec), here = fs::current_path(ec);
+  const bool stands_in_it =
+      !target.empty() && std::mismatch(target.begin(), target.end(), here.begin(), here.end()).first == target.end();
+  check(!stands_in_it, who, ": --overwrite cannot replace '", out,
+        "': it is the current folder or holds it; run attnlab from another folder");
   building_ = sibling_prefix(folder_) + "swap-" + std::to_string(::getpid());
   fs::create_directory(building_, ec);
   check(!ec, who, ": cannot create '", building_.string(), "' to build the new run in: ", ec.message());

@@ -202,6 +202,12 @@ expect "attnlab: compare: '$dir/cmp2/mha/seed-1337' holds a train run (step 10 o
 "$bin" compare "${common[@]}" --out "$dir/cmp3" --attention mha --steps 2 > /dev/null 2>&1
 remember cmp3
 expect "attnlab: compare: --out '$dir/cmp3' holds an earlier comparison with other settings ('mha/seed-1337' has lr 0.001 there, 0.002 now); run its command again to reuse its runs, choose another --out, or replace them with --overwrite" compare "${common[@]}" --out "$dir/cmp3" --attention mha --steps 2 --lr 0.002
+msg=$(cd "$run" && timeout 30 "$bin" train "${common[@]}" --out . --steps 20 --overwrite 2>&1) &&
+  fail "--overwrite of the current folder succeeded"
+echo "$msg" | grep -qxF "attnlab: train: --overwrite cannot replace '.': it is the current folder or holds it; run attnlab from another folder" ||
+  fail "--overwrite of the current folder: $msg"
+unchanged "--overwrite of the current folder"
+rows=$((rows + 1))
 # A second writer, while the first holds the folder's lock (stopped here,
 # so that it surely still does): refused, naming the holder.
 "$bin" train "${common[@]}" --out "$dir/busy" --steps 1000000 --eval-every 1000000 > /dev/null 2>&1 &
