@@ -68,6 +68,28 @@ void swap_folders(const fs::path& a, const fs::path& b, const std::string& who) 
   fs::rename(aside, a, ec);
 }
 
+// The files attnlab writes into a run folder (trainer.h, convert.h,
+// compare.h). Anything else in a folder that --overwrite replaces is the
+// user's (notes beside the run, say) and moves into the new folder.
+bool written_by_attnlab(const fs::path& file) {
+  static const char* const kNames[] = {"config.json", "metrics.jsonl", "checkpoint.safetensors", "loss.png",
+                                       "sample.txt",  "convert.md",    "compare.json",           RunLock::kFileName};
+  const std::string name = file.filename().string();
+  for (const char* n : kNames)
+    if (name == n) return true;
+  return name.find(".tmp-") != std::string::npos;  // a temporary file (files.h) left by a crash
+}
+
+void carry_over_the_users_files(const fs::path& from, const fs::path& to, const std::string& who) {
+  std::error_code ec;
+  for (const fs::directory_entry& e : fs::directory_iterator(from, ec)) {
+    if (written_by_attnlab(e.path())) continue;
+    fs::rename(e.path(), to / e.path().filename(), ec);
+    check(!ec, who, ": cannot move '", e.path().string(), "' into the new run's folder: ", ec.message(),
+          " (the old run was left in place)");
+  }
+}
+
 }  // namespace
 
 RunFolder::RunFolder(const Request& r) : who_(r.who) {
@@ -125,6 +147,7 @@ void RunFolder::open(const Request& r) {
 
 void RunFolder::checkpoint_written() {
   if (!replacing()) return;
+  carry_over_the_users_files(folder_, building_, who_);
   swap_folders(building_, folder_, who_);
   // The locks moved with their folders: the new run's is the folder's now.
   building_lock_.moved_to(folder_);

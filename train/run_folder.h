@@ -12,6 +12,7 @@
 //     one has written its first checkpoint; then the two folders trade
 //     places in one atomic rename (renameat2 RENAME_EXCHANGE) and the old
 //     one is removed. A reader sees the old run or the new one, never a mix.
+//     Files of the user's in the old folder (not attnlab's) move along.
 // The folder's lock (run_lock.h) is held throughout, and the sibling has
 // its own, which becomes the folder's lock in the swap.
 #pragma once

@@ -112,12 +112,14 @@ TEST(RunFolders, TrainIntoARunIsRefusedAndChangesNothing) {
 }
 
 // --overwrite: the folder ends holding the new run and nothing of the old
-// (config, metrics, checkpoint, sample), and no replacement is left beside it.
+// (config, metrics, checkpoint, sample) but the user's own file, and no
+// replacement is left beside it.
 TEST(RunFolders, OverwriteReplacesTheRunWhole) {
   TempDir dir("overwrite");
   TrainOptions old_run = tiny(dir.path);
   old_run.steps = 12;
   train(old_run);
+  std::ofstream(fs::path(old_run.out) / "notes.md") << "lr 1e-3 was too low\n";  // the user's, not the run's
   TrainOptions new_run = tiny(dir.path);
   new_run.seed = 99;
   new_run.model.layers = 2;
@@ -129,6 +131,7 @@ TEST(RunFolders, OverwriteReplacesTheRunWhole) {
   EXPECT_TRUE(d.model.count("blocks.1.attn.q.weight") + d.model.count("blocks.1.norm1.weight") > 0)
       << "the checkpoint is not the new 2-layer model";
   for (int64_t step : logged_steps(new_run.out)) EXPECT_LE(step, 8) << "a row of the old 12-step run is left";
+  EXPECT_EQ(read_bytes(fs::path(new_run.out) / "notes.md"), "lr 1e-3 was too low\n") << "the user's file was lost";
   std::vector<std::string> names;
   for (const auto& e : fs::directory_iterator(dir.path)) names.push_back(e.path().filename().string());
   std::sort(names.begin(), names.end());
