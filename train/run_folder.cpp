@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <vector>
 
 #include "core/error.h"
 #include "train/files.h"
@@ -80,13 +81,27 @@ bool written_by_attnlab(const fs::path& file) {
   return name.find(".tmp-") != std::string::npos;  // a temporary file (files.h) left by a crash
 }
 
-void carry_over_the_users_files(const fs::path& from, const fs::path& to, const std::string& who) {
+// The names in `folder` that are not attnlab's.
+std::vector<fs::path> users_files(const fs::path& folder) {
+  std::vector<fs::path> names;
   std::error_code ec;
-  for (const fs::directory_entry& e : fs::directory_iterator(from, ec)) {
-    if (written_by_attnlab(e.path())) continue;
-    fs::rename(e.path(), to / e.path().filename(), ec);
-    check(!ec, who, ": cannot move '", e.path().string(), "' into the new run's folder: ", ec.message(),
-          " (the old run was left in place)");
+  for (const fs::directory_entry& e : fs::directory_iterator(folder, ec))
+    if (!written_by_attnlab(e.path())) names.push_back(e.path().filename());
+  return names;
+}
+
+// Moves `names` from `from` into `to`. On a failure, the ones moved so far
+// go back, and it fails: the user's files are never left in a folder that
+// is about to be removed.
+void move_files(const std::vector<fs::path>& names, const fs::path& from, const fs::path& to, const std::string& who) {
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    std::error_code ec;
+    fs::rename(from / names[i], to / names[i], ec);
+    if (!ec) continue;
+    std::error_code back;
+    for (std::size_t j = 0; j < i; ++j) fs::rename(to / names[j], from / names[j], back);
+    fail(who, ": cannot move '", (from / names[i]).string(), "' into '", to.string(), "': ", ec.message(),
+         " (the old run was left in place)");
   }
 }
 
@@ -147,8 +162,14 @@ void RunFolder::open(const Request& r) {
 
 void RunFolder::checkpoint_written() {
   if (!replacing()) return;
-  carry_over_the_users_files(folder_, building_, who_);
-  swap_folders(building_, folder_, who_);
+  const std::vector<fs::path> users = users_files(folder_);
+  move_files(users, folder_, building_, who_);
+  try {
+    swap_folders(building_, folder_, who_);
+  } catch (const Error&) {
+    move_files(users, building_, folder_, who_);  // back with the old run, which stays
+    throw;
+  }
   // The locks moved with their folders: the new run's is the folder's now.
   building_lock_.moved_to(folder_);
   lock_.moved_to(building_);
