@@ -27,7 +27,7 @@ start=$(date +%s%N)
   --attention flash --layers 6 --heads 6 --embd 384 --block 256 --batch 64 --bias false \
   --dropout 0.2 --attn-dropout 0.2 --lr 1e-3 --min-lr 1e-4 --warmup 100 --beta1 0.9 --beta2 0.99 \
   --weight-decay 0.1 --grad-clip 1.0 --steps "$steps" --eval-every 500 --eval-batches 200 \
-  --sample-tokens 200 --quiet > "$out/ours.log" 2>&1
+  --sample-tokens 200 --quiet --overwrite > "$out/ours.log" 2>&1
 wall=$(( ($(date +%s%N) - start) / 1000000 ))e-3  # seconds, from nanoseconds
 # "best val loss B; T s in N steps (M ms/step), W s in all; peak P MiB"
 python3 - "$out/ours.log" "$wall" "$seed" "$steps" >> "$out/recipe.jsonl" <<'EOF'

@@ -3,6 +3,8 @@
 #include <cstdlib>
 #include <new>
 
+#include "core/error.h"
+
 namespace attn {
 
 CachingAllocator::CachingAllocator(RawAlloc raw_alloc, RawFree raw_free)
@@ -26,6 +28,7 @@ std::size_t CachingAllocator::round_size(std::size_t bytes) {
 void* CachingAllocator::allocate(std::size_t bytes) {
   const std::size_t size = round_size(bytes);
   std::lock_guard<std::mutex> lock(mutex_);
+  if (limit_ > 0 && stats_.current + size > limit_) throw std::bad_alloc();
   void* ptr = nullptr;
   auto it = free_.find(size);
   if (it != free_.end() && !it->second.empty()) {
@@ -78,13 +81,47 @@ void CachingAllocator::empty_cache() {
   stats_.cached = 0;
 }
 
+void CachingAllocator::set_limit(std::size_t bytes) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  limit_ = bytes;
+}
+
+std::size_t CachingAllocator::limit() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return limit_;
+}
+
+namespace {
+
+// ATTNLAB_TEST_CPU_MEMORY_CAP: unset or empty = no limit.
+std::size_t test_memory_cap() {
+  const char* text = std::getenv("ATTNLAB_TEST_CPU_MEMORY_CAP");
+  if (text == nullptr || *text == '\0') return 0;
+  const std::string s = text;
+  const bool digits = s.size() <= 19 && s.find_first_not_of("0123456789") == std::string::npos;
+  check(digits && std::stoull(s) > 0, "ATTNLAB_TEST_CPU_MEMORY_CAP must be a whole number of bytes >= 1, got '",
+        s, "'");
+  return std::stoull(s);
+}
+
+}  // namespace
+
 CachingAllocator& cpu_allocator() {
   // 64-byte alignment keeps SIMD loads and BLAS happy. Never destroyed, so
   // tensors that outlive main() can still give their memory back.
-  static auto* alloc = new CachingAllocator(
-      [](std::size_t n) { return std::aligned_alloc(64, (n + 63) / 64 * 64); },
-      [](void* p) { std::free(p); });
+  static auto* alloc = [] {
+    const std::size_t cap = test_memory_cap();  // checked first: a bad value leaks nothing
+    auto* a = new CachingAllocator([](std::size_t n) { return std::aligned_alloc(64, (n + 63) / 64 * 64); },
+                                   [](void* p) { std::free(p); });
+    a->set_limit(cap);
+    return a;
+  }();
   return *alloc;
+}
+
+std::string out_of_memory_message(const std::string& device, std::size_t bytes, const MemoryStats& s) {
+  return str("device ", device, ": out of memory: asked for ", bytes, " bytes (", CachingAllocator::round_size(bytes),
+             " rounded) with ", s.current, " bytes in use by tensors and ", s.cached, " cached");
 }
 
 }  // namespace attn

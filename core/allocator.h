@@ -14,6 +14,7 @@
 #include <functional>
 #include <map>
 #include <mutex>
+#include <string>
 #include <vector>
 
 namespace attn {
@@ -40,6 +41,11 @@ class CachingAllocator {
   void reset_peak();
   // Gives every cached block back to the system.
   void empty_cache();
+  // Refuses (std::bad_alloc) any request that would take `current` above
+  // `bytes`; 0 = no limit. Makes running out of memory reproducible
+  // (ATTNLAB_TEST_CPU_MEMORY_CAP, below).
+  void set_limit(std::size_t bytes);
+  std::size_t limit() const;
 
   // Sizes are rounded up so that nearly equal requests share a free list.
   static std::size_t round_size(std::size_t bytes);
@@ -50,8 +56,17 @@ class CachingAllocator {
   mutable std::mutex mutex_;
   std::map<std::size_t, std::vector<void*>> free_;
   MemoryStats stats_;
+  std::size_t limit_ = 0;
 };
 
+// The CPU's allocator. For tests only: the environment variable
+// ATTNLAB_TEST_CPU_MEMORY_CAP=<bytes> sets its limit, so that a test can
+// make training run out of memory on a machine that has plenty.
 CachingAllocator& cpu_allocator();
+
+// The one-line report of a refused request, the same on every device:
+// "device <device>: out of memory: asked for N bytes (R rounded) with C
+// bytes in use by tensors and K cached". Devices append what they know.
+std::string out_of_memory_message(const std::string& device, std::size_t bytes, const MemoryStats& s);
 
 }  // namespace attn

@@ -18,6 +18,13 @@ struct NotImplemented : Error {
   using Error::Error;
 };
 
+// A device allocator that cannot serve a request (the CPU's and the GPU's
+// alike): its own type, so that training can say which step ran out and
+// which options to lower, whichever device it runs on.
+struct OutOfMemory : Error {
+  using Error::Error;
+};
+
 template <class... Args>
 std::string str(const Args&... args) {
   std::ostringstream os;

@@ -56,6 +56,7 @@ void write_checkpoint(const fs::path& dest, const fs::path& work, const std::str
   o.model.embd = 4;
   o.model.block_size = 8;
   o.model.attention = attention;
+  o.overwrite = true;  // a run left by an earlier fuzz_seeds that was stopped
   train(o);
   fs::copy_file(work / "run" / "checkpoint.safetensors", dest, fs::copy_options::overwrite_existing);
 }

@@ -6,6 +6,7 @@
 // CharTokenizer::from_json, which reads the tokenizer stored in a checkpoint.
 // Besides "no crash", the target checks the round trips the course relies
 // on: decode(encode(text)) == text, and the tokenizer survives to_json.
+#include <algorithm>
 #include <cstdint>
 #include <string>
 
@@ -46,10 +47,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   expect(static_cast<int64_t>(ids.size()) == static_cast<int64_t>(attn::decode_utf8(text, "fuzz").size()));
   expect(tok.decode(ids) == text);
   expect(attn::CharTokenizer::from_json(tok.to_json()).encode(text) == ids);
+  const std::vector<int32_t> corpus_ids = tok.encode_corpus(text);  // what training keeps
+  expect(std::equal(ids.begin(), ids.end(), corpus_ids.begin(), corpus_ids.end()));
 
   // Batches as training cuts them: a block the split can hold, or an error.
   try {
-    const attn::TextDataset dataset(ids, 0.1);
+    const attn::TextDataset dataset(corpus_ids, 0.1);
     attn::Generator gen(size);
     const int64_t block = 1 + static_cast<int64_t>(size % 8);
     const attn::Batch b = dataset.get_batch(attn::Split::Val, 2, block, gen);

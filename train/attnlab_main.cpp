@@ -12,11 +12,13 @@
 #include "attention/registry.h"
 #include "train/bench_attention.h"
 #include "train/checkpoint.h"
+#include "train/cli_text.h"
 #include "train/compare.h"
 #include "train/compare_cli.h"
 #include "train/convert.h"
 #include "train/lesson_runner.h"
 #include "train/sampling.h"
+#include "train/stop_signals.h"
 #include "train/tokenizer.h"
 #include "train/trainer.h"
 
@@ -64,6 +66,15 @@ int run_sample(const std::string& ckpt, const std::string& prompt, const SampleO
   const std::vector<int64_t> ids = tok.encode(prompt.empty() ? "\n" : prompt);
   std::cout << prompt << tok.decode(generate(model, ids, so, gen)) << std::endl;
   return 0;
+}
+
+// A run that SIGINT or SIGTERM stopped has saved a checkpoint: say where,
+// and the command that continues it. Returns the exit status.
+int report_interrupted(int signal, const std::string& resume, int64_t step, int64_t steps, const std::string& out) {
+  std::fprintf(stderr, "attnlab: %s: saved the run at step %lld of %lld in '%s'; continue it with: %s\n",
+               signal_name(signal), static_cast<long long>(step), static_cast<long long>(steps), out.c_str(),
+               resume.c_str());
+  return exit_status_for(signal);
 }
 
 // For unsigned options: CLI11 2.1 reads "-1" as 2^64 - 1 without a word.
@@ -144,8 +155,12 @@ std::string unknown_command(CLI::App& app, int argc, char** argv) {
 void add_train_options(CLI::App* cmd, TrainOptions& o) {
   GPTConfig& m = o.model;
   cmd->add_option("--data", o.data, "corpus: any UTF-8 text file")->required();
-  cmd->add_option("--out", o.out, "run folder for config, metrics, checkpoint, plots")->capture_default_str();
+  cmd->add_option("--out", o.out, "run folder for config, metrics, checkpoint, plots (default: the --resume folder, "
+                                  "else a new numbered folder runs/<N>)");
   cmd->add_option("--resume", o.resume, "continue the run in this folder (or checkpoint file)");
+  cmd->add_flag("--overwrite", o.overwrite, "replace the run that --out holds (it stays whole until the new run's "
+                                            "first checkpoint)");
+  cmd->add_option("--max-corpus-bytes", o.max_corpus_bytes, "refuse a corpus larger than this")->capture_default_str();
   cmd->add_option("--device", o.device, "cpu or cuda[:N]")->capture_default_str();
   cmd->add_option("--steps", o.steps, "optimizer steps")->capture_default_str();
   cmd->add_option("--stop-at", o.stop_at, "end this run after that step; --resume continues it (0 = off)")->capture_default_str();
@@ -222,6 +237,10 @@ int main(int argc, char** argv) {
   add_train_options(compare_cmd, compare_opts);
   compare_cmd->remove_option(compare_cmd->get_option("--attention"));
   compare_cmd->remove_option(compare_cmd->get_option("--resume"));
+  compare_cmd->get_option("--out")->description("folder for the comparison's runs and report (default: a new "
+                                                "numbered folder runs/<N>)");
+  compare_cmd->get_option("--overwrite")->description("replace the runs an earlier comparison with other settings "
+                                                      "left in --out (runs with the same settings are reused)");
   compare_cmd->add_option("--attention", compare_variants,
                           "variants to compare, e.g. mha,gqa:kv_heads=2,mqa (or repeat the option)")->required();
   compare_cmd->add_option("--prompt", compare_prompt, "prompt for the attention heatmaps")->capture_default_str();
@@ -254,6 +273,9 @@ int main(int argc, char** argv) {
   convert_cmd->add_option("--lr", convert_opts.lr, "fine-tuning lr (0 = original / 10)")->capture_default_str();
   convert_cmd->add_option("--device", convert_opts.device, "cpu or cuda[:N]")->capture_default_str();
   convert_cmd->add_flag("--quiet", convert_opts.quiet, "no progress output");
+  convert_cmd->add_flag("--overwrite", convert_opts.overwrite, "replace the run that --out holds");
+  convert_cmd->add_option("--max-corpus-bytes", convert_opts.max_corpus_bytes, "refuse a corpus larger than this")
+      ->capture_default_str();
 
   auto* list_cmd = app.add_subcommand("variants", "list the registered attention variants");
 
@@ -326,14 +348,24 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (convert_cmd->parsed()) {
+      const StopOnSignals stop_on_signals;
       const ConvertResult r = convert(convert_opts);
+      if (r.interrupted_by != 0)
+        return report_interrupted(r.interrupted_by, resume_command(argv[0], r.data, convert_opts.out,
+                                                                   convert_opts.finetune_steps, convert_opts.device),
+                                  r.steps, convert_opts.finetune_steps, convert_opts.out);
       std::printf("val loss: before %.4f, after pooling %.4f, after fine-tune %.4f (parameters %lld -> %lld)\n",
                   r.before, r.after_conversion, r.after_finetune,
                   static_cast<long long>(r.params_before), static_cast<long long>(r.params_after));
       return 0;
     }
     if (train_cmd->parsed()) {
+      const StopOnSignals stop_on_signals;
       const TrainResult r = train(train_opts);
+      if (r.interrupted_by != 0)
+        return report_interrupted(r.interrupted_by,
+                                  resume_command(argv[0], train_opts.data, r.out, r.planned_steps, train_opts.device),
+                                  r.steps, r.planned_steps, r.out);
       std::printf("trained %lld steps: train loss %.4f, val loss %.4f, %.0f tokens/s, %lld parameters\n",
                   static_cast<long long>(r.steps), r.final_train_loss, r.final_val_loss,
                   r.tokens_per_second, static_cast<long long>(r.parameters));
@@ -341,7 +373,7 @@ int main(int argc, char** argv) {
                   r.best_val_loss, r.train_seconds, static_cast<long long>(r.steps_run),
                   1000.0 * r.train_seconds / static_cast<double>(std::max<int64_t>(1, r.steps_run)),
                   r.seconds, static_cast<double>(r.peak_bytes) / 1048576.0);
-      std::printf("run folder: %s\n", train_opts.out.c_str());
+      std::printf("run folder: %s\n", r.out.c_str());
     }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "attnlab: %s\n", e.what());

@@ -3,6 +3,7 @@
 // each run measured, and hands it to the report (compare_report.cpp).
 #include "train/compare.h"
 
+#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -15,9 +16,14 @@
 #include "attention/registry.h"
 #include "core/error.h"
 #include "train/checkpoint.h"
+#include "train/cli_text.h"
 #include "train/compare_report.h"
 #include "train/dataset.h"
 #include "train/files.h"
+#include "train/folder_guard.h"
+#include "train/run_folder.h"
+#include "train/run_lock.h"
+#include "train/stop_signals.h"
 #include "train/tokenizer.h"
 
 namespace attn {
@@ -158,9 +164,36 @@ struct RunPlan {
   TrainOptions t;
   json identity;
   std::string how;        // trained | resumed | reused
-  bool replaced = false;  // the folder held a run with other settings
+  bool replaced = false;  // the folder held a run of a comparison with other settings
+  std::string other;      // then: the first setting that differs, e.g. "lr 0.002 there, 0.001 now"
 };
 
+// A stored setting's value as the user would type it: options that are
+// floats were widened to JSON doubles (0.0020000000949949026 for 0.002).
+std::string shown(const json& v) {
+  if (!v.is_number_float()) return v.dump();
+  char buf[32];
+  const auto r = std::to_chars(buf, buf + sizeof buf, v.get<float>());
+  return std::string(buf, r.ptr);
+}
+
+// The first setting in which two run identities differ, in words.
+std::string first_difference(const json& there, const json& now) {
+  json a = there.value("options", json::object()), b = now.value("options", json::object());
+  for (const char* key : {"budget", "seconds"}) a[key] = there.value(key, json()), b[key] = now.value(key, json());
+  for (json* j : {&a, &b})
+    if (j->contains("model") && (*j)["model"].is_object()) {
+      for (const auto& [key, v] : (*j)["model"].items()) (*j)[key] = v;
+      j->erase("model");
+    }
+  for (const auto& [key, v] : b.items())
+    if (!a.contains(key) || a[key] != v)
+      return key + " " + (a.contains(key) ? shown(a[key]) : std::string("unset")) + " there, " + shown(v) + " now";
+  return "its stored settings";
+}
+
+// Which runs a comparison may reuse, resume or (re)train: a plain `train`
+// run in its place is never touched, with or without --overwrite.
 RunPlan plan_run(const CompareOptions& o, const std::string& spec, uint64_t seed, const fs::path& run) {
   RunPlan p;
   p.t = o.base;
@@ -170,12 +203,15 @@ RunPlan plan_run(const CompareOptions& o, const std::string& spec, uint64_t seed
   p.t.max_seconds = o.budget == "seconds" ? o.seconds : 0;
   p.identity = run_identity(p.t, o);
   const json state = read_state(run);
+  check(!state.is_null() || !holds_run(run), "compare: '", run.string(), "' holds a train run (", describe_run(run),
+        ") that is not part of a comparison; move it away, or choose another --out");
   const bool same = !state.is_null() && state.value("identity", json()) == p.identity;
   const bool saved = fs::exists(run / "checkpoint.safetensors");
   if (same && saved && state.value("finished", false)) p.how = "reused";
   else if (same && saved) p.how = "resumed", p.t.resume = run.string();
   else p.how = "trained";
-  p.replaced = p.how == "trained" && !state.is_null();
+  p.replaced = !same && !state.is_null();
+  if (p.replaced) p.other = first_difference(state.value("identity", json()), p.identity);
   return p;
 }
 
@@ -183,29 +219,33 @@ bool reached_budget(const SeedRun& r, const RunPlan& p, const CompareOptions& o)
   return r.steps >= p.t.steps || (o.budget == "seconds" && r.train_seconds >= o.seconds);
 }
 
-SeedRun run_one(const CompareOptions& o, const std::string& spec, uint64_t seed, Progress& progress) {
+SeedRun run_one(const CompareOptions& o, const VariantReport& v, const RunPlan& p, uint64_t seed,
+                Progress& progress) {
   const fs::path out(o.base.out);
   SeedRun r;
   r.seed = seed;
-  r.folder = (fs::path(folder_name(spec)) / ("seed-" + std::to_string(seed))).string();
+  r.folder = (fs::path(v.folder) / ("seed-" + std::to_string(seed))).string();
   const fs::path run = out / r.folder;
-  const RunPlan p = plan_run(o, spec, seed, run);
   r.how = p.how;
   if (!o.base.quiet)
     std::fprintf(stderr, "== [%d/%d] %s, seed %llu: %s   ETA %s\n", progress.done + 1, progress.total,
-                 spec.c_str(), static_cast<unsigned long long>(seed),
+                 v.spec.c_str(), static_cast<unsigned long long>(seed),
                  p.how == "reused" ? "finished before, reused" : p.how == "resumed" ? "resuming" : "training",
                  progress.eta(o).c_str());
   if (p.replaced && !o.base.quiet)
-    std::fprintf(stderr, "   %s held a run with other settings: it is trained anew\n", run.string().c_str());
+    std::fprintf(stderr, "   %s held a run with other settings (%s): --overwrite trains it anew\n",
+                 run.string().c_str(), p.other.c_str());
   json state = read_state(run);
   if (p.how != "reused") {
     const auto t0 = std::chrono::steady_clock::now();
-    make_output_folder(run.string(), "compare: --out");
-    write_state(run, p.identity, false, 0, 0);  // a kill from here on resumes
-    const TrainResult result = train(p.t);
+    // The folder is the comparison's own: a stale run in it (other
+    // settings, or killed before its first checkpoint) is replaced whole.
+    RunFolder folder(RunFolder::Request{run.string(), p.t.resume, p.how == "trained", "compare"});
+    write_state(folder.path(), p.identity, false, 0, 0);  // a kill from here on resumes
+    const TrainResult result = train(p.t, folder);
     read_metrics(run, r);
     r.finished = reached_budget(r, p, o);
+    r.interrupted_by = result.interrupted_by;
     write_state(run, p.identity, r.finished, result.parameters, result.peak_bytes);
     state = read_state(run);
     progress.trained += 1;
@@ -252,7 +292,8 @@ void evaluate_run_lengths(const CompareOptions& o, const fs::path& run, SeedRun&
   const CheckpointData d = load_checkpoint(checkpoint_path(run.string()));
   std::vector<int64_t>& val = val_by_tokenizer[d.tokenizer];
   if (val.empty())  // every run of one corpus shares its tokenizer: read the text once
-    val = TextDataset(CharTokenizer::from_json(d.tokenizer).encode(read_corpus(o.base.data))).tokens(Split::Val);
+    val = TextDataset(CharTokenizer::from_json(d.tokenizer).encode_corpus(read_corpus(o.base.data, o.base.max_corpus_bytes)))
+              .tokens(Split::Val);
   GPT model(GPTConfig::from_json(d.model_config), 0);
   model.to(Device::parse(o.base.device));
   load_model_weights(model, d, checkpoint_path(run.string()));
@@ -261,12 +302,25 @@ void evaluate_run_lengths(const CompareOptions& o, const fs::path& run, SeedRun&
 
 }  // namespace
 
-CompareResult compare(const CompareOptions& o) {
+CompareResult compare(const CompareOptions& options) {
+  CompareOptions o = options;
   o.validate();
   const auto t0 = std::chrono::steady_clock::now();
+  CompareResult result;
+  // The comparison's folder: --out, or a new runs/<N> that the command it
+  // reports (and the one that continues it) then names.
+  if (o.base.out.empty()) {
+    o.base.out = fresh_numbered_folder("runs", "compare").string();
+    if (!o.command.empty()) o.command += " --out " + shell_quote(o.base.out);
+    std::fprintf(stderr, "compare: no --out given: this comparison's folder is %s\n", o.base.out.c_str());
+  }
+  result.out = o.base.out;
+  result.command = o.command;
   const fs::path out(o.base.out);
   make_output_folder(out.string(), "compare: --out");
-  CompareResult result;
+  const RunLock lock = RunLock::take(out, "compare");
+  check(!holds_run(out), "compare: --out '", out.string(), "' holds a train run (", describe_run(out),
+        "), not a comparison; choose another --out");
   Progress progress;
   progress.total = static_cast<int>(o.variants.size() * o.seeds);
   // Every variant is built once before any training, so a bad spec fails
@@ -278,16 +332,43 @@ CompareResult compare(const CompareOptions& o) {
     probe_variant(o, v);
     result.variants.push_back(std::move(v));
   }
-  for (VariantReport& v : result.variants)
-    for (int64_t i = 0; i < o.seeds; ++i) v.runs.push_back(run_one(o, v.spec, o.base.seed + i, progress));
-  result.finished = true;
+  // Every run is planned before any trains: a folder that holds runs of
+  // another comparison is refused before anything in it changes.
+  std::vector<std::vector<RunPlan>> plans;
+  for (const VariantReport& v : result.variants) {
+    plans.emplace_back();
+    for (int64_t i = 0; i < o.seeds; ++i) {
+      const uint64_t seed = o.base.seed + i;
+      const fs::path run = out / v.folder / ("seed-" + std::to_string(seed));
+      plans.back().push_back(plan_run(o, v.spec, seed, run));
+      const RunPlan& p = plans.back().back();
+      check(!p.replaced || o.base.overwrite, "compare: --out '", out.string(),
+            "' holds an earlier comparison with other settings ('", (fs::path(v.folder) / ("seed-" + std::to_string(seed))).string(),
+            "' has ", p.other, "); run its command again to reuse its runs, choose another --out, or replace "
+            "them with --overwrite");
+    }
+  }
+  for (std::size_t vi = 0; vi < result.variants.size() && result.interrupted_by == 0; ++vi) {
+    VariantReport& v = result.variants[vi];
+    for (int64_t i = 0; i < o.seeds && result.interrupted_by == 0; ++i) {
+      v.runs.push_back(run_one(o, v, plans[vi][i], o.base.seed + i, progress));
+      result.interrupted_by = v.runs.back().interrupted_by;
+    }
+  }
+  result.finished = result.interrupted_by == 0;
   for (const VariantReport& v : result.variants)
     for (const SeedRun& r : v.runs) result.finished = result.finished && r.finished;
   if (result.finished && !o.extrapolate.empty()) {
     if (!o.base.quiet) std::fprintf(stderr, "== length generalisation: evaluating every run\n");
     std::map<std::string, std::vector<int64_t>> val;
     for (VariantReport& v : result.variants)
-      for (SeedRun& r : v.runs) evaluate_run_lengths(o, out / r.folder, r, val);
+      for (SeedRun& r : v.runs) {
+        // Nothing of this is saved: a signal here stops at once, and the
+        // same command later reuses every run and evaluates again.
+        if ((result.interrupted_by = stop_signal()) != 0) break;
+        evaluate_run_lengths(o, out / r.folder, r, val);
+      }
+    result.finished = result.interrupted_by == 0;
   }
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (result.finished) write_compare_report(o, result);

@@ -53,6 +53,7 @@ struct SeedRun {
   double train_seconds = 0;           // forward, backward, update: no evaluation
   double final_val = 0, best_val = 0, final_train = 0;
   std::size_t peak_bytes = 0;         // of the last invocation that trained it
+  int interrupted_by = 0;             // a signal stopped it (saved; the same command resumes it)
   std::vector<double> eval_steps, eval_seconds, eval_loss;  // the val curve
   std::vector<LengthLoss> lengths;    // 1x, then each --extrapolate factor
 };
@@ -65,15 +66,21 @@ struct VariantReport {
 };
 
 struct CompareResult {
-  std::vector<VariantReport> variants;
+  std::vector<VariantReport> variants;  // with the runs done so far when interrupted
   bool finished = false;  // every run finished: the report was written
   double seconds = 0;     // wall time of this call
+  std::string out;        // the comparison's folder (a runs/<N> when none was named)
+  std::string command;    // CompareOptions::command, naming --out
+  int interrupted_by = 0; // SIGINT or SIGTERM stopped it (stop_signals.h)
 };
 
 // "mha,gqa:kv_heads=2,rope,mqa" -> {"mha", "gqa:kv_heads=2,rope", "mqa"}: a
 // piece that is not a variant name continues the options of the one before.
 std::vector<std::string> split_variants(const std::string& list);
 
+// Refuses (one line) a --out that holds a plain train run, a run folder in
+// it that holds one, and runs of a comparison with other settings unless
+// base.overwrite. Holds the lock of --out (run_lock.h) while it works.
 CompareResult compare(const CompareOptions& options);
 
 // A folder name for a spec: "gqa:kv_heads=2" -> "gqa_kv_heads-2".

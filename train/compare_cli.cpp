@@ -3,7 +3,9 @@
 
 #include <cstdio>
 
+#include "train/cli_text.h"
 #include "train/stats.h"
+#include "train/stop_signals.h"
 
 namespace attn {
 
@@ -31,40 +33,21 @@ CLI::App* add_eval_command(CLI::App& app, EvalOptions& o) {
   cmd->add_option("--windows", o.windows, "at most this many windows per length")->capture_default_str();
   cmd->add_option("--plot", o.plot, "write loss against position to this PNG");
   cmd->add_option("--device", o.device, "cpu or cuda[:N]")->capture_default_str();
-  return cmd;
-}
-
-namespace {
-
-// Characters a shell leaves alone; anything else is single-quoted.
-bool shell_safe(const std::string& s) {
-  if (s.empty()) return false;
-  for (char c : s)
-    if (!(std::isalnum(static_cast<unsigned char>(c)) || std::string("_./:=,+-@%").find(c) != std::string::npos))
-      return false;
-  return true;
-}
-
-std::string shell_quote(const std::string& s) {
-  if (shell_safe(s)) return s;
-  std::string q = "'";
-  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return q + "'";
-}
-
-}  // namespace
-
-std::string command_line(int argc, char** argv) {
-  std::string cmd;
-  for (int i = 0; i < argc; ++i) cmd += (i ? " " : "") + shell_quote(argv[i]);
+  cmd->add_option("--max-corpus-bytes", o.max_corpus_bytes, "refuse a corpus larger than this")->capture_default_str();
   return cmd;
 }
 
 int run_compare(const CompareOptions& o) {
+  const StopOnSignals stop_on_signals;
   const CompareResult r = compare(o);
+  if (r.interrupted_by != 0) {
+    std::fprintf(stderr, "attnlab: %s: the run in flight is saved and the finished ones are kept; continue with: %s\n",
+                 signal_name(r.interrupted_by), r.command.c_str());
+    return exit_status_for(r.interrupted_by);
+  }
   if (!r.finished) {
-    std::printf("paused at --stop-at %lld: run the same command without --stop-at to continue\n",
-                static_cast<long long>(o.base.stop_at));
+    std::printf("paused at --stop-at %lld: run the same command without --stop-at to continue (its folder: --out %s)\n",
+                static_cast<long long>(o.base.stop_at), shell_quote(r.out).c_str());
     return 0;
   }
   for (const VariantReport& v : r.variants) {
@@ -78,7 +61,7 @@ int run_compare(const CompareOptions& o) {
                 loss.mean, loss.std, loss.n, loss.n == 1 ? "" : "s", stats::summarize(tps).mean,
                 v.kv_bytes_per_token);
   }
-  std::printf("report: %s/report.md\n", o.base.out.c_str());
+  std::printf("report: %s/report.md\n", r.out.c_str());
   return 0;
 }
 

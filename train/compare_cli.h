@@ -15,10 +15,8 @@ void add_compare_options(CLI::App* compare_cmd, CompareOptions& o);
 // The `eval` command with its options bound to `o`.
 CLI::App* add_eval_command(CLI::App& app, EvalOptions& o);
 
-// argv as a shell command that gives the same arguments (quoted where needed).
-std::string command_line(int argc, char** argv);
-
-// Runs the comparison and prints one line per variant; returns the exit status.
+// Runs the comparison and prints one line per variant; returns the exit
+// status (128 + the signal's number when SIGINT or SIGTERM stopped it).
 int run_compare(const CompareOptions& o);
 
 }  // namespace attn

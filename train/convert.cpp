@@ -8,6 +8,7 @@
 #include "train/checkpoint.h"
 #include "train/files.h"
 #include "train/optim.h"
+#include "train/run_folder.h"
 #include "train/trainer.h"
 
 namespace attn {
@@ -20,7 +21,11 @@ ConvertResult convert(const ConvertOptions& o) {
   TrainOptions t = TrainOptions::from_json(d.train_options);
   if (!o.data.empty()) t.data = o.data;
   t.device = o.device;
+  t.max_corpus_bytes = o.max_corpus_bytes;
   const Device device = Device::parse(o.device);
+  // Checked (a run there is refused without --overwrite) and locked before
+  // the evaluations below, which take a while.
+  RunFolder folder(RunFolder::Request{o.out, "", o.overwrite, "convert"});
 
   GPT source(GPTConfig::from_json(d.model_config), 0);
   source.to(device);
@@ -43,7 +48,6 @@ ConvertResult convert(const ConvertOptions& o) {
   t.warmup = std::min<int64_t>(t.warmup, o.finetune_steps / 10);
   t.eval_every = std::max<int64_t>(o.finetune_steps / 4, 1);
   t.quiet = o.quiet;
-  make_output_folder(o.out, "convert: --out");
   CheckpointData start;
   start.model_config = t.model.to_json();
   start.tokenizer = d.tokenizer;
@@ -53,9 +57,15 @@ ConvertResult convert(const ConvertOptions& o) {
   start.optimizer = fresh.state();
   start.batch_rng = Generator(t.seed + 3).state();
   start.dropout_stream = {target->dropout_source().seed, target->dropout_source().offset};
-  save_checkpoint(checkpoint_path(o.out), start);
+  save_checkpoint((folder.path() / "checkpoint.safetensors").string(), start);
+  folder.checkpoint_written();  // with --overwrite: the converted model replaces the old run now
   t.resume = o.out;
-  r.after_finetune = train(t).final_val_loss;
+  const TrainResult tuned = train(t, folder);
+  r.after_finetune = tuned.final_val_loss;
+  r.steps = tuned.steps;
+  r.interrupted_by = tuned.interrupted_by;
+  r.data = t.data;
+  if (r.interrupted_by != 0) return r;  // no report for a fine-tune that did not finish
 
   char report[1024];
   std::snprintf(report, sizeof report,

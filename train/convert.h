@@ -5,6 +5,8 @@
 #pragma once
 #include <string>
 
+#include "train/tokenizer.h"
+
 namespace attn {
 
 struct ConvertOptions {
@@ -16,11 +18,16 @@ struct ConvertOptions {
   float lr = 0;               // 0 = a tenth of the original run's peak lr
   std::string device = "cpu";
   bool quiet = false;
+  bool overwrite = false;     // may replace a run that `out` holds (run_folder.h)
+  int64_t max_corpus_bytes = kDefaultMaxCorpusBytes;
 };
 
 struct ConvertResult {
   float before = 0, after_conversion = 0, after_finetune = 0;
   int64_t params_before = 0, params_after = 0;
+  int interrupted_by = 0;     // a signal stopped the fine-tune (TrainResult::interrupted_by)
+  int64_t steps = 0;          // the fine-tune's last step
+  std::string data;           // the corpus it fine-tunes on
 };
 
 ConvertResult convert(const ConvertOptions& options);

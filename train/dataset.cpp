@@ -11,7 +11,7 @@ namespace {
 const char* split_name(Split split) { return split == Split::Train ? "train" : "val"; }
 }  // namespace
 
-TextDataset::TextDataset(std::vector<int64_t> ids, double val_fraction) : ids_(std::move(ids)) {
+TextDataset::TextDataset(std::vector<int32_t> ids, double val_fraction) : ids_(std::move(ids)) {
   check(!ids_.empty(), "data: the dataset has no tokens");
   check(val_fraction >= 0 && val_fraction < 1, "data: val_fraction ", val_fraction,
         " must be in [0, 1)");

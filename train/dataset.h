@@ -29,7 +29,9 @@ class TextDataset {
   // The first (1 - val_fraction) of the ids train, the rest is val. A split
   // by position rather than at random: val text the model never saw, not
   // sentences whose neighbours it trained on.
-  explicit TextDataset(std::vector<int64_t> ids, double val_fraction = 0.1);
+  // Ids are 4 bytes each (CharTokenizer::encode_corpus): the dataset is what
+  // a run keeps of its corpus, and with 8-byte ids it was most of the memory.
+  explicit TextDataset(std::vector<int32_t> ids, double val_fraction = 0.1);
 
   int64_t size(Split split) const;
   // The split's tokens in order (length evaluation reads the val text whole).
@@ -41,7 +43,7 @@ class TextDataset {
  private:
   // [begin, end) of the split's tokens within ids_.
   std::pair<int64_t, int64_t> range(Split split) const;
-  std::vector<int64_t> ids_;
+  std::vector<int32_t> ids_;
   int64_t train_end_ = 0;
 };
 

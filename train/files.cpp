@@ -1,5 +1,8 @@
 #include "train/files.h"
 
+#include <unistd.h>
+
+#include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -9,8 +12,13 @@
 
 namespace attn {
 
+std::string temporary_name(const std::string& path) {
+  static std::atomic<unsigned> written{0};
+  return path + ".tmp-" + std::to_string(::getpid()) + "-" + std::to_string(written++);
+}
+
 void write_text_atomically(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".tmp";
+  const std::string tmp = temporary_name(path);
   std::FILE* f = std::fopen(tmp.c_str(), "wb");
   check(f != nullptr, "cannot write '", tmp, "': ", std::strerror(errno));
   const bool wrote = std::fwrite(text.data(), 1, text.size(), f) == text.size();

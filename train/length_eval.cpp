@@ -124,6 +124,7 @@ void EvalOptions::validate() const {
   for (int64_t l : lengths)
     check(l >= 1 && l <= 1048576, "eval: --lengths must be in 1..1048576, got ", l);
   check(windows >= 1, "eval: --windows must be >= 1, got ", windows);
+  check(max_corpus_bytes >= 1, "eval: --max-corpus-bytes must be >= 1, got ", max_corpus_bytes);
   Device::parse(device);
 }
 
@@ -136,7 +137,7 @@ std::vector<LengthLoss> eval_checkpoint(const EvalOptions& o, int64_t* block_siz
   model.to(Device::parse(o.device));
   load_model_weights(model, d, checkpoint_path(o.ckpt));
   const std::string data = o.data.empty() ? TrainOptions::from_json(d.train_options).data : o.data;
-  const TextDataset text(tok.encode(read_corpus(data)));
+  const TextDataset text(tok.encode_corpus(read_corpus(data, o.max_corpus_bytes)));
   std::vector<int64_t> lengths = o.lengths;
   if (lengths.empty()) lengths = {config.block_size, 2 * config.block_size, 4 * config.block_size};
   if (block_size) *block_size = config.block_size;

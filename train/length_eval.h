@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "nn/gpt.h"
+#include "train/tokenizer.h"
 
 namespace attn {
 
@@ -50,6 +51,7 @@ struct EvalOptions {
   std::vector<int64_t> lengths;  // default: 1, 2 and 4 times the training block
   int64_t windows = 256;        // at most this many windows per length
   std::string plot;             // PNG of loss against position ("" = none)
+  int64_t max_corpus_bytes = kDefaultMaxCorpusBytes;
   void validate() const;
 };
 std::vector<LengthLoss> eval_checkpoint(const EvalOptions& options, int64_t* block_size = nullptr);

@@ -41,7 +41,7 @@ struct Checkpoint {
 // Names must be unique, non-empty, valid UTF-8 and not "__metadata__".
 // The output depends only on the inputs (same inputs -> identical bytes).
 //
-// The file is written to "<path>.tmp-<pid>" in the same folder, flushed to
+// The file is written to "<path>.tmp-<pid>-<n>" in the same folder, flushed to
 // disk (fsync) and then renamed over `path`, so an existing file is never
 // damaged, even when writing fails (full disk, missing folder): it is
 // either the old file or the complete new one. Errors name the path and the

@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "train/files.h"
 #include "train/safetensors.h"
 #include "train/safetensors_detail.h"
 
@@ -31,7 +32,7 @@ using namespace detail;
 class TempFile {
  public:
   explicit TempFile(const std::string& path)
-      : path_(path), tmp_(path + ".tmp-" + std::to_string(::getpid())) {
+      : path_(path), tmp_(temporary_name(path)) {
     fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd_ < 0) fail_os("create");
   }

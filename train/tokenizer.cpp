@@ -1,13 +1,16 @@
 // The character tokenizer, the UTF-8 decoder it stands on, and the corpus reader.
 #include "train/tokenizer.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
-#include <memory>
 #include <set>
 
 #include "core/error.h"
@@ -114,23 +117,62 @@ std::vector<char32_t> decode_utf8(const std::string& utf8, const std::string& wh
   return out;
 }
 
-std::string read_corpus(const std::string& path) {
-  // The C API, because it sets errno: "No such file or directory" tells the
-  // student more than "cannot open".
-  std::unique_ptr<std::FILE, int (*)(std::FILE*)> file(std::fopen(path.c_str(), "rb"), std::fclose);
-  if (!file) fail("data: cannot open '", path, "': ", std::strerror(errno));
-  std::string text;
-  char buf[1 << 16];
-  std::size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, file.get())) > 0) text.append(buf, n);
-  // A directory opens fine on Linux; reading it is what fails (EISDIR).
-  if (std::ferror(file.get())) fail("data: cannot read '", path, "': ", std::strerror(errno));
+namespace {
+
+// What a path is, when it is not a regular file: for the message.
+const char* kind_of(mode_t mode) {
+  if (S_ISDIR(mode)) return "a directory";
+  if (S_ISCHR(mode)) return "a character device";
+  if (S_ISBLK(mode)) return "a block device";
+  if (S_ISFIFO(mode)) return "a pipe (FIFO)";
+  if (S_ISSOCK(mode)) return "a socket";
+  return "not a regular file";
+}
+
+// Checks that `text` is UTF-8 without keeping the code points: a decoded
+// copy would cost 4 bytes per corpus byte.
+void check_utf8(const std::string& text, const std::string& what) {
+  for (std::size_t pos = 0; pos < text.size();) next_code_point(text, pos, what);
+}
+
+}  // namespace
+
+std::string read_corpus(const std::string& path, int64_t max_bytes) {
+  // O_NONBLOCK: opening a pipe that nobody writes to would otherwise wait
+  // for a writer forever, before the check below could refuse it.
+  const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) fail("data: cannot open '", path, "': ", std::strerror(errno));
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{fd};
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) fail("data: cannot read '", path, "': ", std::strerror(errno));
+  check(S_ISREG(st.st_mode), "data: corpus '", path, "' is ", kind_of(st.st_mode),
+        ", not a regular file; --data expects a text file (save the text to one first, e.g. zcat corpus.gz > "
+        "corpus.txt)");
+  check(st.st_size <= max_bytes, "data: corpus '", path, "' is ", st.st_size, " bytes, more than --max-corpus-bytes ",
+        max_bytes, "; use a smaller file, or raise --max-corpus-bytes (training holds about 5 bytes of memory "
+        "per corpus byte)");
+
+  // Sized once from the file's length: growing a string while reading would
+  // briefly hold up to three times the text.
+  std::string text(static_cast<std::size_t>(st.st_size), '\0');
+  std::size_t got = 0;
+  while (got < text.size()) {
+    const ssize_t n = ::read(fd, text.data() + got, text.size() - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) fail("data: cannot read '", path, "': ", std::strerror(errno));
+    if (n == 0) break;  // the file shrank while we read it: keep what is there
+    got += static_cast<std::size_t>(n);
+  }
+  text.resize(got);
 
   check(!text.empty(), "data: corpus '", path, "' is empty");
   // Text files never contain NUL; binary ones (images, archives) almost always do.
   const std::size_t nul = text.find('\0');
   check(nul == std::string::npos, "data: corpus '", path, "' looks binary (NUL byte at ", nul, ")");
-  decode_utf8(text, "data: corpus '" + path + "'");  // only to validate
+  check_utf8(text, "data: corpus '" + path + "'");
   return text;
 }
 
@@ -139,16 +181,21 @@ CharTokenizer::CharTokenizer(std::vector<char32_t> chars) : chars_(std::move(cha
 }
 
 CharTokenizer CharTokenizer::from_text(const std::string& utf8, const std::string& source) {
-  const std::vector<char32_t> text = decode_utf8(utf8, "tokenizer: corpus '" + source + "'");
-  check(!text.empty(), "tokenizer: corpus '", source, "' is empty, so there is no vocabulary");
-  // Sorted, so that the same text always gives the same ids.
-  const std::set<char32_t> distinct(text.begin(), text.end());
-  return CharTokenizer(std::vector<char32_t>(distinct.begin(), distinct.end()));
+  check(!utf8.empty(), "tokenizer: corpus '", source, "' is empty, so there is no vocabulary");
+  // One bit per possible code point (136 KiB) marks the ones that occur;
+  // read in order, they come out sorted, so the same text always gives the
+  // same ids.
+  std::vector<bool> seen(kMaxCodePoint + 1);
+  const std::string what = "tokenizer: corpus '" + source + "'";
+  for (std::size_t pos = 0; pos < utf8.size();) seen[next_code_point(utf8, pos, what)] = true;
+  std::vector<char32_t> chars;
+  for (char32_t cp = 0; cp <= kMaxCodePoint; ++cp)
+    if (seen[cp]) chars.push_back(cp);
+  return CharTokenizer(std::move(chars));
 }
 
-std::vector<int64_t> CharTokenizer::encode(const std::string& utf8) const {
-  std::vector<int64_t> ids;
-  ids.reserve(utf8.size());
+template <class Id>
+void CharTokenizer::encode_into(const std::string& utf8, std::vector<Id>& ids) const {
   for (std::size_t pos = 0; pos < utf8.size();) {
     const std::size_t at = pos;
     const char32_t cp = next_code_point(utf8, pos, "tokenizer");
@@ -157,8 +204,25 @@ std::vector<int64_t> CharTokenizer::encode(const std::string& utf8) const {
       fail("tokenizer: character ", describe_char(cp), " at byte ", at,
            " is not in the vocabulary of ", vocab_size(), " characters");
     }
-    ids.push_back(it->second);
+    ids.push_back(static_cast<Id>(it->second));
   }
+}
+
+std::vector<int64_t> CharTokenizer::encode(const std::string& utf8) const {
+  std::vector<int64_t> ids;
+  ids.reserve(utf8.size());
+  encode_into(utf8, ids);
+  return ids;
+}
+
+std::vector<int32_t> CharTokenizer::encode_corpus(const std::string& utf8) const {
+  // One id per character: every byte that is not a continuation byte
+  // (10xxxxxx) starts one. Counting first sizes the vector exactly.
+  const auto characters = static_cast<std::size_t>(
+      std::count_if(utf8.begin(), utf8.end(), [](char c) { return (static_cast<unsigned char>(c) & 0xC0) != 0x80; }));
+  std::vector<int32_t> ids;
+  ids.reserve(characters);
+  encode_into(utf8, ids);
   return ids;
 }
 

@@ -20,9 +20,16 @@ std::vector<char32_t> decode_utf8(const std::string& utf8, const std::string& wh
 // Appends the UTF-8 encoding of one code point to `out`.
 void append_utf8(std::string& out, char32_t cp);
 
+// --max-corpus-bytes' default: 256 MiB, about 1.3 GB of memory while
+// training (a corpus byte costs at most 5 bytes at the peak, README "Memory").
+constexpr int64_t kDefaultMaxCorpusBytes = int64_t{256} << 20;
+
 // Reads a whole UTF-8 text file, refusing missing, empty, binary (a NUL
-// byte) and invalid UTF-8 files with a message that says which.
-std::string read_corpus(const std::string& path);
+// byte) and invalid UTF-8 files with a message that says which. The corpus
+// must be a regular file of at most `max_bytes` bytes (--max-corpus-bytes),
+// checked at open, before anything is read: /dev/zero, a pipe or a folder
+// would otherwise be read without end, or fail late and vaguely.
+std::string read_corpus(const std::string& path, int64_t max_bytes = kDefaultMaxCorpusBytes);
 
 class CharTokenizer {
  public:
@@ -33,6 +40,9 @@ class CharTokenizer {
   static CharTokenizer from_json(const std::string& json);
 
   std::vector<int64_t> encode(const std::string& utf8) const;
+  // The same ids, 4 bytes each rather than 8, in a vector sized exactly:
+  // for a whole corpus, whose ids are what training keeps in memory.
+  std::vector<int32_t> encode_corpus(const std::string& utf8) const;
   std::string decode(const std::vector<int64_t>& ids) const;
   int64_t vocab_size() const { return static_cast<int64_t>(chars_.size()); }
   // {"type": "char", "chars": [10, 32, 33, ...]} (code points, by id).
@@ -40,6 +50,8 @@ class CharTokenizer {
 
  private:
   explicit CharTokenizer(std::vector<char32_t> chars);
+  template <class Id>
+  void encode_into(const std::string& utf8, std::vector<Id>& ids) const;
   std::vector<char32_t> chars_;                  // id -> code point
   std::unordered_map<char32_t, int64_t> ids_;    // code point -> id
 };

@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -12,7 +11,7 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
-#include <sstream>
+#include <optional>
 
 #include "attention/registry.h"
 #include "autograd/engine.h"
@@ -24,7 +23,9 @@
 #include "train/files.h"
 #include "train/optim.h"
 #include "train/plot.h"
+#include "train/run_folder.h"
 #include "train/sampling.h"
+#include "train/stop_signals.h"
 #include "train/tokenizer.h"
 
 namespace attn {
@@ -32,124 +33,44 @@ namespace attn {
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 
-// ---- options ----
-
-void TrainOptions::validate() const {
-  check(steps >= 1 && steps <= 100000000, "train: --steps must be in 1..100000000, got ", steps);
-  check(batch >= 1 && batch <= 65536, "train: --batch must be in 1..65536, got ", batch);
-  check(std::isfinite(lr) && lr > 0 && lr < 10, "train: --lr must be in (0, 10), got ", lr);
-  check(min_lr >= 0 && min_lr <= lr, "train: --min-lr must be in [0, lr], got ", min_lr);
-  check(warmup >= 0, "train: --warmup must be >= 0, got ", warmup);
-  check(weight_decay >= 0, "train: --weight-decay must be >= 0, got ", weight_decay);
-  // beta = 1 never forgets the first gradient, and AdamW's bias correction
-  // 1 - beta^t divides by zero; a negative beta makes no average.
-  check(beta1 >= 0 && beta1 < 1, "train: --beta1 must be in [0, 1), got ", beta1);
-  check(beta2 >= 0 && beta2 < 1, "train: --beta2 must be in [0, 1), got ", beta2);
-  check(grad_clip >= 0, "train: --grad-clip must be >= 0 (0 = off), got ", grad_clip);
-  check(eval_every >= 1, "train: --eval-every must be >= 1, got ", eval_every);
-  check(eval_batches >= 1, "train: --eval-batches must be >= 1, got ", eval_batches);
-  check(log_every >= 1, "train: --log-every must be >= 1, got ", log_every);
-  check(stop_at >= 0, "train: --stop-at must be >= 0, got ", stop_at);
-  check(std::isfinite(max_seconds) && max_seconds >= 0, "train: max_seconds must be >= 0 (0 = off), got ",
-        max_seconds);
-  check(checkpoint_every >= 0, "train: --checkpoint-every must be >= 0, got ", checkpoint_every);
-  check(sample_tokens >= 0, "train: --sample-tokens must be >= 0 (0 = no sample), got ", sample_tokens);
-  check(optimizer == "adamw" || optimizer == "sgd", "train: --optimizer must be adamw or sgd, got '",
-        optimizer, "'");
-  Device::parse(device);
-}
-
-std::string TrainOptions::to_json() const {
-  json j = {{"data", data},
-            {"out", out},
-            {"device", device},
-            {"optimizer", optimizer},
-            {"steps", steps},
-            {"seed", seed},
-            {"batch", batch},
-            {"lr", lr},
-            {"min_lr", min_lr},
-            {"warmup", warmup},
-            {"weight_decay", weight_decay},
-            {"beta1", beta1},
-            {"beta2", beta2},
-            {"grad_clip", grad_clip},
-            {"eval_every", eval_every},
-            {"eval_batches", eval_batches},
-            {"log_every", log_every},
-            {"checkpoint_every", checkpoint_every},
-            {"sample_tokens", sample_tokens},
-            {"sample_prompt", sample_prompt},
-            {"model", json::parse(model.to_json())}};
-  return j.dump(2);
-}
-
-TrainOptions TrainOptions::from_json(const std::string& text) {
-  TrainOptions o;
-  try {
-    const json j = json::parse(text);
-    // Counts must be JSON integers: converting a float such as 1e300 to an
-    // integer is undefined behaviour (found by fuzz/checkpoint.cpp).
-    auto integer = [&](const char* key) -> const json& {
-      const json& v = j.at(key);
-      check(v.is_number_integer(), "train: stored options are not valid: ", key, " is ", v.dump(),
-            ", expected an integer");
-      return v;
-    };
-    o.data = j.at("data");
-    o.out = j.at("out");
-    o.device = j.at("device");
-    o.optimizer = j.at("optimizer");
-    o.steps = integer("steps");
-    o.seed = integer("seed");
-    o.batch = integer("batch");
-    o.lr = j.at("lr");
-    o.min_lr = j.at("min_lr");
-    o.warmup = integer("warmup");
-    o.weight_decay = j.at("weight_decay");
-    // Absent from runs stored before --beta1/--beta2 existed: those trained
-    // with the then fixed 0.9 and 0.95, so that is what they resume with
-    // (spelled out, not TrainOptions' defaults, which may change one day).
-    auto beta = [&](const char* key, float before_it_was_stored) {
-      if (!j.contains(key)) return before_it_was_stored;
-      const json& v = j.at(key);
-      check(v.is_number(), "train: stored options are not valid: ", key, " is ", v.dump(),
-            ", expected a number");
-      return v.get<float>();
-    };
-    o.beta1 = beta("beta1", 0.9f);
-    o.beta2 = beta("beta2", 0.95f);
-    o.grad_clip = j.at("grad_clip");
-    o.eval_every = integer("eval_every");
-    o.eval_batches = integer("eval_batches");
-    o.log_every = integer("log_every");
-    o.checkpoint_every = integer("checkpoint_every");
-    o.sample_tokens = integer("sample_tokens");
-    o.sample_prompt = j.at("sample_prompt");
-    o.model = GPTConfig::from_json(j.at("model").dump());
-  } catch (const json::exception& e) {
-    fail("train: stored options are not valid: ", e.what());
-  }
-  return o;
-}
-
 namespace {
 
 // ---- small helpers of the loop ----
 
+// The corpus as a run keeps it: its vocabulary and its ids. The text is
+// freed as soon as it is encoded; it would cost one more byte per byte.
+struct Corpus {
+  CharTokenizer tok;
+  TextDataset data;
+};
+
+// The vocabulary comes from the text, or from `stored_tokenizer` (JSON,
+// when a run continues: ids must mean what they meant).
+Corpus load_corpus(const TrainOptions& o, const std::string& stored_tokenizer) {
+  const std::string text = read_corpus(o.data, o.max_corpus_bytes);
+  CharTokenizer tok = stored_tokenizer.empty() ? CharTokenizer::from_text(text, o.data)
+                                               : CharTokenizer::from_json(stored_tokenizer);
+  TextDataset data(tok.encode_corpus(text));
+  return {std::move(tok), std::move(data)};
+}
+
 // Mean loss over `batches` batches drawn with a fixed generator, so every
 // evaluation (and every variant in a comparison) sees the same windows.
-float evaluate(GPT& model, const TextDataset& data, Split split, const TrainOptions& o,
-               const Device& device) {
+// With `abandonable`, a stop signal (stop_signals.h) ends it early with no
+// result: the run saves and stops, and the resumed run evaluates again.
+std::optional<float> evaluate(GPT& model, const TextDataset& data, Split split, const TrainOptions& o,
+                              const Device& device, bool abandonable) {
   NoGradGuard no_grad;
   model.eval();
   Generator gen(o.seed + (split == Split::Val ? 2 : 1));
   double total = 0;
   for (int64_t i = 0; i < o.eval_batches; ++i) {
+    if (abandonable && stop_signal() != 0) break;
     const Batch b = data.get_batch(split, o.batch, o.model.block_size, gen, device);
     total += cross_entropy(model.forward(b.x), b.y).item();
   }
   model.train();
+  if (abandonable && stop_signal() != 0) return std::nullopt;
   return static_cast<float>(total / o.eval_batches);
 }
 
@@ -199,16 +120,6 @@ void plot_losses(const fs::path& path, const std::vector<json>& rows) {
   if (!chart.series.empty()) plot::write_line_chart(path.string(), chart);
 }
 
-// A stored option's value as the user would type it. The float options
-// (--lr, --beta2, ...) are floats widened to JSON doubles, which dump as
-// 0.9900000095367432; the float's own shortest form is 0.99.
-std::string shown(const json& v) {
-  if (!v.is_number_float()) return v.dump();
-  char buf[32];
-  const auto r = std::to_chars(buf, buf + sizeof buf, v.get<float>());
-  return std::string(buf, r.ptr);
-}
-
 // An attention dropout inherited from --dropout, for a variant that has
 // none (attention_dropout_unsupported says why), becomes 0, said once.
 void settle_inherited_attn_dropout(TrainOptions& o) {
@@ -221,44 +132,19 @@ void settle_inherited_attn_dropout(TrainOptions& o) {
   o.model.attn_dropout = 0;
 }
 
-// --resume continues the stored run as it was: an option the user named
-// that disagrees with it is an error, not silently ignored (--layers 4 on a
-// 2-layer run cannot mean anything).
-void check_resume_options(const TrainOptions& cli, const TrainOptions& stored,
-                          const std::string& path) {
-  const json a = json::parse(cli.to_json()), b = json::parse(stored.to_json());
-  for (const std::string& option : cli.given) {
-    if (option == "--steps" || option == "--stop-at" || option == "--out" || option == "--device" ||
-        option == "--quiet" || option == "--resume" || option == "--threads")
-      continue;
-    std::string key = option.substr(option.find_first_not_of('-'));
-    std::replace(key.begin(), key.end(), '-', '_');
-    if (key == "block") key = "block_size";
-    const json* x = nullptr;
-    const json* y = nullptr;
-    if (a.contains(key)) x = &a[key], y = &b[key];
-    else if (a["model"].contains(key)) x = &a["model"][key], y = &b["model"][key];
-    if (x == nullptr || *x == *y) continue;
-    if (key == "data") {  // the same file by another name is fine
-      std::error_code ec;
-      if (fs::equivalent(x->get<std::string>(), y->get<std::string>(), ec)) continue;
-    }
-    fail("train: ", option, " ", shown(*x), " differs from the run being resumed ('", path,
-         "' has ", shown(*y), "); --resume keeps the stored run's settings and may only change "
-         "--steps, --stop-at, --out, --device, --threads and --quiet (drop ", option,
-         ", or start a new run without --resume)");
-  }
+
+// A run that continues at an evaluation step (start) whose evaluation never
+// got logged was stopped by a signal during that evaluation (or before it):
+// it is done now, so the metrics read as those of an unbroken run. `end` is
+// where this invocation stops (an evaluation point too).
+bool evaluation_pending(const std::vector<json>& kept, const TrainOptions& o, int64_t start, int64_t end) {
+  if (start == 0 || (start % o.eval_every != 0 && start != o.steps && start < end)) return false;
+  return std::none_of(kept.begin(), kept.end(), [&](const json& r) {
+    return r.value("step", int64_t{-1}) == start && r.value("split", "") == "val";
+  });
 }
 
-}  // namespace
-
-float validation_loss(GPT& model, const TrainOptions& o, const std::string& tokenizer_json) {
-  const CharTokenizer tok = CharTokenizer::from_json(tokenizer_json);
-  const TextDataset data(tok.encode(read_corpus(o.data)));
-  return evaluate(model, data, Split::Val, o, model.parameters().front()->device());
-}
-
-TrainResult train(const TrainOptions& options_in) {
+TrainResult train_into(const TrainOptions& options_in, RunFolder* given_folder) {
   TrainOptions o = options_in;
   o.validate();
   CheckpointData resume;
@@ -266,12 +152,14 @@ TrainResult train(const TrainOptions& options_in) {
   if (resuming) {
     resume = load_checkpoint(checkpoint_path(o.resume));
     // The stored run decides the model and data; the command line may only
-    // extend the number of steps and move the output.
+    // extend the number of steps, move the output and set the invocation's limits.
     TrainOptions stored = TrainOptions::from_json(resume.train_options);
-    check_resume_options(o, stored, checkpoint_path(o.resume));
+    o.check_agrees_with(stored, checkpoint_path(o.resume));
     stored.steps = std::max(o.steps, resume.step);
     stored.out = o.out;
     stored.resume = o.resume;
+    stored.overwrite = o.overwrite;
+    stored.max_corpus_bytes = o.max_corpus_bytes;
     stored.quiet = o.quiet;
     stored.device = o.device;
     stored.stop_at = o.stop_at;
@@ -281,17 +169,24 @@ TrainResult train(const TrainOptions& options_in) {
   const Device device = Device::parse(o.device);
 
   // Data: the corpus, its vocabulary, the split.
-  const std::string text = read_corpus(o.data);
-  const CharTokenizer tok = resuming ? CharTokenizer::from_json(resume.tokenizer)
-                                     : CharTokenizer::from_text(text, o.data);
+  const Corpus corpus = load_corpus(o, resuming ? resume.tokenizer : "");
+  const CharTokenizer& tok = corpus.tok;
+  const TextDataset& data = corpus.data;
   o.model.vocab = tok.vocab_size();
   o.model.validate();
   settle_inherited_attn_dropout(o);
-  const TextDataset data(tok.encode(text));
   check(data.size(Split::Val) > o.model.block_size && data.size(Split::Train) > o.model.block_size,
         "train: --block ", o.model.block_size, " is larger than the corpus allows (train split ",
         data.size(Split::Train), " tokens, val split ", data.size(Split::Val),
         "); use a smaller --block or a larger corpus");
+
+  // The folder is checked and locked only now, with every input known
+  // good: a wrong input touches no folder.
+  std::optional<RunFolder> own_folder;
+  RunFolder& folder = given_folder ? *given_folder
+                                   : own_folder.emplace(RunFolder::Request{o.out, o.resume, o.overwrite, "train"});
+  o.out = folder.folder().string();
+  if (folder.numbered()) std::fprintf(stderr, "train: no --out given: this run's folder is %s\n", o.out.c_str());
 
   GPT model(o.model, o.seed);
   model.to(device);
@@ -314,20 +209,21 @@ TrainResult train(const TrainOptions& options_in) {
     start = resume.step;
   }
 
-  const fs::path out(o.out);
-  make_output_folder(o.out, "train: --out");  // a file there is an error, not overwritten
-  write_text_atomically((out / "config.json").string(), o.to_json() + "\n");
-  std::vector<json> metrics = read_metrics(out / "metrics.jsonl", resuming ? start : -1);
+  write_text_atomically((folder.path() / "config.json").string(), o.to_json() + "\n");
+  std::vector<json> metrics = read_metrics(folder.path() / "metrics.jsonl", resuming ? start : -1);
   {
     // Rewrite the kept rows atomically, then append to them.
     std::string kept;
     for (const json& r : metrics) kept += r.dump() + "\n";
-    write_text_atomically((out / "metrics.jsonl").string(), kept);
+    write_text_atomically((folder.path() / "metrics.jsonl").string(), kept);
   }
-  const std::string metrics_path = (out / "metrics.jsonl").string();
-  std::ofstream metrics_file(metrics_path, std::ios::app);
+  // Opened by name once; it stays the same file when --overwrite's swap
+  // moves the folder it is in.
+  const std::string metrics_path = (folder.folder() / "metrics.jsonl").string();
+  std::ofstream metrics_file(folder.path() / "metrics.jsonl", std::ios::app);
   check(metrics_file.is_open(), "train: cannot append to '", metrics_path, "': ", std::strerror(errno));
 
+  int64_t saved_step = resuming ? start : -1;  // the run's last checkpoint
   auto save = [&](int64_t step) {
     CheckpointData d;
     d.step = step;
@@ -338,7 +234,9 @@ TrainResult train(const TrainOptions& options_in) {
     d.optimizer = opt->state();
     d.batch_rng = batch_gen.state();
     d.dropout_stream = {model.dropout_source().seed, model.dropout_source().offset};
-    save_checkpoint((out / "checkpoint.safetensors").string(), d);
+    save_checkpoint((folder.path() / "checkpoint.safetensors").string(), d);
+    folder.checkpoint_written();
+    saved_step = step;
   };
   // Training time of the whole run, steps alone, carried over from the
   // rows a resumed run keeps: what max_seconds limits (compare's time budget).
@@ -365,59 +263,84 @@ TrainResult train(const TrainOptions& options_in) {
   const int64_t tokens_per_step = o.batch * o.model.block_size;
   TrainResult result;
   result.parameters = model.num_parameters();
+  // Evaluates after step `done` and logs it; false when a signal abandoned it.
+  auto evaluate_after = [&](int64_t done, float lr, double tps, double secs) {
+    const std::optional<float> train_loss = evaluate(model, data, Split::Train, o, device, true);
+    const std::optional<float> val_loss = train_loss ? evaluate(model, data, Split::Val, o, device, true) : std::nullopt;
+    if (!val_loss) return false;
+    result.final_train_loss = *train_loss;
+    result.final_val_loss = *val_loss;
+    const bool first_eval = result.best_val_loss == 0;
+    result.best_val_loss = first_eval ? *val_loss : std::min(result.best_val_loss, *val_loss);
+    log(done, "train", *train_loss, lr, tps, secs);
+    log(done, "val", *val_loss, lr, tps, secs);
+    return true;
+  };
   model.train();
   float train_loss = 0;
   int64_t end = o.stop_at > 0 ? std::min(o.stop_at, o.steps) : o.steps;
   auto out_of_time = [&] { return o.max_seconds > 0 && train_s >= o.max_seconds; };
   if (out_of_time()) end = std::min(end, start);  // resumed after the time was spent
-  for (int64_t step = start; step < end; ++step) {
-    const auto step_start = std::chrono::steady_clock::now();
-    const float lr = lr_at(step, o.lr, o.warmup, o.steps, o.min_lr);
-    opt->set_lr(lr);
-    const Batch b = data.get_batch(Split::Train, o.batch, o.model.block_size, batch_gen, device);
-    // The batch's samples are numbered in data order: dropout keys each
-    // sample's mask by that number, not by its row here.
-    model.dropout_source().first_sample = step * o.batch;
-    const Tensor loss = cross_entropy(model.forward(b.x), b.y);
-    opt->zero_grad();
-    loss.backward();
-    if (o.grad_clip > 0) clip_grad_norm(model.parameters(), o.grad_clip);
-    opt->step();
-    train_loss = loss.item();  // waits for the device: the step is done
-    const double step_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - step_start).count();
-    result.train_seconds += step_seconds;
-    train_s += step_seconds;
-    check(std::isfinite(train_loss), "train: loss became ", train_loss, " at step ", step + 1,
-          "; lower --lr or enable --grad-clip");
+  int64_t in_flight = start;  // the step being trained (or evaluated), for an out-of-memory message
+  try {
+    if (resuming && evaluation_pending(metrics, o, start, end) &&
+        !evaluate_after(start, lr_at(start - 1, o.lr, o.warmup, o.steps, o.min_lr), 0, elapsed())) {
+      result.interrupted_by = stop_signal();  // abandoned again: train no step, so it stays pending
+      end = start;
+    }
+    for (int64_t step = start; step < end; ++step) {
+      in_flight = step + 1;
+      const auto step_start = std::chrono::steady_clock::now();
+      const float lr = lr_at(step, o.lr, o.warmup, o.steps, o.min_lr);
+      opt->set_lr(lr);
+      const Batch b = data.get_batch(Split::Train, o.batch, o.model.block_size, batch_gen, device);
+      // The batch's samples are numbered in data order: dropout keys each
+      // sample's mask by that number, not by its row here.
+      model.dropout_source().first_sample = step * o.batch;
+      const Tensor loss = cross_entropy(model.forward(b.x), b.y);
+      opt->zero_grad();
+      loss.backward();
+      if (o.grad_clip > 0) clip_grad_norm(model.parameters(), o.grad_clip);
+      opt->step();
+      train_loss = loss.item();  // waits for the device: the step is done
+      const double step_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - step_start).count();
+      result.train_seconds += step_seconds;
+      train_s += step_seconds;
+      check(std::isfinite(train_loss), "train: loss became ", train_loss, " at step ", step + 1,
+            "; lower --lr or enable --grad-clip");
 
-    const int64_t done = step + 1;
-    if (out_of_time()) end = done;  // the last step: logged, evaluated and saved as such
-    const double secs = elapsed();
-    const double tps = static_cast<double>((done - start) * tokens_per_step) / std::max(secs, 1e-9);
-    if (done % o.log_every == 0 || done == end) log(done, "train_step", train_loss, lr, tps, secs);
-    const bool eval_now = done % o.eval_every == 0 || done == o.steps || done == end;
-    if (eval_now) {
-      result.final_train_loss = evaluate(model, data, Split::Train, o, device);
-      result.final_val_loss = evaluate(model, data, Split::Val, o, device);
-      const bool first_eval = result.best_val_loss == 0;
-      result.best_val_loss = first_eval ? result.final_val_loss
-                                        : std::min(result.best_val_loss, result.final_val_loss);
-      log(done, "train", result.final_train_loss, lr, tps, secs);
-      log(done, "val", result.final_val_loss, lr, tps, secs);
+      const int64_t done = step + 1;
+      if (out_of_time()) end = done;  // the last step: logged, evaluated and saved as such
+      const double secs = elapsed();
+      const double tps = static_cast<double>((done - start) * tokens_per_step) / std::max(secs, 1e-9);
+      if (done % o.log_every == 0 || done == end) log(done, "train_step", train_loss, lr, tps, secs);
+      const bool eval_now = done % o.eval_every == 0 || done == o.steps || done == end;
+      // A signal that came during the step skips the evaluation; one that
+      // comes during it abandons it. Either way the step is saved.
+      const bool evaluated = eval_now && stop_signal() == 0 && evaluate_after(done, lr, tps, secs);
+      const int stopping = stop_signal();
+      if (evaluated || stopping != 0 || (o.checkpoint_every > 0 && done % o.checkpoint_every == 0)) save(done);
+      if (tty) {
+        double eta = (o.steps - done) * secs / std::max<int64_t>(done - start, 1);
+        if (o.max_seconds > 0) eta = std::min(eta, (o.max_seconds - train_s) * secs / std::max(result.train_seconds, 1e-9));
+        std::fprintf(stderr, "\rstep %lld/%lld  loss %.4f  %.0f tok/s  ETA %s   ",
+                     static_cast<long long>(done), static_cast<long long>(o.steps), train_loss, tps,
+                     format_duration(eta).c_str());
+        if (done == end || stopping != 0) std::fprintf(stderr, "\n");
+      } else if (!o.quiet && (evaluated || done % o.log_every == 0)) {
+        std::fprintf(stderr, "step %lld/%lld loss %.4f%s %.0f tok/s\n", static_cast<long long>(done),
+                     static_cast<long long>(o.steps), train_loss,
+                     evaluated ? str("  val ", result.final_val_loss).c_str() : "", tps);
+      }
+      if (stopping != 0) {
+        result.interrupted_by = stopping;
+        end = done;
+      }
     }
-    if (eval_now || (o.checkpoint_every > 0 && done % o.checkpoint_every == 0)) save(done);
-    if (tty) {
-      double eta = (o.steps - done) * secs / std::max<int64_t>(done - start, 1);
-      if (o.max_seconds > 0) eta = std::min(eta, (o.max_seconds - train_s) * secs / std::max(result.train_seconds, 1e-9));
-      std::fprintf(stderr, "\rstep %lld/%lld  loss %.4f  %.0f tok/s  ETA %s   ",
-                   static_cast<long long>(done), static_cast<long long>(o.steps), train_loss, tps,
-                   format_duration(eta).c_str());
-      if (done == end) std::fprintf(stderr, "\n");
-    } else if (!o.quiet && (eval_now || done % o.log_every == 0)) {
-      std::fprintf(stderr, "step %lld/%lld loss %.4f%s %.0f tok/s\n", static_cast<long long>(done),
-                   static_cast<long long>(o.steps), train_loss,
-                   eval_now ? str("  val ", result.final_val_loss).c_str() : "", tps);
-    }
+  } catch (const OutOfMemory& e) {
+    fail("train: out of memory at step ", in_flight, " of ", o.steps, " (", e.what(), "); lower --batch (now ",
+         o.batch, ") or --block (now ", o.model.block_size, ")",
+         saved_step >= 0 ? str("; the checkpoint of step ", saved_step, " is intact") : std::string("; no checkpoint was saved yet"));
   }
   result.steps = end;
   result.steps_run = std::max<int64_t>(end - start, 0);
@@ -425,10 +348,12 @@ TrainResult train(const TrainOptions& options_in) {
   result.tokens_per_second =
       static_cast<double>((end - start) * tokens_per_step) / std::max(result.seconds, 1e-9);
   result.peak_bytes = device_memory_stats(device).peak;
+  result.out = o.out;
+  result.planned_steps = o.steps;
   if (start >= end) save(start);  // nothing to do, but leave a complete run folder
 
-  plot_losses(out / "loss.png", metrics);
-  if (o.sample_tokens > 0) {
+  plot_losses(folder.path() / "loss.png", metrics);
+  if (o.sample_tokens > 0 && result.interrupted_by == 0) {
     Generator sample_gen(o.seed + 4);
     SampleOptions so;
     so.tokens = o.sample_tokens;
@@ -436,9 +361,20 @@ TrainResult train(const TrainOptions& options_in) {
     so.top_k = 0;
     const std::vector<int64_t> prompt = tok.encode(o.sample_prompt);
     const std::string sample = o.sample_prompt + tok.decode(generate(model, prompt, so, sample_gen));
-    write_text_atomically((out / "sample.txt").string(), sample + "\n");
+    write_text_atomically((folder.path() / "sample.txt").string(), sample + "\n");
   }
   return result;
 }
+
+}  // namespace
+
+float validation_loss(GPT& model, const TrainOptions& o, const std::string& tokenizer_json) {
+  const Corpus corpus = load_corpus(o, tokenizer_json);
+  return *evaluate(model, corpus.data, Split::Val, o, model.parameters().front()->device(), false);
+}
+
+TrainResult train(const TrainOptions& options) { return train_into(options, nullptr); }
+
+TrainResult train(const TrainOptions& options, RunFolder& folder) { return train_into(options, &folder); }
 
 }  // namespace attn

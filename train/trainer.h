@@ -5,18 +5,29 @@
 //   <out>/checkpoint.safetensors   model + optimizer + RNG + data position
 //   <out>/loss.png           train and val loss against step
 //   <out>/sample.txt         text sampled at the end
+//   <out>/.attnlab.lock      while the run writes: the one-writer lock (run_lock.h)
+//
+// A folder that already holds a run is refused unless the run continues it
+// (--resume) or replaces it (--overwrite): run_folder.h.
 #pragma once
 #include <string>
 #include <vector>
 
 #include "nn/gpt.h"
+#include "train/tokenizer.h"
 
 namespace attn {
 
+class RunFolder;
+
 struct TrainOptions {
   std::string data;                 // corpus file
-  std::string out = "runs/latest";  // run folder
+  std::string out;                  // run folder; "" = the --resume folder, else a new runs/<N>
   std::string resume;               // run folder or checkpoint file to continue
+  bool overwrite = false;           // may replace a run that `out` holds (not stored)
+  // Refuse a corpus larger than this (--max-corpus-bytes): a limit of the
+  // invocation, like --threads, not stored.
+  int64_t max_corpus_bytes = kDefaultMaxCorpusBytes;
   std::string device = "cpu";
   std::string optimizer = "adamw";  // adamw | sgd
   int64_t steps = 500;
@@ -60,6 +71,9 @@ struct TrainOptions {
   void validate() const;
   std::string to_json() const;
   static TrainOptions from_json(const std::string& text);
+  // --resume continues the stored run as it was: an option in `given` that
+  // disagrees with `stored` (read from checkpoint `path`) is an error.
+  void check_agrees_with(const TrainOptions& stored, const std::string& path) const;
 };
 
 struct TrainResult {
@@ -72,9 +86,19 @@ struct TrainResult {
   double train_seconds = 0;      // in the steps alone: no evaluation, checkpoint or sample
   float best_val_loss = 0;       // the lowest val loss of any evaluation of this run
   std::size_t peak_bytes = 0;  // allocator peak during training
+  std::string out;             // the run folder (a runs/<N> when none was named)
+  int64_t planned_steps = 0;   // the run's --steps
+  // SIGINT or SIGTERM when a signal stopped the run (stop_signals.h): it
+  // saved a checkpoint at `steps`, and --resume continues it. 0 otherwise.
+  int interrupted_by = 0;
 };
 
+// Opens the run folder (checks and locks it, run_folder.h) once the inputs
+// are known good, and trains into it.
 TrainResult train(const TrainOptions& options);
+// Trains into a folder the caller opened (convert and compare write their
+// own files into it first); options.out is then ignored.
+TrainResult train(const TrainOptions& options, RunFolder& folder);
 
 // Mean val loss of `model` on the corpus o.data, tokenized with the
 // tokenizer stored as JSON, over o.eval_batches fixed batches: the same

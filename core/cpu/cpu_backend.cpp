@@ -3,15 +3,25 @@
 
 #include <algorithm>
 #include <cstring>
+#include <new>
 
 #include "core/allocator.h"
 #include "core/cpu/parallel.h"
 #include "core/cpu/strided.h"
+#include "core/error.h"
 
 namespace attn {
 using namespace cpu;
 
-void* CpuBackend::allocate(std::size_t bytes) { return cpu_allocator().allocate(bytes); }
+void* CpuBackend::allocate(std::size_t bytes) {
+  try {
+    return cpu_allocator().allocate(bytes);
+  } catch (const std::bad_alloc&) {
+    const std::size_t cap = cpu_allocator().limit();
+    throw OutOfMemory(out_of_memory_message("cpu", bytes, cpu_allocator().stats()) +
+                      (cap > 0 ? str("; ATTNLAB_TEST_CPU_MEMORY_CAP allows ", cap) : std::string()));
+  }
+}
 void CpuBackend::deallocate(void* p, std::size_t bytes) { cpu_allocator().deallocate(p, bytes); }
 void CpuBackend::copy_from_host(void* dst, const void* src, std::size_t n) { std::memcpy(dst, src, n); }
 void CpuBackend::copy_to_host(void* dst, const void* src, std::size_t n) { std::memcpy(dst, src, n); }

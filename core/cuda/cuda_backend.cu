@@ -242,10 +242,8 @@ void* CudaBackend::allocate(std::size_t bytes) {
     const MemoryStats s = allocator_->stats();
     std::size_t free_bytes = 0, total_bytes = 0;
     if (cudaMemGetInfo(&free_bytes, &total_bytes) != cudaSuccess) cudaGetLastError();
-    fail("device cuda:", device_, ": out of memory: asked for ", bytes, " bytes (",
-         CachingAllocator::round_size(bytes), " rounded) with ", s.current,
-         " bytes in use by tensors and ", s.cached, " cached; the GPU has ", free_bytes, " of ",
-         total_bytes, " bytes free");
+    throw OutOfMemory(out_of_memory_message("cuda:" + std::to_string(device_), bytes, s) +
+                      str("; the GPU has ", free_bytes, " of ", total_bytes, " bytes free"));
   }
 }
 

@@ -5,12 +5,13 @@
 #   - says so in at most two lines (the error and a --help hint), with the
 #     row's message: the command or op, the option or file, the value and
 #     what was expected,
-#   - and damages no file the user had: the corpus and a run folder (its
+#   - and damages no file the user had: the corpus and the run folders (a
 #     checkpoint, config.json, metrics.jsonl, ...) keep their bytes, checked
-#     with sha256sum after every row.
+#     with sha256sum after every row (the lock file .attnlab.lock, which
+#     exists only while a process writes the folder, is not among them).
 # Usage: bad_inputs.sh path/to/attnlab      (ctest: cli_bad_inputs)
 set -euo pipefail
-bin=$1
+bin=$(realpath "$1")  # absolute: some rows run in other folders
 dir=$(mktemp -d)
 trap '[ -n "${KEEP:-}" ] || rm -rf "$dir"' EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
@@ -25,6 +26,8 @@ run=$dir/run
 ckpt=$run/checkpoint.safetensors
 (cd "$dir" && sha256sum corpus.txt run/*) > "$dir/before.sha256"
 unchanged() { (cd "$dir" && sha256sum --quiet -c before.sha256) || fail "$1 changed a user's file"; }
+# remember PATH...: every file under these paths (relative to $dir) is checked from now on.
+remember() { (cd "$dir" && find "$@" -type f ! -name .attnlab.lock -exec sha256sum {} +) >> "$dir/before.sha256"; }
 
 # expect MESSAGE ARGS...: attnlab ARGS fails with MESSAGE in its output.
 expect() {
@@ -63,6 +66,8 @@ expect "attnlab: train: --log-every must be >= 1, got 0" "${T[@]}" --log-every 0
 expect "attnlab: train: --stop-at must be >= 0, got -1" "${T[@]}" --stop-at -1
 expect "attnlab: train: --checkpoint-every must be >= 0, got -1" "${T[@]}" --checkpoint-every -1
 expect "attnlab: train: --sample-tokens must be >= 0 (0 = no sample), got -5" "${T[@]}" --sample-tokens -5
+expect "attnlab: train: --max-corpus-bytes must be >= 1, got 0" "${T[@]}" --max-corpus-bytes 0
+expect "attnlab: eval: --max-corpus-bytes must be >= 1, got 0" eval --ckpt "$run" --max-corpus-bytes 0
 expect "attnlab: train: --optimizer must be adamw or sgd, got 'adam'" "${T[@]}" --optimizer adam
 expect "attnlab: model: --layers must be in 1..128, got 0" "${T[@]}" --layers 0
 expect "attnlab: model: --heads must be >= 1, got -2" "${T[@]}" --heads -2
@@ -173,7 +178,20 @@ expect "attnlab: data: corpus '$dir/latin1.txt': invalid UTF-8 at byte 3 (trunca
 printf 'ab\xc0\xafcd\n' > "$dir/overlong.txt"
 expect "attnlab: data: corpus '$dir/overlong.txt': invalid UTF-8 at byte 2 (overlong encoding)" "${T[@]}" --data "$dir/overlong.txt"
 expect "attnlab: data: cannot open '$dir/missing.txt': No such file or directory" "${T[@]}" --data "$dir/missing.txt"
-expect "attnlab: data: cannot read '$dir': Is a directory" "${T[@]}" --data "$dir"
+# Not a regular file, or over --max-corpus-bytes: refused at open, within a
+# second (/dev/zero would be read without end; a pipe nobody writes to would
+# block the open itself).
+expect_fast() {
+  local t0=$(date +%s%N)
+  expect "$@"
+  [ $(( ($(date +%s%N) - t0) / 1000000 )) -lt 1000 ] || fail "not refused within a second: ${*:2}"
+}
+expect_fast "attnlab: data: corpus '$dir' is a directory, not a regular file; --data expects a text file (save the text to one first, e.g. zcat corpus.gz > corpus.txt)" "${T[@]}" --data "$dir"
+expect_fast "attnlab: data: corpus '/dev/zero' is a character device, not a regular file; --data expects a text file" "${T[@]}" --data /dev/zero
+mkfifo "$dir/pipe"
+expect_fast "attnlab: data: corpus '$dir/pipe' is a pipe (FIFO), not a regular file; --data expects a text file" "${T[@]}" --data "$dir/pipe"
+expect_fast "' is a pipe (FIFO), not a regular file; --data expects a text file" "${T[@]}" --data <(cat "$dir/corpus.txt")
+expect_fast "attnlab: data: corpus '$dir/corpus.txt' is 3360 bytes, more than --max-corpus-bytes 3000; use a smaller file, or raise --max-corpus-bytes (training holds about 5 bytes of memory per corpus byte)" "${T[@]}" --max-corpus-bytes 3000
 
 # ---- output folders ----
 printf 'my notes\n' > "$dir/notes.txt"
@@ -183,6 +201,70 @@ expect "attnlab: train: --out '$dir/notes.txt/run': cannot create the folder: No
 expect "attnlab: compare: --out '$dir/notes.txt' is a file, expected a folder" compare "${common[@]}" --out "$dir/notes.txt" --attention mha
 expect "attnlab: convert: --out '$dir/notes.txt' is a file, expected a folder" convert --ckpt "$run" --to mqa --out "$dir/notes.txt"
 expect "attnlab: bench attention: --out '$dir/notes.txt' is a file, expected a folder" bench attention --out "$dir/notes.txt"
+
+# ---- run folders: no silent overwrite, one writer at a time ----
+# $run holds a run paused at step 10 of 20.
+expect "attnlab: train: --out '$run' holds a run (step 10 of 20, attention mha); continue it with --resume $run --out $run, or start again in its place with --overwrite" train "${common[@]}" --out "$run" --steps 20
+mkdir "$dir/fresh" && cp "$run/config.json" "$run/metrics.jsonl" "$dir/fresh/"   # as a run killed before its first checkpoint leaves it
+remember fresh
+expect "attnlab: train: --out '$dir/fresh' holds a run (no checkpoint yet, attention mha); start again in its place with --overwrite" train "${common[@]}" --out "$dir/fresh" --steps 20
+expect "attnlab: train: --out '$dir/fresh' holds another run (no checkpoint yet, attention mha) than the one --resume continues; choose another --out, or replace it with --overwrite" train "${common[@]}" --resume "$run" --out "$dir/fresh" --steps 20
+expect "attnlab: convert: --out '$run' holds a run (step 10 of 20, attention mha); choose another --out, or replace it with --overwrite" convert --ckpt "$run" --to mqa --out "$run"
+expect "attnlab: compare: --out '$run' holds a train run (step 10 of 20, attention mha), not a comparison; choose another --out" compare "${common[@]}" --out "$run" --attention mha --steps 2
+mkdir -p "$dir/cmp2/mha" && cp -r "$run" "$dir/cmp2/mha/seed-1337"
+remember cmp2
+expect "attnlab: compare: '$dir/cmp2/mha/seed-1337' holds a train run (step 10 of 20, attention mha) that is not part of a comparison; move it away, or choose another --out" compare "${common[@]}" --out "$dir/cmp2" --attention mha --steps 2
+"$bin" compare "${common[@]}" --out "$dir/cmp3" --attention mha --steps 2 > /dev/null 2>&1
+remember cmp3
+expect "attnlab: compare: --out '$dir/cmp3' holds an earlier comparison with other settings ('mha/seed-1337' has lr 0.001 there, 0.002 now); run its command again to reuse its runs, choose another --out, or replace them with --overwrite" compare "${common[@]}" --out "$dir/cmp3" --attention mha --steps 2 --lr 0.002
+msg=$(cd "$run" && timeout 30 "$bin" train "${common[@]}" --out . --steps 20 --overwrite 2>&1) &&
+  fail "--overwrite of the current folder succeeded"
+echo "$msg" | grep -qxF "attnlab: train: --overwrite cannot replace '.': it is the current folder or holds it; run attnlab from another folder" ||
+  fail "--overwrite of the current folder: $msg"
+unchanged "--overwrite of the current folder"
+rows=$((rows + 1))
+# A second writer, while the first holds the folder's lock (stopped here,
+# so that it surely still does): refused, naming the holder.
+"$bin" train "${common[@]}" --out "$dir/busy" --steps 1000000 --eval-every 1000000 > /dev/null 2>&1 &
+busy=$!
+for i in $(seq 1000); do [ -s "$dir/busy/.attnlab.lock" ] && break; sleep 0.01; done
+kill -STOP "$busy"
+[ "$(cat "$dir/busy/.attnlab.lock")" = "$busy" ] || fail "the lock file does not hold the writer's PID: $(cat "$dir/busy/.attnlab.lock")"
+expect "attnlab: train: '$dir/busy' is being written by another attnlab process (PID $busy); wait until it ends, or choose another --out" train "${common[@]}" --out "$dir/busy" --steps 20 --overwrite
+expect "attnlab: compare: '$dir/busy' is being written by another attnlab process (PID $busy)" compare "${common[@]}" --out "$dir/busy" --attention mha --steps 2
+kill -9 "$busy"
+wait "$busy" 2> /dev/null || true
+mkdir -p "$dir/locked/.attnlab.lock"
+expect "attnlab: train: cannot create the lock file '$dir/locked/.attnlab.lock': Is a directory" train "${common[@]}" --out "$dir/locked" --steps 2
+msg=$( (ulimit -f 0; trap '' XFSZ; exec timeout 30 "$bin" train "${common[@]}" --out "$dir/nolock" --steps 2) 2>&1) &&
+  fail "writing the lock file under a file-size limit of 0 succeeded"
+echo "$msg" | grep -qF "attnlab: train: cannot write the lock file '$dir/nolock/.attnlab.lock': File too large" ||
+  fail "lock file error: $msg"
+[ ! -e "$dir/nolock" ] || fail "the refused run left its folder: $(ls -A "$dir/nolock")"
+rows=$((rows + 1))
+# Without --out: a new numbered folder each time, said on stderr.
+mkdir "$dir/cwd"
+for n in 1 2; do
+  (cd "$dir/cwd" && "$bin" train "${common[@]}" --steps 2 > /dev/null 2> "$dir/numbered.err") || fail "train without --out failed"
+  grep -qxF "train: no --out given: this run's folder is runs/$n" "$dir/numbered.err" || fail "numbered folder $n: $(cat "$dir/numbered.err")"
+  [ -f "$dir/cwd/runs/$n/checkpoint.safetensors" ] || fail "runs/$n has no checkpoint"
+done
+rows=$((rows + 1))
+mkdir "$dir/cwd3" && touch "$dir/cwd3/runs"
+msg=$(cd "$dir/cwd3" && timeout 30 "$bin" train "${common[@]}" --steps 2 2>&1) && fail "train into a 'runs' that is a file succeeded"
+echo "$msg" | grep -qF "attnlab: train: cannot create the folder 'runs' for runs without --out: " || fail "runs is a file: $msg"
+rows=$((rows + 1))
+
+# ---- out of memory (ATTNLAB_TEST_CPU_MEMORY_CAP caps the CPU allocator; tests only) ----
+# A run paused at step 10 needs about 0.1 MB to load and 2 MB for a step of
+# batch 64: continued under a cap of 0.4 MB, it meets the cap at step 11.
+"$bin" train "${common[@]}" --batch 64 --out "$dir/oom" --steps 20 --stop-at 10 > /dev/null
+remember oom
+ATTNLAB_TEST_CPU_MEMORY_CAP=400000 expect "attnlab: train: out of memory at step 11 of 20 (device cpu: out of memory: asked for " train "${common[@]}" --batch 64 --out "$dir/oom" --resume "$dir/oom" --steps 20
+ATTNLAB_TEST_CPU_MEMORY_CAP=400000 expect " cached; ATTNLAB_TEST_CPU_MEMORY_CAP allows 400000); lower --batch (now 64) or --block (now 16); the checkpoint of step 10 is intact" train "${common[@]}" --batch 64 --out "$dir/oom" --resume "$dir/oom" --steps 20
+ATTNLAB_TEST_CPU_MEMORY_CAP=400000 expect "attnlab: train: out of memory at step 1 of 20 (" train "${common[@]}" --batch 64 --out "$dir/oom_new" --steps 20
+ATTNLAB_TEST_CPU_MEMORY_CAP=400000 expect "; no checkpoint was saved yet" train "${common[@]}" --batch 64 --out "$dir/oom_new" --steps 20 --overwrite
+ATTNLAB_TEST_CPU_MEMORY_CAP=lots expect "attnlab: ATTNLAB_TEST_CPU_MEMORY_CAP must be a whole number of bytes >= 1, got 'lots'" "${T[@]}"
 
 # ---- devices ----
 expect "attnlab: device: unknown device 'tpu'; expected cpu, cuda or cuda:N" "${T[@]}" --device tpu
@@ -239,11 +321,20 @@ expect "attnlab: train: --beta2 0.99 differs from the run being resumed ('$ckpt'
 expect "attnlab: train: --bias false differs from the run being resumed ('$ckpt' has true)" train "${common[@]}" --out "$run" --resume "$run" --steps 20 --bias false
 
 # ---- a full disk while saving ----
-# config.json is written to config.json.tmp and renamed: point that name at
-# /dev/full, whose writes fail with ENOSPC.
-ln -s /dev/full "$run/config.json.tmp"
-expect "attnlab: writing '$run/config.json.tmp' failed: No space left on device; '$run/config.json' was left as it was" train "${common[@]}" --out "$run" --resume "$run" --steps 20
-[ ! -e "$run/config.json.tmp" ] || fail "the failed write left config.json.tmp behind"
+# config.json: a file-size limit of 1 KiB (ulimit -f 1, SIGXFSZ ignored)
+# makes its write fail part way, with EFBIG as a full disk's ENOSPC would.
+# The run's folder has a long name, which config.json stores: it is over 1 KiB.
+long=$dir/$(printf 'a%.0s' $(seq 200))/$(printf 'b%.0s' $(seq 200))
+"$bin" train "${common[@]}" --out "$long" --steps 20 --stop-at 10 > /dev/null
+[ "$(stat -c %s "$long/config.json")" -gt 1024 ] || fail "config.json is not over 1 KiB: this row needs a longer folder name"
+remember "${long#$dir/}"
+msg=$( (ulimit -f 1; trap '' XFSZ; exec timeout 30 "$bin" train "${common[@]}" --out "$long" --resume "$long" --steps 20) 2>&1) &&
+  fail "writing config.json under a 1 KiB file-size limit succeeded"
+echo "$msg" | grep -qF "attnlab: writing '$long/config.json.tmp-" || fail "full-disk error does not name the temporary file: $msg"
+echo "$msg" | grep -qF "' failed: File too large; '$long/config.json' was left as it was" || fail "full-disk error: $msg"
+unchanged "the failed write of config.json"
+if ls -A "$long" | grep -q tmp; then fail "the failed write left a temporary file: $(ls -A "$long")"; fi
+rows=$((rows + 1))
 # The checkpoint: a file-size limit makes its write fail (EFBIG, as a full
 # disk's ENOSPC would) in the middle. Continuing the paused run to step 20
 # rewrites config.json with the same bytes and appends to metrics.jsonl.
@@ -268,6 +359,67 @@ msg=$( (ulimit -f 1; trap '' XFSZ; exec timeout 30 "$bin" train "${common[@]}" -
   fail "logging under a 1 KiB file-size limit succeeded"
 echo "$msg" | grep -qF "attnlab: train: cannot append to '$dir/small_disk/metrics.jsonl': File too large (the checkpoint keeps the last saved step)" ||
   fail "metrics error does not name the file: $msg"
+rows=$((rows + 1))
+
+# ---- signals: Ctrl-C (SIGINT) and SIGTERM save and say how to continue ----
+# start_long FOLDER [ARGS]: a long run in the background ($long_pid), once
+# it has trained a step (it logs every step).
+start_long() {
+  local folder=$1; shift
+  "$bin" train "${common[@]}" --out "$folder" --steps 100000 --eval-every 100000 --log-every 1 "$@" > /dev/null 2> "$folder.err" &
+  long_pid=$!
+  for i in $(seq 1000); do [ -s "$folder/metrics.jsonl" ] && return; sleep 0.01; done
+  fail "the run in $folder did not start: $(cat "$folder.err")"
+}
+# The step a checkpoint holds (its safetensors metadata: "step":"N").
+checkpoint_step() { grep -aoE '"step":"[0-9]+"' "$1/checkpoint.safetensors" | head -1 | grep -oE '[0-9]+'; }
+for sig in INT TERM; do
+  folder=$dir/sig_$sig
+  start_long "$folder"
+  kill -"$sig" "$long_pid"
+  rc=0; wait "$long_pid" || rc=$?
+  want_rc=$([ "$sig" = INT ] && echo 130 || echo 143)
+  [ "$rc" = "$want_rc" ] || fail "SIG$sig: exit status $rc, expected $want_rc: $(cat "$folder.err")"
+  step=$(checkpoint_step "$folder")
+  [ -n "$step" ] || fail "SIG$sig left no checkpoint: $(ls -A "$folder")"
+  last=$(grep -oE '"step":[0-9]+' "$folder/metrics.jsonl" | tail -1 | grep -oE '[0-9]+')
+  [ "$last" = "$step" ] || fail "SIG$sig: the checkpoint holds step $step, the last step trained was $last"
+  resume="$bin train --data $dir/corpus.txt --out $folder --resume $folder --steps 100000"
+  grep -qxF "attnlab: SIG$sig: saved the run at step $step of 100000 in '$folder'; continue it with: $resume" "$folder.err" ||
+    fail "SIG$sig message: $(cat "$folder.err")"
+  [ "$sig" = INT ] && note="(Ctrl-C again stops at once)" || note="(a second signal stops at once)"
+  grep -qxF "attnlab: SIG$sig: finishing the step in flight, then saving $note" "$folder.err" ||
+    fail "SIG$sig notice: $(cat "$folder.err")"
+  [ "$(wc -l < "$folder.err")" -le 2 ] || fail "SIG$sig said more than two lines: $(cat "$folder.err")"
+  # The printed command continues the run (here only two steps further).
+  $resume --stop-at $((step + 2)) --quiet > /dev/null || fail "the printed command failed: $resume"
+  [ "$(checkpoint_step "$folder")" = $((step + 2)) ] || fail "the printed command did not continue the run"
+  rows=$((rows + 2))
+done
+# A second signal while the first is being handled: out at once, nothing
+# saved. Stopped, the process gets SIGINT and SIGTERM together when it
+# continues, so the second surely arrives before the step ends.
+folder=$dir/sig_twice
+start_long "$folder"
+kill -STOP "$long_pid"; kill -INT "$long_pid"; kill -TERM "$long_pid"; kill -CONT "$long_pid"
+rc=0; wait "$long_pid" || rc=$?
+[ "$rc" = 130 ] || [ "$rc" = 143 ] || fail "two signals: exit status $rc: $(cat "$folder.err")"
+grep -qxF "attnlab: second signal: stopped at once, without saving; the run folder keeps its last checkpoint" "$folder.err" ||
+  fail "second signal message: $(cat "$folder.err")"
+[ ! -e "$folder/checkpoint.safetensors" ] || fail "the second signal still saved a checkpoint"
+rows=$((rows + 1))
+# compare: the run in flight is saved, the command to go on is printed.
+folder=$dir/sig_cmp
+"$bin" compare "${common[@]}" --out "$folder" --attention mha,mqa --steps 100000 --eval-every 100000 --log-every 1 \
+  > /dev/null 2> "$folder.err" &
+long_pid=$!
+for i in $(seq 1000); do [ -s "$folder/mha/seed-1337/metrics.jsonl" ] && break; sleep 0.01; done
+kill -INT "$long_pid"
+rc=0; wait "$long_pid" || rc=$?
+[ "$rc" = 130 ] || fail "compare after SIGINT: exit status $rc: $(cat "$folder.err")"
+grep -qxF "attnlab: SIGINT: the run in flight is saved and the finished ones are kept; continue with: $bin compare ${common[*]} --out $folder --attention mha,mqa --steps 100000 --eval-every 100000 --log-every 1" "$folder.err" ||
+  fail "compare's message: $(cat "$folder.err")"
+[ -n "$(checkpoint_step "$folder/mha/seed-1337")" ] || fail "compare's run in flight was not saved"
 rows=$((rows + 1))
 
 echo "bad_inputs: all $rows rows passed"

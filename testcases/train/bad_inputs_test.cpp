@@ -6,8 +6,10 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -181,7 +183,32 @@ TEST(BadInputs, CorpusEmptyBinaryNotUtf8MissingOrAFolder) {
                       "data: corpus '" + latin.string() + "': invalid UTF-8 at byte 3 (truncated sequence)");
   EXPECT_ERROR_STARTS(read_corpus((dir.path / "no.txt").string()),
                       "data: cannot open '" + (dir.path / "no.txt").string() + "': No such file or directory");
-  EXPECT_ERROR_STARTS(read_corpus(dir.path.string()), "data: cannot read '" + dir.path.string() + "': Is a directory");
+  EXPECT_ERROR_STARTS(read_corpus(dir.path.string()), "data: corpus '" + dir.path.string() +
+                                                          "' is a directory, not a regular file; --data expects a text file");
+}
+
+// Inputs that would read without end, or block: refused at open, at once.
+TEST(BadInputs, CorpusThatIsNotARegularFileOrTooLarge) {
+  TempDir dir("endless");
+  const fs::path fifo = dir.path / "pipe";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  const auto t0 = std::chrono::steady_clock::now();
+  EXPECT_ERROR_STARTS(read_corpus("/dev/zero"), "data: corpus '/dev/zero' is a character device, not a regular file; "
+                                                "--data expects a text file (save the text to one first");
+  // Nobody writes to this pipe: opening it for reading alone would wait forever.
+  EXPECT_ERROR_STARTS(read_corpus(fifo.string()), "data: corpus '" + fifo.string() + "' is a pipe (FIFO), not a regular file");
+  const fs::path big = dir.path / "big.txt";
+  write_bytes(big, std::string(1000, 'a'));
+  EXPECT_ERROR_STARTS(read_corpus(big.string(), 999), "data: corpus '" + big.string() +
+                                                         "' is 1000 bytes, more than --max-corpus-bytes 999; use a "
+                                                         "smaller file, or raise --max-corpus-bytes");
+  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 1.0);
+  TrainOptions o = tiny(dir.path);
+  o.max_corpus_bytes = 100;  // the corpus is 2880 bytes
+  EXPECT_ERROR_STARTS(train(o), "data: corpus '" + o.data + "' is 2880 bytes, more than --max-corpus-bytes 100");
+  EXPECT_FALSE(fs::exists(o.out));
+  o.max_corpus_bytes = 0;
+  EXPECT_ERROR_STARTS(train(o), "train: --max-corpus-bytes must be >= 1, got 0");
 }
 
 TEST(BadInputs, BlockLargerThanTheValidationSplit) {
@@ -317,14 +344,23 @@ TEST_F(BadCheckpoint, FullDiskWhileSavingKeepsTheOldCheckpoint) {
 }
 
 TEST_F(BadCheckpoint, FullDiskWhileWritingATextFile) {
-  // write_text_atomically writes "<path>.tmp" first: make that /dev/full.
+  // A file-size limit below the text's size makes the write fail part way
+  // (EFBIG, as a full disk's ENOSPC would), as in the checkpoint test above.
   const fs::path config = fs::path(o.out) / "config.json";
-  fs::create_symlink("/dev/full", config.string() + ".tmp");
-  EXPECT_ERROR_STARTS(write_text_atomically(config.string(), "{}\n"),
-                      "writing '" + config.string() + ".tmp' failed: No space left on device; '" + config.string() +
-                          "' was left as it was");
-  expect_unchanged();
-  EXPECT_FALSE(fs::exists(fs::symlink_status(config.string() + ".tmp")));
+  rlimit old{};
+  ASSERT_EQ(::getrlimit(RLIMIT_FSIZE, &old), 0);
+  rlimit small = old;
+  small.rlim_cur = 4096;
+  auto* old_handler = ::signal(SIGXFSZ, SIG_IGN);
+  ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &small), 0);
+  const std::string msg = error_of([&] { write_text_atomically(config.string(), std::string(10000, ' ') + "{}\n"); });
+  ::setrlimit(RLIMIT_FSIZE, &old);
+  ::signal(SIGXFSZ, old_handler);
+  // The temporary name is unique: "<path>.tmp-<pid>-<n>".
+  const std::string tmp = config.string() + ".tmp-" + std::to_string(::getpid()) + "-";
+  EXPECT_EQ(msg.rfind("writing '" + tmp, 0), 0u) << msg;
+  EXPECT_NE(msg.find("' failed: File too large; '" + config.string() + "' was left as it was"), std::string::npos) << msg;
+  expect_unchanged();  // config.json as it was, and no temporary file left behind
 }
 
 TEST_F(BadCheckpoint, SamplingOptionsNameTheValue) {

@@ -184,7 +184,7 @@ TEST(Trainer, BetasReachAdamW) {
   mc.vocab = tok.vocab_size();
   GPT model(mc, o.seed);
   model.train();
-  const TextDataset data(tok.encode(text));
+  const TextDataset data(tok.encode_corpus(text));
   Generator batch_gen(o.seed + 3);
   const Batch b = data.get_batch(Split::Train, o.batch, mc.block_size, batch_gen);
   cross_entropy(model.forward(b.x), b.y).backward();

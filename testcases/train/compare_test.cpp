@@ -234,10 +234,18 @@ TEST(Compare, ResumesInterruptedRunsAndReusesFinishedOnes) {
   EXPECT_EQ(fs::last_write_time(metrics), stamp);
   EXPECT_EQ(third.variants[1].runs[1].final_val, second.variants[1].runs[1].final_val);
 
-  CompareOptions other = c;  // other settings in the same folder: trained anew, never mixed up
+  // Other settings in the same folder: refused, nothing changed; with
+  // --overwrite, trained anew (never mixed up with the old runs).
+  CompareOptions other = c;
   other.base.lr = 2e-3f;
   other.variants = {"mha"};
   other.seeds = 1;
+  EXPECT_EQ(error_of([&] { compare(other); }),
+            "compare: --out '" + c.base.out + "' holds an earlier comparison with other settings ('mha/seed-1337' has "
+            "lr 0.001 there, 0.002 now); run its command again to reuse its runs, choose another --out, or replace "
+            "them with --overwrite");
+  EXPECT_EQ(fs::last_write_time(metrics), stamp);
+  other.base.overwrite = true;
   EXPECT_EQ(compare(other).variants[0].runs[0].how, "trained");
   fs::remove_all(dir);
 }

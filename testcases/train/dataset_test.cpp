@@ -17,8 +17,8 @@ using namespace attn;
 namespace {
 
 // Ids equal to their position, so a token tells where it was read from.
-std::vector<int64_t> positions(int64_t n) {
-  std::vector<int64_t> v(static_cast<std::size_t>(n));
+std::vector<int32_t> positions(int64_t n) {
+  std::vector<int32_t> v(static_cast<std::size_t>(n));
   std::iota(v.begin(), v.end(), 0);
   return v;
 }
@@ -142,7 +142,7 @@ TEST(Dataset, WithTokenizerGivesRealText) {
   std::string text;
   for (int i = 0; i < 50; ++i) text += "The whale — 🐋 — swam on. ";
   const CharTokenizer tok = CharTokenizer::from_text(text, "t");
-  const TextDataset data(tok.encode(text));
+  const TextDataset data(tok.encode_corpus(text));
   Generator gen(7);
   const Batch b = data.get_batch(Split::Train, 3, 12, gen);
   const std::vector<int64_t> x = b.x.to_int_vector();

@@ -213,7 +213,26 @@ TEST_F(CorpusTest, MissingFile) {
 
 TEST_F(CorpusTest, DirectoryIsNotACorpus) {
   const std::string p = dir_.string();
-  expect_error([&] { read_corpus(p); }, "data: cannot read '" + p + "': Is a directory");
+  expect_error([&] { read_corpus(p); }, "data: corpus '" + p + "' is a directory, not a regular file; --data expects a text file");
+}
+
+TEST_F(CorpusTest, ReadsAFileUpToTheLimitAndNoMore) {
+  const std::string p = write("ten.txt", "0123456789");
+  EXPECT_EQ(read_corpus(p, 10), "0123456789");
+  expect_error([&] { read_corpus(p, 9); },
+               "data: corpus '" + p + "' is 10 bytes, more than --max-corpus-bytes 9; use a smaller file");
+}
+
+// The ids of a corpus are 4 bytes each, and the vector holds exactly one
+// per character: what training keeps of its text.
+TEST(Tokenizer, CorpusIdsAreTheIdsIn32BitsSizedExactly) {
+  const std::string text = "a 🐋 é\nbaa";
+  const CharTokenizer tok = CharTokenizer::from_text(text, "t");
+  const std::vector<int32_t> ids = tok.encode_corpus(text);
+  const std::vector<int64_t> wide = tok.encode(text);
+  EXPECT_EQ(std::vector<int64_t>(ids.begin(), ids.end()), wide);
+  EXPECT_EQ(ids.size(), decode_utf8(text, "t").size());
+  EXPECT_EQ(ids.capacity(), ids.size());
 }
 
 TEST_F(CorpusTest, EmptyFile) {
