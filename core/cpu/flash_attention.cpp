@@ -243,33 +243,32 @@ ATTN_VECTOR_CLONES void softmax_grad_row(float* dp, const float* p, int64_t n, f
 }
 
 // The dropout backward of one row: dp (= dO V^T) becomes dS = P * (dP * Z -
-// D) * scale, and p becomes P * Z (what dV needs); `kept` holds the row's
-// decisions as bits, `keep_scale` is 1 / (1 - p).
+// D) * scale, and p becomes P * Z (what dV needs); z holds the row's
+// multipliers Z (1 / (1 - p) where kept, 0 where dropped).
 ATTN_VECTOR_CLONES void dropped_softmax_grad_row(float* dp, float* p, int64_t n, float D, float scale,
-                                                 const uint32_t* kept, float keep_scale) {
+                                                 const float* z) {
   for (int64_t t = 0; t < n; ++t) {
-    const bool k = attention_dropout::bit(kept, t);
-    dp[t] = p[t] * ((k ? dp[t] * keep_scale : 0.0f) - D) * scale;
-    p[t] = k ? p[t] * keep_scale : 0.0f;
+    dp[t] = p[t] * (dp[t] * z[t] - D) * scale;
+    p[t] *= z[t];
   }
 }
 
 // ---- attention dropout ----
 
-// The decisions for keys [j0, j0 + n) of query row i of head hd, into
-// bits[0 .. (n + 31) / 32) (n <= kBlock).
-void row_keep_bits(const AttentionDropoutArgs& d, const FlashArgs& a, const Head& hd, int64_t i,
-                   int64_t j0, int64_t n, uint32_t* bits) {
-  keep_bits(d, hd.b, attention_dropout::element(hd.h, i, j0, a.tq, a.tk), n, bits);
+// The multipliers Z for keys [j0, j0 + n) of query row i of head hd
+// (n <= kBlock): one product per probability then drops it, in a loop that
+// vectorises (decisions as bits would need a shift and a test each).
+void row_keep_scales(const AttentionDropoutArgs& d, const FlashArgs& a, const Head& hd, int64_t i,
+                     int64_t j0, int64_t n, float* z) {
+  keep_scales(d, hd.b, attention_dropout::element(hd.h, i, j0, a.tq, a.tk), n, z);
 }
 
 // Drops row i's probabilities for keys [j0, j0 + n) in place.
-void drop_row(const AttentionDropoutArgs& d, const FlashArgs& a, const Head& hd, int64_t i,
-              int64_t j0, float* row, int64_t n) {
-  uint32_t bits[kBlock / 32];
-  row_keep_bits(d, a, hd, i, j0, n, bits);
-  const float keep_scale = attention_dropout::keep_scale(d);
-  for (int64_t t = 0; t < n; ++t) row[t] = attention_dropout::bit(bits, t) ? row[t] * keep_scale : 0.0f;
+ATTN_VECTOR_CLONES void drop_row(const AttentionDropoutArgs& d, const FlashArgs& a, const Head& hd, int64_t i,
+                                 int64_t j0, float* row, int64_t n) {
+  float z[kBlock];
+  row_keep_scales(d, a, hd, i, j0, n, z);
+  for (int64_t t = 0; t < n; ++t) row[t] *= z[t];
 }
 
 // ---- one tile ----
@@ -309,10 +308,9 @@ void tile_grads(const FlashArgs& a, const Head& hd, const Tile& t, const float* 
       softmax_grad_row(ds + r, p + r, t.cols(), D[i], a.scale);
       continue;
     }
-    uint32_t kept[kBlock / 32];
-    row_keep_bits(*drop, a, hd, i, t.j0, t.cols(), kept);
-    dropped_softmax_grad_row(ds + r, p + r, t.cols(), D[i], a.scale, kept,
-                             attention_dropout::keep_scale(*drop));
+    float z[kBlock];
+    row_keep_scales(*drop, a, hd, i, t.j0, t.cols(), z);
+    dropped_softmax_grad_row(ds + r, p + r, t.cols(), D[i], a.scale, z);
   }
 }
 

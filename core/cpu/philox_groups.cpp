@@ -164,24 +164,6 @@ void philox_groups(const philox::Stream& s, uint64_t sample, uint64_t g0, int64_
 
 namespace {
 
-// Calls f(numbers, t0, count) for pieces of elements e0 .. e0 + n - 1 of
-// batch row b: numbers[0 .. count) are the 32-bit numbers of elements
-// e0 + t0 .. e0 + t0 + count - 1.
-template <typename F>
-void for_each_piece(const AttentionDropoutArgs& a, int64_t b, uint64_t e0, int64_t n, F f) {
-  constexpr int64_t kPiece = 256;  // elements per piece (a multiple of 32)
-  uint32_t numbers[kPiece + 4];
-  const philox::Stream stream{a.seed, a.offset};
-  const uint64_t sample = static_cast<uint64_t>(a.first_sample + b);
-  for (int64_t t0 = 0; t0 < n; t0 += kPiece) {
-    const int64_t count = std::min(kPiece, n - t0);
-    const uint64_t first = e0 + static_cast<uint64_t>(t0);
-    const int64_t skip = static_cast<int64_t>(first & 3);  // elements of the first group before `first`
-    philox_groups(stream, sample, first >> 2, (skip + count + 3) / 4, numbers);
-    f(numbers + skip, t0, count);
-  }
-}
-
 // One piece's decisions as multipliers.
 ATTN_VECTOR_CLONES void scales_of(const uint32_t* numbers, int64_t n, float p, float keep_scale, float* z) {
   for (int64_t t = 0; t < n; ++t) z[t] = philox::uniform(numbers[t]) >= p ? keep_scale : 0.0f;
@@ -190,18 +172,18 @@ ATTN_VECTOR_CLONES void scales_of(const uint32_t* numbers, int64_t n, float p, f
 }  // namespace
 
 void keep_scales(const AttentionDropoutArgs& a, int64_t b, uint64_t e0, int64_t n, float* z) {
+  constexpr int64_t kPiece = 256;  // elements whose numbers are made at once
+  uint32_t numbers[kPiece + 4];
+  const philox::Stream stream{a.seed, a.offset};
+  const uint64_t sample = static_cast<uint64_t>(a.first_sample + b);
   const float keep_scale = attention_dropout::keep_scale(a);
-  for_each_piece(a, b, e0, n, [&](const uint32_t* numbers, int64_t t0, int64_t count) {
-    scales_of(numbers, count, a.p, keep_scale, z + t0);
-  });
-}
-
-void keep_bits(const AttentionDropoutArgs& a, int64_t b, uint64_t e0, int64_t n, uint32_t* words) {
-  for_each_piece(a, b, e0, n, [&](const uint32_t* numbers, int64_t t0, int64_t count) {
-    std::fill(words + t0 / 32, words + (t0 + count + 31) / 32, 0u);
-    for (int64_t t = 0; t < count; ++t)
-      if (philox::uniform(numbers[t]) >= a.p) words[(t0 + t) >> 5] |= 1u << ((t0 + t) & 31);
-  });
+  for (int64_t t0 = 0; t0 < n; t0 += kPiece) {
+    const int64_t count = std::min(kPiece, n - t0);
+    const uint64_t first = e0 + static_cast<uint64_t>(t0);
+    const int64_t skip = static_cast<int64_t>(first & 3);  // elements of the first group before `first`
+    philox_groups(stream, sample, first >> 2, (skip + count + 3) / 4, numbers);
+    scales_of(numbers + skip, count, a.p, keep_scale, z + t0);
+  }
 }
 
 }  // namespace attn::cpu

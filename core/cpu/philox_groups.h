@@ -24,14 +24,10 @@ namespace attn::cpu {
 // words[4 k + m] = philox::group_at(s, sample, g0 + k).w[m].
 void philox_groups(const philox::Stream& s, uint64_t sample, uint64_t g0, int64_t n, uint32_t* words);
 
-// The keep decisions of elements e0 .. e0 + n - 1 of batch row b as bits
-// (bit t of words[t / 32]): attention_dropout::keep_bits, through
-// philox_groups.
-void keep_bits(const AttentionDropoutArgs& a, int64_t b, uint64_t e0, int64_t n, uint32_t* words);
-
-// The same decisions as multipliers: z[t] = 1 / (1 - p) where element
-// e0 + t is kept, 0 where it is dropped, so that a fused kernel drops with
-// one product per element in a loop that vectorises.
+// Attention dropout's decisions (core/attention_dropout.h) for elements
+// e0 .. e0 + n - 1 of batch row b, as multipliers: z[t] = 1 / (1 - p) where
+// element e0 + t is kept, 0 where it is dropped, so that a kernel drops
+// with one product per element in a loop that vectorises.
 void keep_scales(const AttentionDropoutArgs& a, int64_t b, uint64_t e0, int64_t n, float* z);
 
 // One implementation of philox_groups, for the tests: every one this CPU

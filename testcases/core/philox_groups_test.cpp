@@ -39,22 +39,22 @@ TEST(PhiloxGroups, EveryPathGivesTheScalarWords) {
         }
 }
 
-TEST(PhiloxGroups, KeepBitsMatchTheSharedDefinition) {
+TEST(PhiloxGroups, KeepScalesMatchTheSharedDefinition) {
   AttentionDropoutArgs a;
   a.seed = 42;
   a.offset = 3;
   a.first_sample = 17;
   for (float p : {0.1f, 0.5f, 0.9f}) {
     a.p = p;
+    const float kept = attention_dropout::keep_scale(a);
     for (uint64_t e0 : {uint64_t{0}, uint64_t{1}, uint64_t{2}, uint64_t{3}, uint64_t{253}, (uint64_t{1} << 34) + 1})
       for (int64_t n : {1, 31, 32, 33, 255, 256, 257, 700}) {
-        std::vector<uint32_t> got((n + 31) / 32, ~0u), want((n + 31) / 32, 0);
-        cpu::keep_bits(a, 2, e0, n, got.data());
-        attention_dropout::keep_bits(a, 2, e0, n, want.data());
-        // Bits past n are not decisions: compare the first n only.
+        std::vector<float> z(n + 1, -1.0f);  // one guard past the end
+        cpu::keep_scales(a, 2, e0, n, z.data());
         for (int64_t t = 0; t < n; ++t)
-          ASSERT_EQ(attention_dropout::bit(got.data(), t), attention_dropout::bit(want.data(), t))
+          ASSERT_EQ(z[t], attention_dropout::keep(a, 2, e0 + static_cast<uint64_t>(t)) ? kept : 0.0f)
               << "p " << p << " e0 " << e0 << " n " << n << " t " << t;
+        EXPECT_EQ(z[n], -1.0f) << "wrote past n = " << n;
       }
   }
 }
