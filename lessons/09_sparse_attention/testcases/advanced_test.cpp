@@ -18,12 +18,15 @@
 #include "autograd/ops.h"
 #include "core/error.h"
 #include "lesson_test.h"
+#include "tiny_training.h"
 #include "nn/gpt.h"
 #include "sparse_attention.h"
 
 using namespace attn;
 using lesson_test::close;
 using lesson_test::values;
+using lesson_test::TinyTraining;
+using lesson_test::train_previous_token;
 
 namespace {
 
@@ -348,46 +351,8 @@ TEST(Training, YourSparseAttentionTrainsATinyGPT) {
   // (the previous token is in every window) and blocks of 4 (the previous
   // token is in the own block or the block before).
   for (const std::string spec : {"student:sparse:local=2,stride=4", "student:sparse:block=4"}) {
-    GPTConfig c;
-    c.vocab = 5;
-    c.block_size = 16;
-    c.layers = 1;
-    c.heads = 2;
-    c.embd = 16;
-    c.attention = spec;
-    GPT model(c, 7);
-    const int64_t B = 8, T = 16;
-    Generator data_gen(8);
-    std::vector<int64_t> ids, targets;
-    for (int64_t b = 0; b < B; ++b)
-      for (int64_t t = 0; t < T; ++t) {
-        ids.push_back(static_cast<int64_t>(data_gen.below(5)));
-        targets.push_back(t == 0 ? ids.back() : ids[ids.size() - 2]);
-      }
-    const Tensor x = from_ints(ids, {B, T}), y = from_ints(targets, {B, T});
-    // A plain Adam, so that the suite depends on nothing in train/.
-    const std::vector<Tensor*> params = model.parameters();
-    std::vector<std::vector<float>> m1(params.size()), m2(params.size());
-    float first = 0, last = 0;
-    for (int step = 1; step <= 60; ++step) {
-      model.zero_grad();
-      const Tensor loss = cross_entropy(model.forward(x), y);
-      loss.backward();
-      (step == 1 ? first : last) = loss.item();
-      for (std::size_t p = 0; p < params.size(); ++p) {
-        if (!params[p]->grad().defined()) continue;
-        const std::vector<float> g = params[p]->grad().to_vector();
-        float* w = params[p]->data<float>();
-        m1[p].resize(g.size());
-        m2[p].resize(g.size());
-        const float c1 = 1 - std::pow(0.9f, float(step)), c2 = 1 - std::pow(0.999f, float(step));
-        for (std::size_t i = 0; i < g.size(); ++i) {
-          m1[p][i] = 0.9f * m1[p][i] + 0.1f * g[i];
-          m2[p][i] = 0.999f * m2[p][i] + 0.001f * g[i] * g[i];
-          w[i] -= 0.02f * (m1[p][i] / c1) / (std::sqrt(m2[p][i] / c2) + 1e-8f);
-        }
-      }
-    }
+    const TinyTraining t = train_previous_token(spec, 2, 16);
+    const float first = t.first_loss, last = t.last_loss;
     ASSERT_TRUE(std::isfinite(first) && std::isfinite(last)) << spec << ": the loss became NaN or inf";
     EXPECT_LT(last, 0.5f * first) << spec << ": the loss went from " << first << " to " << last
                                   << " in 60 steps; with working attention it more than halves";

@@ -23,6 +23,7 @@
 #include "core/allocator.h"
 #include "core/error.h"
 #include "lesson_test.h"
+#include "tiny_training.h"
 #include "nn/gpt.h"
 
 using namespace attn;
@@ -260,46 +261,8 @@ TEST(Reach, RandomBlocksShrinkTheHopCount) {
 TEST(Training, YourBigBirdTrainsATinyGPT) {
   // "Repeat the previous token": the previous token is always in a window
   // of 2, so the loss falls when the kernel lets each query read it.
-  GPTConfig c;
-  c.vocab = 5;
-  c.block_size = 16;
-  c.layers = 1;
-  c.heads = 2;
-  c.embd = 16;
-  c.attention = "student:bigbird:window=2,global=1,random=1,block=2";
-  GPT model(c, 7);
-  const int64_t B = 8, T = 16;
-  Generator data_gen(8);
-  std::vector<int64_t> ids, targets;
-  for (int64_t b = 0; b < B; ++b)
-    for (int64_t t = 0; t < T; ++t) {
-      ids.push_back(static_cast<int64_t>(data_gen.below(5)));
-      targets.push_back(t == 0 ? ids.back() : ids[ids.size() - 2]);
-    }
-  const Tensor x = from_ints(ids, {B, T}), y = from_ints(targets, {B, T});
-  // A plain Adam, so that the suite depends on nothing in train/.
-  const std::vector<Tensor*> params = model.parameters();
-  std::vector<std::vector<float>> m1(params.size()), m2(params.size());
-  float first = 0, last = 0;
-  for (int step = 1; step <= 60; ++step) {
-    model.zero_grad();
-    const Tensor loss = cross_entropy(model.forward(x), y);
-    loss.backward();
-    (step == 1 ? first : last) = loss.item();
-    for (std::size_t i = 0; i < params.size(); ++i) {
-      if (!params[i]->grad().defined()) continue;
-      const std::vector<float> g = params[i]->grad().to_vector();
-      float* w = params[i]->data<float>();
-      m1[i].resize(g.size());
-      m2[i].resize(g.size());
-      const float c1 = 1 - std::pow(0.9f, float(step)), c2 = 1 - std::pow(0.999f, float(step));
-      for (std::size_t e = 0; e < g.size(); ++e) {
-        m1[i][e] = 0.9f * m1[i][e] + 0.1f * g[e];
-        m2[i][e] = 0.999f * m2[i][e] + 0.001f * g[e] * g[e];
-        w[e] -= 0.02f * (m1[i][e] / c1) / (std::sqrt(m2[i][e] / c2) + 1e-8f);
-      }
-    }
-  }
+  const TinyTraining t = train_previous_token("student:bigbird:window=2,global=1,random=1,block=2", 2, 16);
+  const float first = t.first_loss, last = t.last_loss;
   ASSERT_TRUE(std::isfinite(first) && std::isfinite(last)) << "the loss became NaN or inf";
   EXPECT_LT(last, 0.5f * first) << "the loss went from " << first << " to " << last
                                 << " in 60 steps; with working attention it more than halves";
