@@ -28,6 +28,8 @@
 
 using namespace attn;
 using lesson_test::close;
+using lesson_test::TinyTraining;
+using lesson_test::train_previous_token;
 
 namespace {
 
