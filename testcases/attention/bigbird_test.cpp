@@ -77,7 +77,8 @@ const std::vector<BigBirdPattern> kPatterns = {
 
 TEST(BigBird, MaskFollowsTheRule) {
   for (const BigBirdPattern& p : kPatterns)
-    for (auto [tq, offset] : std::vector<std::pair<int64_t, int64_t>>{{33, 0}, {5, 18}, {1, 40}}) {
+    for (const auto& shape : std::vector<std::pair<int64_t, int64_t>>{{33, 0}, {5, 18}, {1, 40}}) {
+      const int64_t tq = shape.first, offset = shape.second;
       const int64_t tk = offset + tq;
       const auto got = bigbird_mask(p, tq, tk, offset).to_int_vector();
       for (int64_t i = 0; i < tq; ++i)
@@ -99,7 +100,8 @@ TEST(BigBird, PairCountIsTheCountOfTheMask) {
 TEST(BigBird, BlockKernelEqualsTheDenseMaskForwardAndBackward) {
   // Grouped K/V heads (4 query heads, 2 K/V heads), and queries after a cache.
   for (const BigBirdPattern& p : kPatterns)
-    for (auto [tq, offset] : std::vector<std::pair<int64_t, int64_t>>{{23, 0}, {6, 13}}) {
+    for (const auto& shape : std::vector<std::pair<int64_t, int64_t>>{{23, 0}, {6, 13}}) {
+      const int64_t tq = shape.first, offset = shape.second;  // named: the lambda below captures them (clang 14 cannot capture structured bindings)
       const int64_t tk = offset + tq;
       Generator g(11);
       const Tensor q0 = randn({2, 4, tq, 3}, g), k0 = randn({2, 2, tk, 3}, g), v0 = randn({2, 2, tk, 2}, g);
