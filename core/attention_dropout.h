@@ -73,14 +73,5 @@ ATTN_HOST_DEVICE uint32_t keep_bits32(const AttentionDropoutArgs& a, int64_t b, 
   return bits;
 }
 
-// The decisions of elements e0 .. e0 + n - 1 as bits, into words[0 .. (n + 31) / 32).
-ATTN_HOST_DEVICE void keep_bits(const AttentionDropoutArgs& a, int64_t b, uint64_t e0, int64_t n,
-                                uint32_t* words) {
-  for (int64_t w = 0; 32 * w < n; ++w) words[w] = keep_bits32(a, b, e0 + 32 * static_cast<uint64_t>(w));
-}
-
-// Bit t of such words.
-ATTN_HOST_DEVICE bool bit(const uint32_t* words, int64_t t) { return (words[t >> 5] >> (t & 31)) & 1u; }
-
 }  // namespace attention_dropout
 }  // namespace attn
