@@ -29,35 +29,13 @@
 #include "autograd/ops.h"
 #include "core/error.h"
 #include "nn/gpt.h"
+#include "testcases/philox_oracle.h"
 
 using namespace attn;
 
 namespace {
 
-// ---- an independent Philox4x32-10 and the documented keying ----
-
-std::vector<uint32_t> oracle_philox(std::vector<uint32_t> c, uint32_t k0, uint32_t k1) {
-  for (int r = 0; r < 10; ++r) {
-    const uint64_t p0 = uint64_t{0xD2511F53u} * c[0], p1 = uint64_t{0xCD9E8D57u} * c[2];
-    c = {static_cast<uint32_t>(p1 >> 32) ^ c[1] ^ k0, static_cast<uint32_t>(p1),
-         static_cast<uint32_t>(p0 >> 32) ^ c[3] ^ k1, static_cast<uint32_t>(p0)};
-    k0 += 0x9E3779B9u;
-    k1 += 0xBB67AE85u;
-  }
-  return c;
-}
-
-// P[b, h, i, j] of a [B, H, Tq, Tk] matrix is element (h Tq + i) Tk + j of
-// sample first_sample + b.
-bool oracle_keep(const AttentionDropoutArgs& d, int64_t b, int64_t h, int64_t i, int64_t j,
-                 int64_t tq, int64_t tk) {
-  const uint64_t e = (static_cast<uint64_t>(h) * tq + i) * tk + j, g = e / 4;
-  const uint64_t sample = d.first_sample + b;
-  const auto w = oracle_philox({static_cast<uint32_t>(g), static_cast<uint32_t>(g >> 32),
-                                static_cast<uint32_t>(sample), static_cast<uint32_t>(d.offset)},
-                               static_cast<uint32_t>(d.seed), static_cast<uint32_t>(d.seed >> 32));
-  return static_cast<double>(w[e % 4] >> 8) / 16777216.0 >= d.p;
-}
+// The oracle of every keep decision: testcases/philox_oracle.h.
 
 const AttentionDropoutArgs kDrop{0x5eed5eedULL, 7, 300, 0.4f};
 
@@ -128,7 +106,7 @@ TEST(AttentionDropout, DensePathDropsExactlyTheOraclesEntries) {
       for (int64_t i = 0; i < Tq; ++i)
         for (int64_t j = 0; j < Tk; ++j) {
           const int64_t n = ((b * H + h) * Tq + i) * Tk + j;
-          const bool keep = oracle_keep(kDrop, b, h, i, j, Tq, Tk);
+          const bool keep = philox_oracle::keep(kDrop, b, h, i, j, Tq, Tk);
           dropped += !keep;
           ASSERT_EQ(y[n], keep ? x[n] * scale : 0.0f) << "b " << b << " h " << h << " i " << i << " j " << j;
         }
@@ -150,7 +128,7 @@ TEST(AttentionDropout, DenseKernelOutputIsTheDroppedWeightsTimesV) {
         for (int64_t e = 0; e < 3; ++e) {
           double want = 0;
           for (int64_t j = 0; j <= i; ++j)
-            if (oracle_keep(kDrop, b, h, i, j, 6, 6))
+            if (philox_oracle::keep(kDrop, b, h, i, j, 6, 6))
               want += P[((b * 2 + h) * 6 + i) * 6 + j] * scale * v[(b * 6 + j) * 3 + e];
           EXPECT_NEAR(out[((b * 2 + h) * 6 + i) * 3 + e], want, 1e-5);
         }

@@ -2,7 +2,7 @@
 //   - the generator against Random123's known answers, and the mapping of
 //     32 bits to a float in [0, 1);
 //   - the op against an oracle that recomputes every keep decision with its
-//     own Philox (written again here, from the paper's description), so a
+//     own Philox (testcases/philox_oracle.h, from the paper's description), so a
 //     wrong counter layout, a swapped key, an off-by-one group or a wrong
 //     scale fails;
 //   - a sample's mask depends on its place in the data order, not its row
@@ -21,33 +21,11 @@
 #include "core/error.h"
 #include "core/philox.h"
 #include "core/threads.h"
+#include "testcases/philox_oracle.h"
 
 namespace {
 
 using namespace attn;
-
-// An independent Philox4x32-10: counter words c, key (k0, k1).
-std::vector<uint32_t> oracle_philox(std::vector<uint32_t> c, uint32_t k0, uint32_t k1) {
-  for (int r = 0; r < 10; ++r) {
-    const uint64_t p0 = uint64_t{0xD2511F53u} * c[0], p1 = uint64_t{0xCD9E8D57u} * c[2];
-    c = {static_cast<uint32_t>(p1 >> 32) ^ c[1] ^ k0, static_cast<uint32_t>(p1),
-         static_cast<uint32_t>(p0 >> 32) ^ c[3] ^ k1, static_cast<uint32_t>(p0)};
-    k0 += 0x9E3779B9u;
-    k1 += 0xBB67AE85u;
-  }
-  return c;
-}
-
-// The documented keying: element e of sample s in stream (seed, offset) is
-// word e % 4 of philox(counter (e / 4 low, e / 4 high, s, offset), key seed).
-bool oracle_keep(uint64_t seed, uint64_t offset, uint64_t sample, uint64_t e, float p) {
-  const uint64_t g = e / 4;
-  const auto w = oracle_philox({static_cast<uint32_t>(g), static_cast<uint32_t>(g >> 32),
-                                static_cast<uint32_t>(sample), static_cast<uint32_t>(offset)},
-                               static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32));
-  const double u = static_cast<double>(w[e % 4] >> 8) / 16777216.0;
-  return u >= p;
-}
 
 std::string hex(const philox::Words& w) {
   char buf[40];
@@ -74,7 +52,7 @@ TEST(Philox, UniformIsTheTop24BitsTimesTwoToTheMinus24) {
   const philox::Stream s{0x1234567890abcdefULL, 77};
   const uint64_t e = (uint64_t{5} << 32) + 6;  // past 2^32
   EXPECT_EQ(philox::bits_at(s, 3, e), philox::group_at(s, 3, e >> 2).w[2]);
-  EXPECT_EQ(philox::keep(s, 3, e, 0.3f), oracle_keep(s.seed, s.offset, 3, e, 0.3f));
+  EXPECT_EQ(philox::keep(s, 3, e, 0.3f), philox_oracle::keep(s.seed, s.offset, 3, e, 0.3f));
 }
 
 TEST(Dropout, EveryDecisionMatchesTheOracle) {
@@ -88,7 +66,7 @@ TEST(Dropout, EveryDecisionMatchesTheOracle) {
     for (int64_t r = 0; r < 6; ++r)
       for (int64_t e = 0; e < row_len; ++e) {
         const int64_t i = r * row_len + e;
-        const float want = oracle_keep(s.seed, s.offset, 40 + r, e, p) ? xs[i] / (1 - p) : 0.0f;
+        const float want = philox_oracle::keep(s.seed, s.offset, 40 + r, e, p) ? xs[i] / (1 - p) : 0.0f;
         ASSERT_FLOAT_EQ(y[i], want) << "row " << r << " element " << e << " of rows of " << row_len;
       }
   }

@@ -24,36 +24,13 @@
 #include "core/random.h"
 #include "core/tensor.h"
 #include "core/threads.h"
+#include "testcases/philox_oracle.h"
 
 namespace {
 
 using namespace attn;
 
-// ---- an independent Philox4x32-10 and the documented keying ----
-
-std::vector<uint32_t> oracle_philox(std::vector<uint32_t> c, uint32_t k0, uint32_t k1) {
-  for (int r = 0; r < 10; ++r) {
-    const uint64_t p0 = uint64_t{0xD2511F53u} * c[0], p1 = uint64_t{0xCD9E8D57u} * c[2];
-    c = {static_cast<uint32_t>(p1 >> 32) ^ c[1] ^ k0, static_cast<uint32_t>(p1),
-         static_cast<uint32_t>(p0 >> 32) ^ c[3] ^ k1, static_cast<uint32_t>(p0)};
-    k0 += 0x9E3779B9u;
-    k1 += 0xBB67AE85u;
-  }
-  return c;
-}
-
-// P[b, h, i, j] is element (h Tq + i) Tk + j of sample first_sample + b:
-// word e % 4 of philox(counter (e / 4 low, high, sample, offset), key seed),
-// kept when its top 24 bits / 2^24 >= p.
-bool oracle_keep(const AttentionDropoutArgs& d, int64_t b, int64_t h, int64_t i, int64_t j,
-                 int64_t tq, int64_t tk) {
-  const uint64_t e = (static_cast<uint64_t>(h) * tq + i) * tk + j, g = e / 4;
-  const uint64_t sample = d.first_sample + b;
-  const auto w = oracle_philox({static_cast<uint32_t>(g), static_cast<uint32_t>(g >> 32),
-                                static_cast<uint32_t>(sample), static_cast<uint32_t>(d.offset)},
-                               static_cast<uint32_t>(d.seed), static_cast<uint32_t>(d.seed >> 32));
-  return static_cast<double>(w[e % 4] >> 8) / 16777216.0 >= d.p;
-}
+// The oracle of every keep decision: testcases/philox_oracle.h.
 
 TEST(AttentionDropoutKeying, HelpersMatchTheOracle) {
   const AttentionDropoutArgs d{0x0123456789abcdefULL, 17, 40, 0.3f};
@@ -66,12 +43,12 @@ TEST(AttentionDropoutKeying, HelpersMatchTheOracle) {
           const uint32_t bits =
               attention_dropout::keep_bits32(d, b, attention_dropout::element(h, i, j0, tq, tk));
           for (int k = 0; k < 32 && j0 + k < tk; ++k)
-            ASSERT_EQ((bits >> k) & 1u, oracle_keep(d, b, h, i, j0 + k, tq, tk) ? 1u : 0u)
+            ASSERT_EQ((bits >> k) & 1u, philox_oracle::keep(d, b, h, i, j0 + k, tq, tk) ? 1u : 0u)
                 << "b " << b << " h " << h << " i " << i << " j " << j0 + k;
         }
         for (int64_t j = 0; j < tk; ++j)
           ASSERT_EQ(attention_dropout::keep(d, b, attention_dropout::element(h, i, j, tq, tk)),
-                    oracle_keep(d, b, h, i, j, tq, tk));
+                    philox_oracle::keep(d, b, h, i, j, tq, tk));
       }
 }
 
@@ -202,7 +179,7 @@ Exact oracle(const Case& c, const Inputs& in, const AttentionDropoutArgs& drop) 
         const size_t n = row.keys.size();
         std::vector<double> zf(n), dp(n, 0.0);
         for (size_t t = 0; t < n; ++t) {
-          zf[t] = oracle_keep(drop, b, h, i, row.keys[t], c.Tq, c.Tk) ? keep_scale : 0.0;
+          zf[t] = philox_oracle::keep(drop, b, h, i, row.keys[t], c.Tq, c.Tk) ? keep_scale : 0.0;
           x.allowed += 1;
           x.dropped += zf[t] == 0.0;
         }
