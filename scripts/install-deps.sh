@@ -9,10 +9,11 @@ set -euo pipefail
 clang_major=$(clang -dumpversion 2>/dev/null ||
               apt-cache depends clang 2>/dev/null | grep -o 'clang-[0-9]*' | head -n1 | tr -dc '0-9' || true)
 clang_major=${clang_major%%.*}
+# libopenmpi-dev, openmpi-bin: several processes (--data-parallel, core/comm/).
 # fonts-dejavu-core: DejaVu Sans for the text of the plots (stb_truetype);
 # without it they fall back to a built-in bitmap font.
 packages=(g++ cmake ninja-build libopenblas-dev libgtest-dev libcli11-dev libstb-dev fonts-dejavu-core
-          nlohmann-json3-dev clang "libclang-rt-${clang_major:-14}-dev" "$@")
+          nlohmann-json3-dev clang "libclang-rt-${clang_major:-14}-dev" libopenmpi-dev openmpi-bin "$@")
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -6,6 +6,7 @@
 #include <iostream>
 
 #include "autograd/engine.h"
+#include "core/comm/communicator.h"
 #include "core/error.h"
 #include "core/threads.h"
 #include "autograd/ops.h"
@@ -230,6 +231,12 @@ int main(int argc, char** argv) {
   sample_cmd->add_option("--seed", sample_seed, "sampling seed")->check(kWholeNumber)->capture_default_str();
   sample_cmd->add_option("--device", sample_device, "cpu or cuda[:N]")->capture_default_str();
 
+  // --data-parallel (train, compare): this process is one rank of an mpirun
+  // job (train/data_parallel.h).
+  bool data_parallel = false;
+  train_cmd->add_flag("--data-parallel", data_parallel, "one rank of a job started by mpirun -np N: the batch is "
+                                                        "split over the ranks, gradients averaged (needs an MPI build)");
+
   TrainOptions compare_opts;
   std::vector<std::string> compare_variants;
   std::string compare_prompt = "Call me Ishmael.";
@@ -246,6 +253,8 @@ int main(int argc, char** argv) {
   compare_cmd->add_option("--prompt", compare_prompt, "prompt for the attention heatmaps")->capture_default_str();
   CompareOptions co;  // compare's own options (seeds, budget, extrapolation): train/compare_cli.cpp
   add_compare_options(compare_cmd, co);
+  compare_cmd->add_flag("--data-parallel", data_parallel, "one rank of a job started by mpirun -np N: every run's "
+                                                          "batch is split over the ranks (needs --out and an MPI build)");
 
   BenchAttentionOptions bench_opts;
   auto* bench_cmd = app.add_subcommand("bench", "benchmarks");
@@ -315,8 +324,18 @@ int main(int argc, char** argv) {
       opts->attn_dropout_inherited = true;
     }
   try {
+    bool threads_given = false;
     for (const CLI::Option* opt : thread_options)
-      if (opt->count() > 0) set_num_threads(threads);
+      if (opt->count() > 0) set_num_threads(threads), threads_given = true;
+    if (data_parallel) {
+      comm::start_processes(&argc, &argv);
+      // The ranks on one machine share its cores.
+      if (!threads_given) set_num_threads(std::max(1, physical_cores() / comm::world().local_size()));
+      check(!compare_cmd->parsed() || !compare_opts.out.empty(),
+            "compare: --data-parallel needs --out, the one folder every rank names");
+    }
+    // With several ranks, rank 0 alone prints results (every rank computes them).
+    const bool speaks = comm::world().rank() == 0;
     if (demo_cmd->parsed()) return run_demo(demo_steps, demo_seed);
     if (sample_cmd->parsed()) return run_sample(ckpt, prompt, so, sample_seed, sample_device);
     if (lesson_list->parsed() || lesson_status_cmd->parsed()) {
@@ -362,6 +381,7 @@ int main(int argc, char** argv) {
     if (train_cmd->parsed()) {
       const StopOnSignals stop_on_signals;
       const TrainResult r = train(train_opts);
+      if (!speaks) return r.interrupted_by != 0 ? exit_status_for(r.interrupted_by) : 0;
       if (r.interrupted_by != 0)
         return report_interrupted(r.interrupted_by,
                                   resume_command(argv[0], train_opts.data, r.out, r.planned_steps, train_opts.device),
@@ -377,6 +397,12 @@ int main(int argc, char** argv) {
     }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "attnlab: %s\n", e.what());
+    // The other ranks would wait for this one forever: end the whole job.
+    if (comm::world().size() > 1) {
+      std::fprintf(stderr, "attnlab: rank %d of %d failed: ending every rank\n", comm::world().rank(),
+                   comm::world().size());
+      comm::world().abort(1);
+    }
     return 1;
   }
   return 0;

@@ -10,10 +10,12 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <set>
 
 #include "attention/registry.h"
+#include "core/comm/communicator.h"
 #include "core/error.h"
 #include "train/checkpoint.h"
 #include "train/cli_text.h"
@@ -227,14 +229,21 @@ SeedRun run_one(const CompareOptions& o, const VariantReport& v, const RunPlan& 
   r.folder = (fs::path(v.folder) / ("seed-" + std::to_string(seed))).string();
   const fs::path run = out / r.folder;
   r.how = p.how;
-  if (!o.base.quiet)
+  if (!o.base.quiet && comm::world().rank() == 0)
     std::fprintf(stderr, "== [%d/%d] %s, seed %llu: %s   ETA %s\n", progress.done + 1, progress.total,
                  v.spec.c_str(), static_cast<unsigned long long>(seed),
                  p.how == "reused" ? "finished before, reused" : p.how == "resumed" ? "resuming" : "training",
                  progress.eta(o).c_str());
-  if (p.replaced && !o.base.quiet)
+  if (p.replaced && !o.base.quiet && comm::world().rank() == 0)
     std::fprintf(stderr, "   %s held a run with other settings (%s): --overwrite trains it anew\n",
                  run.string().c_str(), p.other.c_str());
+  if (comm::world().rank() != 0) {
+    // Data parallel: the other ranks train beside rank 0, which keeps the
+    // files and reports.
+    if (p.how != "reused") r.interrupted_by = train(p.t).interrupted_by;
+    progress.done += 1;
+    return r;
+  }
   json state = read_state(run);
   if (p.how != "reused") {
     const auto t0 = std::chrono::steady_clock::now();
@@ -317,10 +326,18 @@ CompareResult compare(const CompareOptions& options) {
   result.out = o.base.out;
   result.command = o.command;
   const fs::path out(o.base.out);
-  make_output_folder(out.string(), "compare: --out");
-  const RunLock lock = RunLock::take(out, "compare");
-  check(!holds_run(out), "compare: --out '", out.string(), "' holds a train run (", describe_run(out),
-        "), not a comparison; choose another --out");
+  // Data parallel (every rank runs this), rank 0 alone makes, locks and
+  // writes the folder; the others read it, after rank 0 checked it (the
+  // first barrier) and before rank 0 changes anything in it (the second).
+  comm::Communicator& ranks = comm::world();
+  std::optional<RunLock> lock;
+  if (ranks.rank() == 0) {
+    make_output_folder(out.string(), "compare: --out");
+    lock.emplace(RunLock::take(out, "compare"));
+    check(!holds_run(out), "compare: --out '", out.string(), "' holds a train run (", describe_run(out),
+          "), not a comparison; choose another --out");
+  }
+  ranks.barrier();
   Progress progress;
   progress.total = static_cast<int>(o.variants.size() * o.seeds);
   // Every variant is built once before any training, so a bad spec fails
@@ -348,6 +365,7 @@ CompareResult compare(const CompareOptions& options) {
             "them with --overwrite");
     }
   }
+  ranks.barrier();
   for (std::size_t vi = 0; vi < result.variants.size() && result.interrupted_by == 0; ++vi) {
     VariantReport& v = result.variants[vi];
     for (int64_t i = 0; i < o.seeds && result.interrupted_by == 0; ++i) {
@@ -358,6 +376,7 @@ CompareResult compare(const CompareOptions& options) {
   result.finished = result.interrupted_by == 0;
   for (const VariantReport& v : result.variants)
     for (const SeedRun& r : v.runs) result.finished = result.finished && r.finished;
+  if (ranks.rank() != 0) return result;  // the report is rank 0's
   if (result.finished && !o.extrapolate.empty()) {
     if (!o.base.quiet) std::fprintf(stderr, "== length generalisation: evaluating every run\n");
     std::map<std::string, std::vector<int64_t>> val;

@@ -3,6 +3,7 @@
 
 #include <cstdio>
 
+#include "core/comm/communicator.h"
 #include "train/cli_text.h"
 #include "train/stats.h"
 #include "train/stop_signals.h"
@@ -40,6 +41,8 @@ CLI::App* add_eval_command(CLI::App& app, EvalOptions& o) {
 int run_compare(const CompareOptions& o) {
   const StopOnSignals stop_on_signals;
   const CompareResult r = compare(o);
+  // Data parallel: rank 0 reports, the other ranks only trained.
+  if (comm::world().rank() != 0) return r.interrupted_by != 0 ? exit_status_for(r.interrupted_by) : 0;
   if (r.interrupted_by != 0) {
     std::fprintf(stderr, "attnlab: %s: the run in flight is saved and the finished ones are kept; continue with: %s\n",
                  signal_name(r.interrupted_by), r.command.c_str());

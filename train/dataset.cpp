@@ -35,8 +35,10 @@ std::vector<int64_t> TextDataset::tokens(Split split) const {
 }
 
 Batch TextDataset::get_batch(Split split, int64_t batch, int64_t block, Generator& gen,
-                             Device device) const {
+                             Device device, BatchPart part) const {
   check(batch >= 1, "data: batch size ", batch, " must be at least 1");
+  check(part.count >= 1 && batch % part.count == 0 && part.index >= 0 && part.index < part.count, "data: part ",
+        part.index, " of ", part.count, " of a batch of ", batch, ": expected an index below a count that divides it");
   check(block >= 1, "data: block size ", block, " must be at least 1");
   const auto [begin, end] = range(split);
   const int64_t n = end - begin;
@@ -45,18 +47,20 @@ Batch TextDataset::get_batch(Split split, int64_t batch, int64_t block, Generato
         " tokens in the ", split_name(split), " split, which has ", n,
         "; use a smaller --block or a larger corpus");
 
-  std::vector<int64_t> x(static_cast<std::size_t>(batch * block));
+  const int64_t rows = batch / part.count, first = part.index * rows;
+  std::vector<int64_t> x(static_cast<std::size_t>(rows * block));
   std::vector<int64_t> y(x.size());
   for (int64_t b = 0; b < batch; ++b) {
     // Starts in [0, n - block): the target of the last input, start + block,
     // is still inside the split, so val windows never read train tokens.
     const int64_t start = begin + static_cast<int64_t>(gen.below(static_cast<uint64_t>(n - block)));
+    if (b < first || b >= first + rows) continue;
     for (int64_t t = 0; t < block; ++t) {
-      x[b * block + t] = ids_[start + t];
-      y[b * block + t] = ids_[start + t + 1];
+      x[(b - first) * block + t] = ids_[start + t];
+      y[(b - first) * block + t] = ids_[start + t + 1];
     }
   }
-  return {from_ints(x, {batch, block}, device), from_ints(y, {batch, block}, device)};
+  return {from_ints(x, {rows, block}, device), from_ints(y, {rows, block}, device)};
 }
 
 }  // namespace attn

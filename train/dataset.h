@@ -24,6 +24,13 @@ struct Batch {
   Tensor x, y;
 };
 
+// Which rows of a batch a process builds: part `index` of `count` equal
+// parts (data parallel, data_parallel.h). Every part draws all of the
+// batch's starts, so the generator moves on alike in every process.
+struct BatchPart {
+  int64_t index = 0, count = 1;
+};
+
 class TextDataset {
  public:
   // The first (1 - val_fraction) of the ids train, the rest is val. A split
@@ -36,9 +43,10 @@ class TextDataset {
   int64_t size(Split split) const;
   // The split's tokens in order (length evaluation reads the val text whole).
   std::vector<int64_t> tokens(Split split) const;
-  // `batch` windows of `block` + 1 tokens at random starts inside `split`.
+  // `batch` windows of `block` + 1 tokens at random starts inside `split`;
+  // of them, the rows of `part` (batch / part.count rows).
   Batch get_batch(Split split, int64_t batch, int64_t block, Generator& gen,
-                  Device device = Device::cpu()) const;
+                  Device device = Device::cpu(), BatchPart part = {}) const;
 
  private:
   // [begin, end) of the split's tokens within ids_.

@@ -19,6 +19,7 @@
 #include "core/dispatch.h"
 #include "core/error.h"
 #include "train/checkpoint.h"
+#include "train/data_parallel.h"
 #include "train/dataset.h"
 #include "train/files.h"
 #include "train/optim.h"
@@ -58,19 +59,22 @@ Corpus load_corpus(const TrainOptions& o, const std::string& stored_tokenizer) {
 // evaluation (and every variant in a comparison) sees the same windows.
 // With `abandonable`, a stop signal (stop_signals.h) ends it early with no
 // result: the run saves and stops, and the resumed run evaluates again.
+// Data parallel, each rank evaluates its rows of every batch.
 std::optional<float> evaluate(GPT& model, const TextDataset& data, Split split, const TrainOptions& o,
-                              const Device& device, bool abandonable) {
+                              const Device& device, bool abandonable, DataParallel& dp) {
   NoGradGuard no_grad;
   model.eval();
   Generator gen(o.seed + (split == Split::Val ? 2 : 1));
   double total = 0;
-  for (int64_t i = 0; i < o.eval_batches; ++i) {
-    if (abandonable && stop_signal() != 0) break;
-    const Batch b = data.get_batch(split, o.batch, o.model.block_size, gen, device);
-    total += cross_entropy(model.forward(b.x), b.y).item();
+  bool abandoned = false;
+  for (int64_t i = 0; i < o.eval_batches && !abandoned; ++i) {
+    abandoned = abandonable && dp.agreed_stop_signal() != 0;
+    if (abandoned) break;
+    const Batch b = data.get_batch(split, o.batch, o.model.block_size, gen, device, dp.part(o.batch));
+    total += dp.mean(cross_entropy(model.forward(b.x), b.y).item());
   }
   model.train();
-  if (abandonable && stop_signal() != 0) return std::nullopt;
+  if (abandoned || (abandonable && dp.agreed_stop_signal() != 0)) return std::nullopt;
   return static_cast<float>(total / o.eval_batches);
 }
 
@@ -121,12 +125,13 @@ void plot_losses(const fs::path& path, const std::vector<json>& rows) {
 }
 
 // An attention dropout inherited from --dropout, for a variant that has
-// none (attention_dropout_unsupported says why), becomes 0, said once.
-void settle_inherited_attn_dropout(TrainOptions& o) {
+// none (attention_dropout_unsupported says why), becomes 0, said once
+// (by the process that speaks: data parallel, rank 0).
+void settle_inherited_attn_dropout(TrainOptions& o, bool say) {
   if (!o.attn_dropout_inherited || o.model.attn_dropout == 0) return;
   const std::string why = attention_dropout_unsupported(o.model.attention);
   if (why.empty()) return;
-  std::fprintf(stderr, "train: attention '%s' has no attention dropout (%s): it trains without it; "
+  if (say) std::fprintf(stderr, "train: attention '%s' has no attention dropout (%s): it trains without it; "
                "--dropout %g applies to the rest of the model\n", o.model.attention.c_str(),
                why.c_str(), static_cast<double>(o.model.dropout));
   o.model.attn_dropout = 0;
@@ -167,6 +172,13 @@ TrainResult train_into(const TrainOptions& options_in, RunFolder* given_folder) 
     o = stored;
   }
   const Device device = Device::parse(o.device);
+  // One process, or one rank of a data-parallel job (data_parallel.h):
+  // rank 0 alone owns the run folder and speaks.
+  DataParallel dp;
+  const BatchPart part = dp.part(o.batch);
+  const bool writer = dp.writes_files();
+  check(dp.ranks() == 1 || device.is_cpu(), "train: --data-parallel runs on the CPU (over MPI); --device ", o.device,
+        " is not supported with it yet");
 
   // Data: the corpus, its vocabulary, the split.
   const Corpus corpus = load_corpus(o, resuming ? resume.tokenizer : "");
@@ -174,7 +186,7 @@ TrainResult train_into(const TrainOptions& options_in, RunFolder* given_folder) 
   const TextDataset& data = corpus.data;
   o.model.vocab = tok.vocab_size();
   o.model.validate();
-  settle_inherited_attn_dropout(o);
+  settle_inherited_attn_dropout(o, writer);
   check(data.size(Split::Val) > o.model.block_size && data.size(Split::Train) > o.model.block_size,
         "train: --block ", o.model.block_size, " is larger than the corpus allows (train split ",
         data.size(Split::Train), " tokens, val split ", data.size(Split::Val),
@@ -183,10 +195,13 @@ TrainResult train_into(const TrainOptions& options_in, RunFolder* given_folder) 
   // The folder is checked and locked only now, with every input known
   // good: a wrong input touches no folder.
   std::optional<RunFolder> own_folder;
-  RunFolder& folder = given_folder ? *given_folder
-                                   : own_folder.emplace(RunFolder::Request{o.out, o.resume, o.overwrite, "train"});
-  o.out = folder.folder().string();
-  if (folder.numbered()) std::fprintf(stderr, "train: no --out given: this run's folder is %s\n", o.out.c_str());
+  RunFolder* folder = nullptr;
+  if (writer) {
+    folder = given_folder ? given_folder
+                          : &own_folder.emplace(RunFolder::Request{o.out, o.resume, o.overwrite, "train"});
+    o.out = folder->folder().string();
+    if (folder->numbered()) std::fprintf(stderr, "train: no --out given: this run's folder is %s\n", o.out.c_str());
+  }
 
   GPT model(o.model, o.seed);
   model.to(device);
@@ -209,22 +224,28 @@ TrainResult train_into(const TrainOptions& options_in, RunFolder* given_folder) 
     start = resume.step;
   }
 
-  write_text_atomically((folder.path() / "config.json").string(), o.to_json() + "\n");
-  std::vector<json> metrics = read_metrics(folder.path() / "metrics.jsonl", resuming ? start : -1);
-  {
+  std::vector<json> metrics;
+  std::string metrics_path;
+  std::ofstream metrics_file;
+  if (writer) {
+    write_text_atomically((folder->path() / "config.json").string(), o.to_json() + "\n");
+    metrics = read_metrics(folder->path() / "metrics.jsonl", resuming ? start : -1);
     // Rewrite the kept rows atomically, then append to them.
     std::string kept;
     for (const json& r : metrics) kept += r.dump() + "\n";
-    write_text_atomically((folder.path() / "metrics.jsonl").string(), kept);
+    write_text_atomically((folder->path() / "metrics.jsonl").string(), kept);
+    // Opened by name once; it stays the same file when --overwrite's swap
+    // moves the folder it is in.
+    metrics_path = (folder->folder() / "metrics.jsonl").string();
+    metrics_file.open(folder->path() / "metrics.jsonl", std::ios::app);
+    check(metrics_file.is_open(), "train: cannot append to '", metrics_path, "': ", std::strerror(errno));
   }
-  // Opened by name once; it stays the same file when --overwrite's swap
-  // moves the folder it is in.
-  const std::string metrics_path = (folder.folder() / "metrics.jsonl").string();
-  std::ofstream metrics_file(folder.path() / "metrics.jsonl", std::ios::app);
-  check(metrics_file.is_open(), "train: cannot append to '", metrics_path, "': ", std::strerror(errno));
 
   int64_t saved_step = resuming ? start : -1;  // the run's last checkpoint
   auto save = [&](int64_t step) {
+    dp.check_in_step(model.parameters(), step);
+    saved_step = step;
+    if (!writer) return;
     CheckpointData d;
     d.step = step;
     d.model_config = o.model.to_json();
@@ -234,17 +255,18 @@ TrainResult train_into(const TrainOptions& options_in, RunFolder* given_folder) 
     d.optimizer = opt->state();
     d.batch_rng = batch_gen.state();
     d.dropout_stream = {model.dropout_source().seed, model.dropout_source().offset};
-    save_checkpoint((folder.path() / "checkpoint.safetensors").string(), d);
-    folder.checkpoint_written();
-    saved_step = step;
+    save_checkpoint((folder->path() / "checkpoint.safetensors").string(), d);
+    folder->checkpoint_written();
   };
   // Training time of the whole run, steps alone, carried over from the
   // rows a resumed run keeps: what max_seconds limits (compare's time budget).
+  // Rank 0's count decides (it alone reads the metrics).
   double train_s = metrics.empty() ? 0.0 : metrics.back().value("train_s", 0.0);
   auto log = [&](int64_t step, const char* split, float loss, float lr, double tps, double elapsed) {
     const json row = {{"step", step}, {"split", split},      {"loss", loss},        {"lr", lr},
                       {"tokens_per_s", tps}, {"elapsed_s", elapsed}, {"train_s", train_s}};
     metrics.push_back(row);
+    if (!writer) return;
     metrics_file << row.dump() << "\n";
     metrics_file.flush();
     // A full disk must stop the run, not silently drop the metrics.
@@ -252,7 +274,8 @@ TrainResult train_into(const TrainOptions& options_in, RunFolder* given_folder) 
           " (the checkpoint keeps the last saved step)");
   };
 
-  const bool tty = !o.quiet && isatty(STDERR_FILENO);
+  const bool talk = !o.quiet && writer;
+  const bool tty = talk && isatty(STDERR_FILENO);
   const auto t0 = std::chrono::steady_clock::now();
   auto elapsed = [&] {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -265,8 +288,9 @@ TrainResult train_into(const TrainOptions& options_in, RunFolder* given_folder) 
   result.parameters = model.num_parameters();
   // Evaluates after step `done` and logs it; false when a signal abandoned it.
   auto evaluate_after = [&](int64_t done, float lr, double tps, double secs) {
-    const std::optional<float> train_loss = evaluate(model, data, Split::Train, o, device, true);
-    const std::optional<float> val_loss = train_loss ? evaluate(model, data, Split::Val, o, device, true) : std::nullopt;
+    const std::optional<float> train_loss = evaluate(model, data, Split::Train, o, device, true, dp);
+    const std::optional<float> val_loss =
+        train_loss ? evaluate(model, data, Split::Val, o, device, true, dp) : std::nullopt;
     if (!val_loss) return false;
     result.final_train_loss = *train_loss;
     result.final_val_loss = *val_loss;
@@ -279,13 +303,13 @@ TrainResult train_into(const TrainOptions& options_in, RunFolder* given_folder) 
   model.train();
   float train_loss = 0;
   int64_t end = o.stop_at > 0 ? std::min(o.stop_at, o.steps) : o.steps;
-  auto out_of_time = [&] { return o.max_seconds > 0 && train_s >= o.max_seconds; };
+  auto out_of_time = [&] { return dp.rank0_decides(o.max_seconds > 0 && train_s >= o.max_seconds); };
   if (out_of_time()) end = std::min(end, start);  // resumed after the time was spent
   int64_t in_flight = start;  // the step being trained (or evaluated), for an out-of-memory message
   try {
-    if (resuming && evaluation_pending(metrics, o, start, end) &&
+    if (resuming && dp.rank0_decides(evaluation_pending(metrics, o, start, end)) &&
         !evaluate_after(start, lr_at(start - 1, o.lr, o.warmup, o.steps, o.min_lr), 0, elapsed())) {
-      result.interrupted_by = stop_signal();  // abandoned again: train no step, so it stays pending
+      result.interrupted_by = dp.agreed_stop_signal();  // abandoned again: train no step, so it stays pending
       end = start;
     }
     for (int64_t step = start; step < end; ++step) {
@@ -293,16 +317,17 @@ TrainResult train_into(const TrainOptions& options_in, RunFolder* given_folder) 
       const auto step_start = std::chrono::steady_clock::now();
       const float lr = lr_at(step, o.lr, o.warmup, o.steps, o.min_lr);
       opt->set_lr(lr);
-      const Batch b = data.get_batch(Split::Train, o.batch, o.model.block_size, batch_gen, device);
+      const Batch b = data.get_batch(Split::Train, o.batch, o.model.block_size, batch_gen, device, part);
       // The batch's samples are numbered in data order: dropout keys each
       // sample's mask by that number, not by its row here.
-      model.dropout_source().first_sample = step * o.batch;
+      model.dropout_source().first_sample = step * o.batch + part.index * (o.batch / part.count);
       const Tensor loss = cross_entropy(model.forward(b.x), b.y);
       opt->zero_grad();
       loss.backward();
+      dp.average_gradients(model.parameters());
       if (o.grad_clip > 0) clip_grad_norm(model.parameters(), o.grad_clip);
       opt->step();
-      train_loss = loss.item();  // waits for the device: the step is done
+      train_loss = static_cast<float>(dp.mean(loss.item()));  // waits for the device: the step is done
       const double step_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - step_start).count();
       result.train_seconds += step_seconds;
       train_s += step_seconds;
@@ -317,8 +342,8 @@ TrainResult train_into(const TrainOptions& options_in, RunFolder* given_folder) 
       const bool eval_now = done % o.eval_every == 0 || done == o.steps || done == end;
       // A signal that came during the step skips the evaluation; one that
       // comes during it abandons it. Either way the step is saved.
-      const bool evaluated = eval_now && stop_signal() == 0 && evaluate_after(done, lr, tps, secs);
-      const int stopping = stop_signal();
+      const bool evaluated = eval_now && dp.agreed_stop_signal() == 0 && evaluate_after(done, lr, tps, secs);
+      const int stopping = dp.agreed_stop_signal();
       if (evaluated || stopping != 0 || (o.checkpoint_every > 0 && done % o.checkpoint_every == 0)) save(done);
       if (tty) {
         double eta = (o.steps - done) * secs / std::max<int64_t>(done - start, 1);
@@ -327,7 +352,7 @@ TrainResult train_into(const TrainOptions& options_in, RunFolder* given_folder) 
                      static_cast<long long>(done), static_cast<long long>(o.steps), train_loss, tps,
                      format_duration(eta).c_str());
         if (done == end || stopping != 0) std::fprintf(stderr, "\n");
-      } else if (!o.quiet && (evaluated || done % o.log_every == 0)) {
+      } else if (talk && (evaluated || done % o.log_every == 0)) {
         std::fprintf(stderr, "step %lld/%lld loss %.4f%s %.0f tok/s\n", static_cast<long long>(done),
                      static_cast<long long>(o.steps), train_loss,
                      evaluated ? str("  val ", result.final_val_loss).c_str() : "", tps);
@@ -352,7 +377,8 @@ TrainResult train_into(const TrainOptions& options_in, RunFolder* given_folder) 
   result.planned_steps = o.steps;
   if (start >= end) save(start);  // nothing to do, but leave a complete run folder
 
-  plot_losses(folder.path() / "loss.png", metrics);
+  if (!writer) return result;
+  plot_losses(folder->path() / "loss.png", metrics);
   if (o.sample_tokens > 0 && result.interrupted_by == 0) {
     Generator sample_gen(o.seed + 4);
     SampleOptions so;
@@ -361,7 +387,7 @@ TrainResult train_into(const TrainOptions& options_in, RunFolder* given_folder) 
     so.top_k = 0;
     const std::vector<int64_t> prompt = tok.encode(o.sample_prompt);
     const std::string sample = o.sample_prompt + tok.decode(generate(model, prompt, so, sample_gen));
-    write_text_atomically((folder.path() / "sample.txt").string(), sample + "\n");
+    write_text_atomically((folder->path() / "sample.txt").string(), sample + "\n");
   }
   return result;
 }
@@ -370,7 +396,8 @@ TrainResult train_into(const TrainOptions& options_in, RunFolder* given_folder) 
 
 float validation_loss(GPT& model, const TrainOptions& o, const std::string& tokenizer_json) {
   const Corpus corpus = load_corpus(o, tokenizer_json);
-  return *evaluate(model, corpus.data, Split::Val, o, model.parameters().front()->device(), false);
+  DataParallel dp;
+  return *evaluate(model, corpus.data, Split::Val, o, model.parameters().front()->device(), false, dp);
 }
 
 TrainResult train(const TrainOptions& options) { return train_into(options, nullptr); }

@@ -151,3 +151,30 @@ TEST(Dataset, WithTokenizerGivesRealText) {
     EXPECT_NE(text.find(window), std::string::npos) << window;
   }
 }
+
+// Data parallel: the parts of a batch, laid one after another, are the
+// whole batch, and every part leaves the generator where the whole would.
+TEST(Dataset, BatchPartsTogetherAreTheWholeBatch) {
+  const TextDataset data(positions(10000));
+  for (int64_t parts : {1, 2, 4}) {
+    Generator whole_gen(5);
+    const Batch whole = data.get_batch(Split::Train, 8, 16, whole_gen);
+    std::vector<int64_t> x, y;
+    for (int64_t i = 0; i < parts; ++i) {
+      Generator gen(5);
+      const Batch b = data.get_batch(Split::Train, 8, 16, gen, Device::cpu(), {i, parts});
+      EXPECT_EQ(b.x.shape(), (Shape{8 / parts, 16}));
+      EXPECT_EQ(gen.state(), whole_gen.state()) << "part " << i << " of " << parts;
+      const std::vector<int64_t> bx = b.x.to_int_vector(), by = b.y.to_int_vector();
+      x.insert(x.end(), bx.begin(), bx.end());
+      y.insert(y.end(), by.begin(), by.end());
+    }
+    EXPECT_EQ(x, whole.x.to_int_vector()) << parts << " parts";
+    EXPECT_EQ(y, whole.y.to_int_vector()) << parts << " parts";
+  }
+  Generator gen(0);
+  EXPECT_EQ(error_of([&] { data.get_batch(Split::Train, 6, 4, gen, Device::cpu(), {0, 4}); }),
+            "data: part 0 of 4 of a batch of 6: expected an index below a count that divides it");
+  EXPECT_EQ(error_of([&] { data.get_batch(Split::Train, 8, 4, gen, Device::cpu(), {4, 4}); }),
+            "data: part 4 of 4 of a batch of 8: expected an index below a count that divides it");
+}
