@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Data-parallel training end to end, under mpirun (train/data_parallel.h).
-# Usage: data_parallel.sh ATTNLAB CHECKPOINT_DIFF COMM_CHECK MPIRUN
+# Several processes under mpirun: the communicator, ring attention
+# (attention/ring.h) and data-parallel training end to end
+# (train/data_parallel.h).
+# Usage: data_parallel.sh ATTNLAB CHECKPOINT_DIFF COMM_CHECK RING_CHECK MPIRUN
 # MPIRUN is empty for a build without MPI: then --data-parallel must say
 # what to install, and that is all there is to test (exit 77 = skipped).
 set -euo pipefail
-bin=$1 diff_tool=$2 comm_check=$3 mpirun=${4:-}
+bin=$1 diff_tool=$2 comm_check=$3 ring_check=$4 mpirun=${5:-}
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
@@ -27,10 +29,13 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_
 export OMPI_MCA_plm=isolated OMPI_MCA_btl_vader_single_copy_mechanism=none
 mpi() { "$mpirun" -np "$@"; }
 
-# The communicator and the gradient averaging, on 2 and 3 ranks.
-for n in 2 3; do
-  mpi "$n" "$comm_check" > "$dir/comm$n.log" 2>&1 || fail "comm_check on $n ranks: $(cat "$dir/comm$n.log")"
-  [ "$(grep -c 'every check held' "$dir/comm$n.log")" = "$n" ] || fail "comm_check on $n ranks: $(cat "$dir/comm$n.log")"
+# The communicator and the gradient averaging on 2 and 3 ranks; ring
+# attention against one process's flash attention on 2, 3 and 4.
+for check in "$comm_check 2" "$comm_check 3" "$ring_check 2" "$ring_check 3" "$ring_check 4"; do
+  read -r program n <<< "$check"
+  log="$dir/$(basename "$program")$n.log"
+  mpi "$n" "$program" > "$log" 2>&1 || fail "$(basename "$program") on $n ranks: $(cat "$log")"
+  [ "$(grep -c 'every check held' "$log")" = "$n" ] || fail "$(basename "$program") on $n ranks: $(cat "$log")"
 done
 
 # N = 2 and 4 end where one process with the same global batch ends, up to

@@ -1,0 +1,281 @@
+// Ring attention over the job's communicator (ring.h). The products are the
+// library's ops (BLAS underneath); what is particular to the ring is which
+// blocks meet, the online-softmax fold, and the hops.
+#include "attention/ring.h"
+
+#include <cmath>
+#include <limits>
+#include <optional>
+
+#include "autograd/engine.h"
+#include "autograd/node.h"
+#include "autograd/ops.h"
+#include "core/error.h"
+
+namespace attn {
+
+namespace {
+
+RingCounters counters;
+
+// How a key chunk is seen by a query chunk. Chunks come from one partition
+// of the positions, so two chunks are the same or do not overlap.
+enum class Seen { None, Whole, Triangle };
+
+Seen seen(std::pair<int64_t, int64_t> q, std::pair<int64_t, int64_t> k, bool causal) {
+  if (!causal) return Seen::Whole;
+  if (k == q) return Seen::Triangle;        // the block against itself
+  if (k.second <= q.first) return Seen::Whole;  // every key before every query
+  return Seen::None;                        // every key after every query
+}
+
+// true above the diagonal: the keys a query of the same chunk must not see.
+Tensor future_mask(int64_t n) {
+  std::vector<bool> m(static_cast<std::size_t>(n * n));
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = i + 1; j < n; ++j) m[i * n + j] = true;
+  return from_bools(m, {n, n});
+}
+
+// Scores of a query chunk against a key chunk, masked as `how` says.
+Tensor scores(const Tensor& q, const Tensor& k, Seen how, float scale) {
+  Tensor s = matmul(q, transpose(k, 2, 3)) * scale;
+  if (how == Seen::Triangle) s = masked_fill(s, future_mask(q.size(2)), -std::numeric_limits<float>::infinity());
+  return s;
+}
+
+// The rows of chunk `i` of a tensor laid out as `shard` says (dim 2).
+Tensor chunk(const Tensor& t, const SequenceShard& shard, std::size_t i) {
+  int64_t start = 0;
+  for (std::size_t c = 0; c < i; ++c) start += shard.chunks[c].second - shard.chunks[c].first;
+  return narrow(t, 2, start, shard.chunks[i].second - shard.chunks[i].first);
+}
+
+Tensor join(const std::vector<Tensor>& chunks) { return chunks.size() == 1 ? chunks[0] : cat(chunks, 2); }
+
+// ---- the hops: tensors packed into one message per hop ----
+
+std::vector<float> pack(const std::vector<Tensor>& tensors) {
+  std::vector<float> buf;
+  for (const Tensor& t : tensors) {
+    const Tensor c = t.contiguous();
+    buf.insert(buf.end(), c.data<float>(), c.data<float>() + c.numel());
+  }
+  return buf;
+}
+
+std::vector<Tensor> unpack(const std::vector<float>& buf, const std::vector<Shape>& shapes) {
+  std::vector<Tensor> out;
+  std::size_t at = 0;
+  for (const Shape& s : shapes) {
+    const auto n = static_cast<std::size_t>(numel(s));
+    out.push_back(from_vector(std::vector<float>(buf.begin() + at, buf.begin() + at + n), s));
+    at += n;
+  }
+  return out;
+}
+
+// One hop of the ring: this rank's message goes to the next rank while the
+// previous rank's (of `in_floats`) comes in. Started before the work on the
+// current block, finished after it, so the transfer hides behind compute.
+class Hop {
+ public:
+  Hop(comm::Communicator& comm, std::vector<float> out, std::size_t in_floats)
+      : out_(std::move(out)), in_(in_floats) {
+    const int n = comm.size(), r = comm.rank();
+    got_ = comm.recv(in_, (r + n - 1) % n);
+    sent_ = comm.send(out_, (r + 1) % n);
+    counters.bytes_sent += static_cast<int64_t>(out_.size() * sizeof(float));
+  }
+  std::vector<float> finish() {
+    got_.wait();
+    sent_.wait();
+    return std::move(in_);
+  }
+
+ private:
+  std::vector<float> out_, in_;
+  comm::Request got_, sent_;
+};
+
+// A query chunk's running softmax: chapter 11's row max m, row sum l and
+// unnormalised output acc, over the key blocks folded in so far.
+struct Running {
+  Tensor m, l, acc;
+};
+
+// Folds one key/value chunk into the running state: the new max rescales
+// what was summed under the old one.
+void fold(Running& r, const Tensor& q, const Tensor& k, const Tensor& v, Seen how, float scale) {
+  const Tensor s = scores(q, k, how, scale);
+  const Tensor block_max = max(s, 3, true);
+  const Tensor m = r.m.defined() ? maximum(r.m, block_max) : block_max;
+  const Tensor p = exp(s - m);
+  const Tensor p_sum = sum(p, {3}, true), pv = matmul(p, v);
+  if (r.m.defined()) {
+    const Tensor rescale = exp(r.m - m);
+    r.l = r.l * rescale + p_sum;
+    r.acc = r.acc * rescale + pv;
+  } else {
+    r.l = p_sum;
+    r.acc = pv;
+  }
+  r.m = m;
+}
+
+Shape with_tokens(Shape s, int64_t tokens) {
+  s[2] = tokens;
+  return s;
+}
+
+// dq, dk, dv of ring_attention: the K/V block goes round again, now with
+// its gradients, which every rank adds to; the last hop takes them home.
+std::vector<Tensor> ring_backward(const Tensor& q, Tensor k, Tensor v, const Tensor& out, const Tensor& lse,
+                                  const Tensor& dout, const RingOptions& o, float scale, comm::Communicator& comm) {
+  const int n = comm.size(), r = comm.rank();
+  const SequenceShard mine = shard_of(o.tokens, r, n, o.split);
+  const Tensor d_out = dout.contiguous();
+  // D_i = sum_j P_ij dP_ij = rowsum(dO * O): the softmax backward's correction.
+  const Tensor correction = sum(d_out * out, {3}, true);
+  std::vector<Tensor> dq;
+  for (std::size_t i = 0; i < mine.chunks.size(); ++i) dq.push_back(zeros(chunk(q, mine, i).shape()));
+  Tensor dk = zeros(k.shape()), dv = zeros(v.shape());
+  for (int step = 0; step < n; ++step) {
+    const SequenceShard from = shard_of(o.tokens, (r - step + n) % n, n, o.split);
+    std::vector<Tensor> dks, dvs;
+    for (std::size_t j = 0; j < from.chunks.size(); ++j) {
+      const Tensor kj = chunk(k, from, j), vj = chunk(v, from, j);
+      Tensor dkj = chunk(dk, from, j), dvj = chunk(dv, from, j);
+      for (std::size_t i = 0; i < mine.chunks.size(); ++i) {
+        const Seen how = seen(mine.chunks[i], from.chunks[j], o.causal);
+        if (how == Seen::None) continue;
+        ++counters.pairs_computed;
+        const Tensor qi = chunk(q, mine, i), doi = chunk(d_out, mine, i);
+        const Tensor p = exp(scores(qi, kj, how, scale) - chunk(lse, mine, i));
+        dvj = dvj + matmul(transpose(p, 2, 3), doi);
+        const Tensor ds = p * (matmul(doi, transpose(vj, 2, 3)) - chunk(correction, mine, i));
+        dq[i] = dq[i] + matmul(ds, kj) * scale;
+        dkj = dkj + matmul(transpose(ds, 2, 3), qi) * scale;
+      }
+      dks.push_back(dkj);
+      dvs.push_back(dvj);
+    }
+    dk = join(dks);
+    dv = join(dvs);
+    if (n == 1) break;
+    // Every hop but the last carries the block on; the last carries only
+    // its gradients, to the rank the block came from.
+    const int64_t prev_tokens = shard_of(o.tokens, (r - step - 1 + 2 * n) % n, n, o.split).length();
+    const Shape in_shape = with_tokens(k.shape(), prev_tokens);
+    if (step + 1 < n) {
+      Hop hop(comm, pack({k, v, dk, dv}), 4 * static_cast<std::size_t>(numel(in_shape)));
+      std::vector<Tensor> in = unpack(hop.finish(), {in_shape, in_shape, in_shape, in_shape});
+      k = in[0], v = in[1], dk = in[2], dv = in[3];
+    } else {
+      Hop hop(comm, pack({dk, dv}), 2 * static_cast<std::size_t>(numel(in_shape)));
+      std::vector<Tensor> in = unpack(hop.finish(), {in_shape, in_shape});
+      dk = in[0], dv = in[1];
+    }
+  }
+  return {join(dq), dk, dv};
+}
+
+}  // namespace
+
+int64_t SequenceShard::length() const {
+  int64_t n = 0;
+  for (const auto& [begin, end] : chunks) n += end - begin;
+  return n;
+}
+
+std::vector<int64_t> SequenceShard::positions() const {
+  std::vector<int64_t> p;
+  for (const auto& [begin, end] : chunks)
+    for (int64_t t = begin; t < end; ++t) p.push_back(t);
+  return p;
+}
+
+SequenceShard shard_of(int64_t tokens, int rank, int ranks, RingSplit split) {
+  check(ranks >= 1 && rank >= 0 && rank < ranks, "ring_attention: rank ", rank, " of ", ranks,
+        ": expected 0 <= rank < ranks");
+  const int64_t pieces = split == RingSplit::Zigzag ? 2 * ranks : ranks;
+  check(tokens >= pieces, "ring_attention: ", tokens, " tokens cannot be split into ", pieces, " chunks for ",
+        ranks, " ranks", split == RingSplit::Zigzag ? " (zigzag: two chunks per rank)" : "",
+        "; use a longer sequence or fewer ranks");
+  // Piece c starts after c pieces of tokens / pieces tokens, the first
+  // tokens % pieces of them one longer.
+  auto start = [&](int64_t c) { return c * (tokens / pieces) + std::min(c, tokens % pieces); };
+  auto piece = [&](int64_t c) { return std::pair<int64_t, int64_t>{start(c), start(c + 1)}; };
+  SequenceShard s;
+  s.chunks.push_back(piece(rank));
+  if (split == RingSplit::Zigzag) s.chunks.push_back(piece(pieces - 1 - rank));
+  return s;
+}
+
+Tensor ring_attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, const RingOptions& o,
+                      comm::Communicator& comm) {
+  const char* op = "ring_attention";
+  check(q_in.dim() == 4 && k_in.dim() == 4 && v_in.dim() == 4 && k_in.shape() == v_in.shape() &&
+            q_in.shape() == k_in.shape(),
+        op, ": expected q, k and v of one shape [B, H, T_rank, d], got ", shape_str(q_in.shape()), ", ",
+        shape_str(k_in.shape()), " and ", shape_str(v_in.shape()));
+  for (const Tensor* t : {&q_in, &k_in, &v_in})
+    check(t->device().is_cpu(), op, ": runs on the CPU (its messages go through MPI in host memory); got a tensor on ",
+          t->device().str());
+  const int n = comm.size(), r = comm.rank();
+  const SequenceShard mine = shard_of(o.tokens, r, n, o.split);
+  check(q_in.size(2) == mine.length(), op, ": rank ", r, " of ", n, " holds ", mine.length(), " of the ", o.tokens,
+        " tokens, but q has ", q_in.size(2));
+  const float scale = o.scale > 0 ? o.scale : 1.0f / std::sqrt(static_cast<float>(q_in.size(3)));
+
+  Tensor q, k, v;
+  std::vector<Running> running(mine.chunks.size());
+  {
+    NoGradGuard no_grad;
+    q = q_in.detach().contiguous(), k = k_in.detach().contiguous(), v = v_in.detach().contiguous();
+    Tensor kb = k, vb = v;  // the block in hand: this rank's first, then each arriving one
+    for (int step = 0; step < n; ++step) {
+      const SequenceShard from = shard_of(o.tokens, (r - step + n) % n, n, o.split);
+      std::optional<Hop> hop;
+      if (step + 1 < n) {
+        const int64_t prev_tokens = shard_of(o.tokens, (r - step - 1 + 2 * n) % n, n, o.split).length();
+        hop.emplace(comm, pack({kb, vb}), 2 * static_cast<std::size_t>(numel(with_tokens(k.shape(), prev_tokens))));
+      }
+      for (std::size_t i = 0; i < mine.chunks.size(); ++i)
+        for (std::size_t j = 0; j < from.chunks.size(); ++j) {
+          const Seen how = seen(mine.chunks[i], from.chunks[j], o.causal);
+          if (how == Seen::None) continue;
+          ++counters.pairs_computed;
+          fold(running[i], chunk(q, mine, i), chunk(kb, from, j), chunk(vb, from, j), how, scale);
+        }
+      if (hop) {
+        const SequenceShard next_block = shard_of(o.tokens, (r - step - 1 + 2 * n) % n, n, o.split);
+        const Shape in_shape = with_tokens(k.shape(), next_block.length());
+        std::vector<Tensor> in = unpack(hop->finish(), {in_shape, in_shape});
+        kb = in[0], vb = in[1];
+      }
+    }
+  }
+  // Every query chunk met its own block (causal: its own triangle, where each
+  // query sees itself), so every row's max is finite.
+  std::vector<Tensor> outs, lses;
+  Tensor out, lse;
+  {
+    NoGradGuard no_grad;
+    for (const Running& run : running) {
+      outs.push_back(run.acc / run.l);
+      lses.push_back(run.m + log(run.l));
+    }
+    out = join(outs);
+    lse = join(lses);
+  }
+  return record(out, op, {q_in, k_in, v_in},
+                [q, k, v, out, lse, o, scale, &comm](const Tensor& g) {
+                  return ring_backward(q, k, v, out, lse, g, o, scale, comm);
+                });
+}
+
+RingCounters ring_counters() { return counters; }
+void reset_ring_counters() { counters = {}; }
+
+}  // namespace attn
