@@ -9,6 +9,7 @@
 #include "attention/mla.h"
 #include "attention/multi_head.h"
 #include "attention/multiscale.h"
+#include "attention/ring.h"
 #include "attention/sparse.h"
 #include "attention/window.h"
 #include "core/error.h"
@@ -175,6 +176,19 @@ void register_builtins(std::map<std::string, Entry>& t) {
                       },
                       "it runs one flash call per head group, and attention dropout numbers are "
                       "keyed by the head within a call"};
+  t["ring"] = {"ring attention: under mpirun with --data-parallel, each rank holds a part of every sequence "
+               "and K/V blocks pass around the ring of ranks; option split=zigzag (default, balanced) or "
+               "contiguous; in one process it is flash attention. CPU only when split",
+               [](const VariantSpec& s, const AttentionConfig& c, Generator& g) {
+                 check_options(s, {"split"});
+                 const std::string split = s.options.count("split") ? s.options.at("split") : "zigzag";
+                 check(split == "zigzag" || split == "contiguous", "attention ring: split=", split,
+                       " is not a split; expected zigzag or contiguous");
+                 return std::make_shared<MultiHeadAttention>(
+                     c, c.heads, g, PositionOptions{},
+                     ring_kernel(split == "zigzag" ? RingSplit::Zigzag : RingSplit::Contiguous));
+               },
+               "its blocks are folded on several ranks, and dropout numbers are keyed by one rank's positions"};
   t["linear"] = {"linear attention: phi(q) (sum phi(k) v^T) with phi = elu + 1, O(T) memory, "
                  "no weights, no KV cache; option kv_heads=N",
                  [](const VariantSpec& s, const AttentionConfig& c, Generator& g) {

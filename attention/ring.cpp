@@ -3,6 +3,8 @@
 // blocks meet, the online-softmax fold, and the hops.
 #include "attention/ring.h"
 
+#include "attention/flash.h"
+
 #include <cmath>
 #include <limits>
 #include <optional>
@@ -277,5 +279,39 @@ Tensor ring_attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in
 
 RingCounters ring_counters() { return counters; }
 void reset_ring_counters() { counters = {}; }
+
+namespace {
+ActiveSplit active;
+}  // namespace
+
+SequenceSplit::SequenceSplit(comm::Communicator& comm, RingSplit split) {
+  check(active.comm == nullptr, "SequenceSplit: a sequence split is already in force");
+  active = {&comm, split};
+}
+
+SequenceSplit::~SequenceSplit() { active = {}; }
+
+ActiveSplit active_sequence_split() { return active; }
+
+AttentionKernel ring_kernel(RingSplit split) {
+  return [split](const AttentionCall& c) {
+    check(c.alibi.empty(), "attention ring: no alibi (its bias needs the global positions of both sides)");
+    FlashOptions fo;
+    fo.offset = c.offset;
+    fo.scale = c.scale;
+    const ActiveSplit s = active_sequence_split();
+    // A ring of one: the whole sequence is here (and a cache may hold the past).
+    if (s.comm == nullptr || s.comm->size() == 1) return flash_attention(c.q, c.k, c.v, fo);
+    check(split == s.split, "attention ring: the model splits its sequence ",
+          split == RingSplit::Zigzag ? "zigzag" : "contiguous", ", the run another way");
+    check(c.offset == 0 && c.q.size(2) == c.k.size(2), "attention ring: a KV cache cannot be split over ranks");
+    check(c.k.size(1) == c.q.size(1), "attention ring: needs as many K/V heads as query heads");
+    RingOptions o;
+    o.tokens = c.q.size(2) * s.comm->size();
+    o.split = split;
+    o.scale = c.scale;
+    return ring_attention(c.q, c.k, c.v, o, *s.comm);
+  };
+}
 
 }  // namespace attn

@@ -25,6 +25,7 @@
 #include <utility>
 #include <vector>
 
+#include "attention/kernel.h"
 #include "core/comm/communicator.h"
 #include "core/tensor.h"
 
@@ -64,5 +65,30 @@ struct RingCounters {
 };
 RingCounters ring_counters();
 void reset_ring_counters();
+
+// ---- the `ring` variant in a GPT ----
+//
+// While a SequenceSplit lives (the trainer holds one around the steps and
+// evaluations of a `ring` run over several ranks), each rank's model sees
+// only its tokens: the GPT embeds them at their global positions and the
+// ring kernel passes K/V between the ranks. Without one (sampling,
+// `attnlab eval`, any single process) the same model sees whole sequences
+// and the kernel is plain flash attention: a ring of one.
+class SequenceSplit {
+ public:
+  SequenceSplit(comm::Communicator& comm, RingSplit split);
+  ~SequenceSplit();
+  SequenceSplit(const SequenceSplit&) = delete;
+  SequenceSplit& operator=(const SequenceSplit&) = delete;
+};
+// The split in force: the communicator (nullptr when none) and how.
+struct ActiveSplit {
+  comm::Communicator* comm = nullptr;
+  RingSplit split = RingSplit::Zigzag;
+};
+ActiveSplit active_sequence_split();
+
+// The kernel of `ring[:split=zigzag|contiguous]` (causal, no attention dropout).
+AttentionKernel ring_kernel(RingSplit split);
 
 }  // namespace attn

@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include "attention/registry.h"
+#include "attention/ring.h"
 #include "autograd/ops.h"
 #include "core/error.h"
 
@@ -149,12 +150,21 @@ Tensor GPT::embed(const Tensor& ids, int64_t offset, bool any_length) {
         dtype_name(ids.dtype()), " ", shape_str(ids.shape()));
   const int64_t T = ids.shape()[1];
   const bool beyond_ok = any_length && !wpe_;  // nothing is indexed by position then
-  check(T >= 1 && (offset + T <= config_.block_size || beyond_ok), "model: positions ", offset, "..",
-        offset + T - 1, " are outside 0..block_size-1=", config_.block_size - 1);
+  // A sequence split over ranks (ring attention, attention/ring.h): these
+  // T tokens are this rank's share of a sequence ranks x longer, at
+  // positions spread over it.
+  const ActiveSplit split = active_sequence_split();
+  const int64_t ranks = split.comm ? split.comm->size() : 1;
+  check(T >= 1 && (offset + T * ranks <= config_.block_size || beyond_ok), "model: positions ", offset, "..",
+        offset + T * ranks - 1, " are outside 0..block_size-1=", config_.block_size - 1);
   Tensor x = wte_->forward(ids);  // [B, T, C]
-  if (wpe_)
+  if (wpe_ && ranks > 1) {
+    const SequenceShard shard = shard_of(T * ranks, split.comm->rank(), static_cast<int>(ranks), split.split);
+    x = add(x, wpe_->forward(from_ints(shard.positions(), {T}, ids.device())));
+  } else if (wpe_) {
     x = add(x, wpe_->forward(arange(static_cast<double>(offset), static_cast<double>(offset + T), 1,
                                     DType::Int64, ids.device())));
+  }
   return dropout(x, config_.dropout, training(), dropout_source_);
 }
 

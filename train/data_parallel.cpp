@@ -15,10 +15,39 @@ constexpr std::size_t kBucketFloats = std::size_t{1} << 20;
 
 }  // namespace
 
-BatchPart DataParallel::part(int64_t batch) const {
-  check(batch % ranks() == 0, "train: --batch ", batch, " does not split evenly over ", ranks(),
-        " ranks; use a multiple of ", ranks());
-  return {rank(), ranks()};
+void DataParallel::check_split(int64_t batch, int64_t block) const {
+  if (over_ == ParallelOver::Batch) {
+    check(batch % ranks() == 0, "train: --batch ", batch, " does not split evenly over ", ranks(),
+          " ranks; use a multiple of ", ranks());
+    return;
+  }
+  const int64_t pieces = split_ == RingSplit::Zigzag ? 2 * ranks() : ranks();
+  check(block % pieces == 0, "train: --block ", block, " does not split evenly over ", ranks(), " ranks for ring ",
+        "attention (", pieces, split_ == RingSplit::Zigzag ? " zigzag chunks" : " chunks",
+        "); use a multiple of ", pieces);
+}
+
+Batch DataParallel::local_batch(const TextDataset& data, Split split, int64_t batch, int64_t block,
+                                Generator& gen, const Device& device) const {
+  check_split(batch, block);
+  if (over_ == ParallelOver::Batch) return data.get_batch(split, batch, block, gen, device, {rank(), ranks()});
+  const Batch whole = data.get_batch(split, batch, block, gen, device);
+  if (ranks() == 1) return whole;
+  const std::vector<int64_t> positions = shard_of(block, rank(), ranks(), split_).positions();
+  const auto width = static_cast<int64_t>(positions.size());
+  auto columns = [&](const Tensor& ids) {
+    const std::vector<int64_t> all = ids.to_int_vector();
+    std::vector<int64_t> mine;
+    for (int64_t row = 0; row < batch; ++row)
+      for (int64_t p : positions) mine.push_back(all[row * block + p]);
+    return from_ints(mine, {batch, width}, device);
+  };
+  return {columns(whole.x), columns(whole.y)};
+}
+
+int64_t DataParallel::first_sample(int64_t step, int64_t batch) const {
+  if (over_ == ParallelOver::Batch) return step * batch + rank() * (batch / ranks());
+  return (step * ranks() + rank()) * batch;
 }
 
 void DataParallel::average_gradients(const std::vector<Tensor*>& params) {

@@ -70,7 +70,7 @@ std::optional<float> evaluate(GPT& model, const TextDataset& data, Split split, 
   for (int64_t i = 0; i < o.eval_batches && !abandoned; ++i) {
     abandoned = abandonable && dp.agreed_stop_signal() != 0;
     if (abandoned) break;
-    const Batch b = data.get_batch(split, o.batch, o.model.block_size, gen, device, dp.part(o.batch));
+    const Batch b = dp.local_batch(data, split, o.batch, o.model.block_size, gen, device);
     total += dp.mean(cross_entropy(model.forward(b.x), b.y).item());
   }
   model.train();
@@ -173,9 +173,15 @@ TrainResult train_into(const TrainOptions& options_in, RunFolder* given_folder) 
   }
   const Device device = Device::parse(o.device);
   // One process, or one rank of a data-parallel job (data_parallel.h):
-  // rank 0 alone owns the run folder and speaks.
-  DataParallel dp;
-  const BatchPart part = dp.part(o.batch);
+  // rank 0 alone owns the run folder and speaks. The ring variant splits
+  // the sequences over the ranks rather than the batch.
+  const VariantSpec variant = parse_variant(o.model.attention);
+  const bool ring = variant.name == "ring";
+  const RingSplit ring_split = ring && variant.options.count("split") && variant.options.at("split") == "contiguous"
+                                   ? RingSplit::Contiguous
+                                   : RingSplit::Zigzag;
+  DataParallel dp(comm::world(), ring ? ParallelOver::Sequence : ParallelOver::Batch, ring_split);
+  dp.check_split(o.batch, o.model.block_size);
   const bool writer = dp.writes_files();
   check(dp.ranks() == 1 || device.is_cpu(), "train: --data-parallel runs on the CPU (over MPI); --device ", o.device,
         " is not supported with it yet");
@@ -307,6 +313,10 @@ TrainResult train_into(const TrainOptions& options_in, RunFolder* given_folder) 
   if (out_of_time()) end = std::min(end, start);  // resumed after the time was spent
   int64_t in_flight = start;  // the step being trained (or evaluated), for an out-of-memory message
   try {
+    // Ring attention over several ranks: each model sees its tokens only,
+    // through the steps and evaluations (not the sample at the end).
+    std::optional<SequenceSplit> sequence_split;
+    if (ring && dp.ranks() > 1) sequence_split.emplace(comm::world(), ring_split);
     if (resuming && dp.rank0_decides(evaluation_pending(metrics, o, start, end)) &&
         !evaluate_after(start, lr_at(start - 1, o.lr, o.warmup, o.steps, o.min_lr), 0, elapsed())) {
       result.interrupted_by = dp.agreed_stop_signal();  // abandoned again: train no step, so it stays pending
@@ -317,10 +327,10 @@ TrainResult train_into(const TrainOptions& options_in, RunFolder* given_folder) 
       const auto step_start = std::chrono::steady_clock::now();
       const float lr = lr_at(step, o.lr, o.warmup, o.steps, o.min_lr);
       opt->set_lr(lr);
-      const Batch b = data.get_batch(Split::Train, o.batch, o.model.block_size, batch_gen, device, part);
+      const Batch b = dp.local_batch(data, Split::Train, o.batch, o.model.block_size, batch_gen, device);
       // The batch's samples are numbered in data order: dropout keys each
       // sample's mask by that number, not by its row here.
-      model.dropout_source().first_sample = step * o.batch + part.index * (o.batch / part.count);
+      model.dropout_source().first_sample = dp.first_sample(step, o.batch);
       const Tensor loss = cross_entropy(model.forward(b.x), b.y);
       opt->zero_grad();
       loss.backward();

@@ -58,6 +58,23 @@ mpi 2 "$bin" train --data-parallel "${common[@]}" --steps 6 --stop-at 3 --out "$
 mpi 2 "$bin" train --data-parallel --data "$dir/corpus.txt" --steps 6 --resume "$dir/resumed" --quiet > /dev/null
 "$diff_tool" "$dir/resumed" "$dir/dp2" || fail "a resumed 2-rank run differs from an unbroken one"
 
+# The ring variant splits every sequence over the ranks instead of the
+# batch (context parallel): on 2 and 4 ranks, zigzag and contiguous, it
+# ends where one process (a ring of one: flash attention) ends.
+ring=(--data "$dir/corpus.txt" --layers 2 --heads 2 --embd 32 --block 32 --batch 4 --quiet --eval-every 3
+      --eval-batches 2 --sample-tokens 10 --dropout 0 --steps 4)
+"$bin" train "${ring[@]}" --attention ring --out "$dir/ring1" > /dev/null
+for run in "2 zigzag" "4 zigzag" "2 contiguous"; do
+  read -r n split <<< "$run"
+  mpi "$n" "$bin" train --data-parallel "${ring[@]}" --attention "ring:split=$split" --out "$dir/ring$n$split" > /dev/null
+  "$diff_tool" "$dir/ring$n$split" "$dir/ring1" 1e-5 || fail "ring attention, $split over $n ranks, and one process differ"
+done
+if mpi 4 "$bin" train --data-parallel "${ring[@]}" --attention ring --block 36 --out "$dir/ring36" > /dev/null 2> "$dir/ring36.err"; then
+  fail "--block 36 over 4 zigzag ranks ran"
+fi
+grep -q "train: --block 36 does not split evenly over 4 ranks for ring attention (8 zigzag chunks); use a multiple of 8" \
+  "$dir/ring36.err" || fail "ring block: $(cat "$dir/ring36.err")"
+
 # A batch that does not split: every rank stops with the reason, no folder.
 if mpi 2 "$bin" train --data-parallel "${common[@]}" --batch 7 --steps 2 --out "$dir/odd" > /dev/null 2> "$dir/odd.err"; then
   fail "--batch 7 over 2 ranks ran"
