@@ -12,6 +12,7 @@
 #include "autograd/engine.h"
 #include "autograd/node.h"
 #include "autograd/ops.h"
+#include "core/dispatch.h"
 #include "core/error.h"
 
 namespace attn {
@@ -29,21 +30,6 @@ Seen seen(std::pair<int64_t, int64_t> q, std::pair<int64_t, int64_t> k, bool cau
   if (k == q) return Seen::Triangle;        // the block against itself
   if (k.second <= q.first) return Seen::Whole;  // every key before every query
   return Seen::None;                        // every key after every query
-}
-
-// true above the diagonal: the keys a query of the same chunk must not see.
-Tensor future_mask(int64_t n) {
-  std::vector<bool> m(static_cast<std::size_t>(n * n));
-  for (int64_t i = 0; i < n; ++i)
-    for (int64_t j = i + 1; j < n; ++j) m[i * n + j] = true;
-  return from_bools(m, {n, n});
-}
-
-// Scores of a query chunk against a key chunk, masked as `how` says.
-Tensor scores(const Tensor& q, const Tensor& k, Seen how, float scale) {
-  Tensor s = matmul(q, transpose(k, 2, 3)) * scale;
-  if (how == Seen::Triangle) s = masked_fill(s, future_mask(q.size(2)), -std::numeric_limits<float>::infinity());
-  return s;
 }
 
 // The rows of chunk `i` of a tensor laid out as `shard` says (dim 2).
@@ -100,29 +86,59 @@ class Hop {
   comm::Request got_, sent_;
 };
 
-// A query chunk's running softmax: chapter 11's row max m, row sum l and
-// unnormalised output acc, over the key blocks folded in so far.
+// A query chunk's attention over the key chunks folded in so far: its
+// output and each row's logsumexp. lse = m + log(l) in chapter 11's terms
+// (row max m, row sum l), so folding a block in is chapter 11's rescaling.
 struct Running {
-  Tensor m, l, acc;
+  Tensor out, lse;  // [B, H, Tq, d] and [B, H, Tq]
 };
 
-// Folds one key/value chunk into the running state: the new max rescales
-// what was summed under the old one.
+// [B, H, T] -> [B, H, T, 1], to scale the rows of a [B, H, T, d] output.
+Tensor per_row(const Tensor& lse) { return reshape(lse, {lse.size(0), lse.size(1), lse.size(2), 1}); }
+
+// Folds one key/value chunk into the running state: flash attention over
+// the pair gives its own (out, lse); the two combine as softmaxes over
+// disjoint sets of keys do, each weighted by its share of the total.
 void fold(Running& r, const Tensor& q, const Tensor& k, const Tensor& v, Seen how, float scale) {
-  const Tensor s = scores(q, k, how, scale);
-  const Tensor block_max = max(s, 3, true);
-  const Tensor m = r.m.defined() ? maximum(r.m, block_max) : block_max;
-  const Tensor p = exp(s - m);
-  const Tensor p_sum = sum(p, {3}, true), pv = matmul(p, v);
-  if (r.m.defined()) {
-    const Tensor rescale = exp(r.m - m);
-    r.l = r.l * rescale + p_sum;
-    r.acc = r.acc * rescale + pv;
-  } else {
-    r.l = p_sum;
-    r.acc = pv;
+  FlashOptions fo;
+  fo.causal = how == Seen::Triangle;
+  fo.scale = scale;
+  Tensor lse;
+  const Tensor out = flash_attention(q, k, v, fo, &lse);
+  if (!r.out.defined()) {
+    r = {out, lse};
+    return;
   }
-  r.m = m;
+  const Tensor m = maximum(r.lse, lse);
+  const Tensor total = m + log(exp(r.lse - m) + exp(lse - m));
+  r.out = r.out * exp(per_row(r.lse - total)) + out * exp(per_row(lse - total));
+  r.lse = total;
+}
+
+// The gradients one pair contributes, by the flash kernel's recomputing
+// backward run with the whole row's output and logsumexp: it then forms
+// the true probabilities P = exp(S - lse) of these keys, and dQ, dK, dV
+// of the pair are exactly their terms of the sums.
+struct PairGrads {
+  Tensor dq, dk, dv;
+};
+
+PairGrads pair_grads(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out, const Tensor& lse,
+                     const Tensor& dout, Seen how, float scale) {
+  const Tensor qc = q.contiguous(), kc = k.contiguous(), vc = v.contiguous(), oc = out.contiguous(),
+               lc = lse.contiguous(), dc = dout.contiguous();
+  PairGrads g{empty(qc.shape()), empty(kc.shape()), empty(vc.shape())};
+  FlashArgs a;
+  a.q = qc.data<float>(), a.k = kc.data<float>(), a.v = vc.data<float>();
+  a.out = const_cast<float*>(oc.data<float>()), a.lse = const_cast<float*>(lc.data<float>());
+  a.batch = qc.size(0), a.heads = a.kv_heads = qc.size(1), a.tq = qc.size(2), a.tk = kc.size(2), a.dim = qc.size(3);
+  a.causal = how == Seen::Triangle;
+  a.scale = scale;
+  a.q_at = contiguous_layout(a.heads, a.tq, a.dim);
+  a.k_at = a.v_at = contiguous_layout(a.heads, a.tk, a.dim);
+  backend_for(qc.device()).flash_attention_backward(a, dc.data<float>(), g.dq.data<float>(), g.dk.data<float>(),
+                                                    g.dv.data<float>());
+  return g;
 }
 
 Shape with_tokens(Shape s, int64_t tokens) {
@@ -136,9 +152,6 @@ std::vector<Tensor> ring_backward(const Tensor& q, Tensor k, Tensor v, const Ten
                                   const Tensor& dout, const RingOptions& o, float scale, comm::Communicator& comm) {
   const int n = comm.size(), r = comm.rank();
   const SequenceShard mine = shard_of(o.tokens, r, n, o.split);
-  const Tensor d_out = dout.contiguous();
-  // D_i = sum_j P_ij dP_ij = rowsum(dO * O): the softmax backward's correction.
-  const Tensor correction = sum(d_out * out, {3}, true);
   std::vector<Tensor> dq;
   for (std::size_t i = 0; i < mine.chunks.size(); ++i) dq.push_back(zeros(chunk(q, mine, i).shape()));
   Tensor dk = zeros(k.shape()), dv = zeros(v.shape());
@@ -146,18 +159,16 @@ std::vector<Tensor> ring_backward(const Tensor& q, Tensor k, Tensor v, const Ten
     const SequenceShard from = shard_of(o.tokens, (r - step + n) % n, n, o.split);
     std::vector<Tensor> dks, dvs;
     for (std::size_t j = 0; j < from.chunks.size(); ++j) {
-      const Tensor kj = chunk(k, from, j), vj = chunk(v, from, j);
       Tensor dkj = chunk(dk, from, j), dvj = chunk(dv, from, j);
       for (std::size_t i = 0; i < mine.chunks.size(); ++i) {
         const Seen how = seen(mine.chunks[i], from.chunks[j], o.causal);
         if (how == Seen::None) continue;
         ++counters.pairs_computed;
-        const Tensor qi = chunk(q, mine, i), doi = chunk(d_out, mine, i);
-        const Tensor p = exp(scores(qi, kj, how, scale) - chunk(lse, mine, i));
-        dvj = dvj + matmul(transpose(p, 2, 3), doi);
-        const Tensor ds = p * (matmul(doi, transpose(vj, 2, 3)) - chunk(correction, mine, i));
-        dq[i] = dq[i] + matmul(ds, kj) * scale;
-        dkj = dkj + matmul(transpose(ds, 2, 3), qi) * scale;
+        const PairGrads g = pair_grads(chunk(q, mine, i), chunk(k, from, j), chunk(v, from, j), chunk(out, mine, i),
+                                       chunk(lse, mine, i), chunk(dout, mine, i), how, scale);
+        dq[i] = dq[i] + g.dq;
+        dkj = dkj + g.dk;
+        dvj = dvj + g.dv;
       }
       dks.push_back(dkj);
       dvs.push_back(dvj);
@@ -259,20 +270,16 @@ Tensor ring_attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in
     }
   }
   // Every query chunk met its own block (causal: its own triangle, where each
-  // query sees itself), so every row's max is finite.
+  // query sees itself), so every row's logsumexp is finite.
   std::vector<Tensor> outs, lses;
-  Tensor out, lse;
-  {
-    NoGradGuard no_grad;
-    for (const Running& run : running) {
-      outs.push_back(run.acc / run.l);
-      lses.push_back(run.m + log(run.l));
-    }
-    out = join(outs);
-    lse = join(lses);
+  for (const Running& run : running) {
+    outs.push_back(run.out);
+    lses.push_back(run.lse);
   }
+  const Tensor out = join(outs), lse = join(lses);
+  // The backward keeps q, k, v, out and lse: O(T d) per rank, no score matrix.
   return record(out, op, {q_in, k_in, v_in},
-                [q, k, v, out, lse, o, scale, &comm](const Tensor& g) {
+                [q, k, v, out = out.detach(), lse, o, scale, &comm](const Tensor& g) {
                   return ring_backward(q, k, v, out, lse, g, o, scale, comm);
                 });
 }
