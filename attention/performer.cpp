@@ -147,14 +147,16 @@ PerformerAttention::PerformerAttention(const AttentionConfig& config, const Perf
                                          performer_draw_seed(key_, 0)));
 }
 
+void PerformerAttention::redraw() {
+  ++draw_;
+  *projection_ = performer_projection(options_.features, head_dim(), options_.orthogonal,
+                                      performer_draw_seed(key_, draw_))
+                     .to(projection_->device());
+}
+
 Tensor PerformerAttention::forward(const Tensor& x) {
   if (training() && options_.redraw > 0) {
-    if (training_forwards_ > 0 && training_forwards_ % options_.redraw == 0) {
-      ++draw_;
-      *projection_ = performer_projection(options_.features, head_dim(), options_.orthogonal,
-                                          performer_draw_seed(key_, draw_))
-                         .to(projection_->device());
-    }
+    if (training_forwards_ > 0 && training_forwards_ % options_.redraw == 0) redraw();
     ++training_forwards_;
   }
   return MultiHeadAttention::forward(x);

@@ -80,6 +80,8 @@ class PerformerAttention : public MultiHeadAttention {
   Tensor forward(const Tensor& x) override;
   Tensor forward_cached(const Tensor& x, KVCache& cache, int64_t layer) override;
   CacheLayout cache_layout() const override { return {}; }
+  // Draws the next projection now (draw n + 1), as redraw=N does on its own.
+  void redraw();
   const Tensor& projection() const { return *projection_; }
   int64_t draws() const { return draw_; }  // the draw the projection holds now
 

@@ -270,6 +270,11 @@ TEST(Performer, ModuleRedrawsReproduciblyEveryNTrainingForwards) {
   a.eval();
   for (int i = 0; i < 3; ++i) a.forward(x);
   EXPECT_EQ(a.projection().to_vector(), seen[5]) << "evaluation must not redraw";
+  // On request: the next draw, the same for both modules.
+  a.redraw(), b.redraw();
+  EXPECT_NE(a.projection().to_vector(), seen[5]);
+  EXPECT_EQ(a.projection().to_vector(), b.projection().to_vector());
+  EXPECT_EQ(a.draws(), 3);
   // The projection is a buffer: it travels with the state dict.
   EXPECT_EQ(a.state_dict().count("projection"), 1u);
 }
