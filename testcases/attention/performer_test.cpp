@@ -192,7 +192,7 @@ TEST(Performer, ProjectionSeedOrthogonalityAndNorms) {
   EXPECT_EQ(a.to_vector(), performer_projection(M, d, true, 21).to_vector()) << "same seed, same matrix";
   EXPECT_NE(a.to_vector(), performer_projection(M, d, true, 22).to_vector()) << "seeds 21 and 22";
   const std::vector<float> w = a.to_vector(), iid = performer_projection(M, d, false, 21).to_vector();
-  auto dot = [d](const std::vector<float>& m, int64_t r, int64_t s) {
+  auto dot = [](const std::vector<float>& m, int64_t r, int64_t s) {
     double x = 0;
     for (int64_t e = 0; e < d; ++e) x += double(m[r * d + e]) * m[s * d + e];
     return x;
