@@ -159,7 +159,7 @@ TEST(Linformer, RejectsProjectionsShorterThanTheSequence) {
 
 TEST(Mistakes, ForgettingTheHalfSquaredNorm) {
   // Without -|x|^2/2, a key's weight is multiplied by exp(|k'|^2 / 2): the
-  // long key (norm 2.8) would outweigh the short one by far. Keys 0 and 1
+  // long key (norm 3) would outweigh the short one (norm 1) by far. Keys 0 and 1
   // have the same q . k, so softmax gives them the same weight. (Both rows
   // of q are the same query.)
   const Tensor q = from_vector({1, 0, 0, 0, 1, 0, 0, 0}, {1, 1, 2, 4});
