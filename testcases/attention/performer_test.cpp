@@ -17,6 +17,7 @@
 #include "autograd/gradcheck.h"
 #include "autograd/ops.h"
 #include "core/random.h"
+#include "core/threads.h"
 #include "nn/gpt.h"
 
 using namespace attn;
@@ -186,6 +187,29 @@ TEST(Performer, LargeInputsStayFinite) {
   EXPECT_LT(worst(performer_attention(q, k, v, w, false),
                   favor_oracle(q.to_vector(), k.to_vector(), v.to_vector(), H, T, d, w.to_vector(), M, false)),
             1e-3);
+}
+
+TEST(Performer, SameBitsWithOneAndTwoThreads) {
+  // Forward and gradients, causal across two chunks of 64.
+  const Tensor w = performer_projection(32, 16, true, 40);
+  auto run = [&w](int threads) {
+    set_num_threads(threads);
+    Tensor q = randn_scaled({2, 2, 100, 16}, 41, 0.5f), k = randn_scaled({2, 2, 100, 16}, 42, 0.5f),
+           v = randn_scaled({2, 2, 100, 16}, 43);
+    for (Tensor* t : {&q, &k, &v}) t->set_requires_grad(true);
+    const Tensor out = performer_attention(q, k, v, w, true);
+    sum(mul(out, randn_scaled(out.shape(), 44))).backward();
+    std::vector<float> all = out.to_vector();
+    for (const Tensor* t : {&q, &k, &v}) {
+      const std::vector<float> g = t->grad().to_vector();
+      all.insert(all.end(), g.begin(), g.end());
+    }
+    return all;
+  };
+  const int before = num_threads();
+  const std::vector<float> one = run(1), two = run(2);
+  set_num_threads(before);
+  EXPECT_EQ(one, two);
 }
 
 // ------------------------------------------------------------------ the projection
