@@ -1,9 +1,9 @@
 // Performer (FAVOR+) and Linformer (attention/performer.h): double-precision
 // loop oracles, gradcheck, the projection's seed, orthogonality and norms,
-// causal rows against the masked estimated weights, the approximation error
-// as the feature count grows (the numbers of chapter 16's README), the
-// module's seeded redraw, the variant in a GPT, Linformer's refusal in the
-// causal GPT and the bad option values.
+// causal rows against the masked estimated weights, the same bits at one and
+// two threads, the approximation error as the feature count grows (the
+// numbers of chapter 16's README), the module's seeded redraw, the variant
+// in a GPT, Linformer's refusal in the causal GPT and the bad option values.
 #include <gtest/gtest.h>
 
 #include <cmath>
