@@ -195,8 +195,9 @@ void register_builtins(std::map<std::string, Entry>& t) {
                       check_options(s, {"features", "orthogonal", "redraw", "seed", "rope", "rope_base", "ntk"});
                       PerformerOptions o;
                       o.features = positive_count(s, "features", o.features, "performer:features=64");
-                      // 16384 features of a 64-wide head is 4 MiB per layer and T x 16384 per head
-                      // in the forward: past that the estimate stops improving long before memory does.
+                      // A cap before anything is allocated (features=999999999 would ask for
+                      // gigabytes); 16384 is far more than the estimate needs (its error falls
+                      // like 1/sqrt(M): chapter 16's README).
                       check(o.features <= 16384, "attention performer: features=", o.features,
                             ": expected at most 16384");
                       const int64_t orthogonal = option_int(s, "orthogonal", 1);
