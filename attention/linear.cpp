@@ -43,29 +43,39 @@ Tensor elu_feature_map(const Tensor& x) { return add(elu(x), 1.0f); }
 
 Tensor linear_attention_noncausal(const Tensor& q, const Tensor& k, const Tensor& v, float eps) {
   check_qkv("linear_attention_noncausal", q, k, v);
-  const int64_t heads = q.shape()[1];
-  const Tensor fq = elu_feature_map(q);
-  const Tensor fk = elu_feature_map(repeat_kv(k, heads));
-  const Tensor state = matmul(transpose(fk, -2, -1), repeat_kv(v, heads));  // [B, H, d, d_v]
-  const Tensor z = sum(fk, {2}, true);                                       // [B, H, 1, d]
+  return linear_attention_noncausal_features(elu_feature_map(q), elu_feature_map(k), v, eps);
+}
+
+Tensor linear_attention_noncausal_features(const Tensor& fq, const Tensor& fk, const Tensor& v,
+                                           float eps) {
+  check_qkv("linear_attention_noncausal", fq, fk, v);
+  const int64_t heads = fq.shape()[1];
+  const Tensor fkr = repeat_kv(fk, heads);
+  const Tensor state = matmul(transpose(fkr, -2, -1), repeat_kv(v, heads));  // [B, H, m, d_v]
+  const Tensor z = sum(fkr, {2}, true);                                       // [B, H, 1, m]
   return normalise(matmul(fq, state), sum(mul(fq, z), {-1}, true), eps);
 }
 
 Tensor linear_attention_causal(const Tensor& q, const Tensor& k, const Tensor& v, int64_t chunk,
                                float eps) {
+  check_qkv("linear_attention_causal", q, k, v);
+  return linear_attention_causal_features(elu_feature_map(q), elu_feature_map(k), v, chunk, eps);
+}
+
+Tensor linear_attention_causal_features(const Tensor& fq, const Tensor& fk_kv, const Tensor& v,
+                                        int64_t chunk, float eps) {
   const char* op = "linear_attention_causal";
-  check_qkv(op, q, k, v);
+  check_qkv(op, fq, fk_kv, v);
   check(chunk >= 1, op, ": chunk must be >= 1, got ", chunk);
-  const int64_t B = q.shape()[0], H = q.shape()[1], T = q.shape()[2], d = q.shape()[3];
+  const int64_t B = fq.shape()[0], H = fq.shape()[1], T = fq.shape()[2], d = fq.shape()[3];
   const int64_t dv = v.shape()[3];
-  check(k.shape()[2] == T, op, ": causal linear attention needs as many keys as queries, got ",
-        k.shape()[2], " keys for ", T, " queries");
+  check(fk_kv.shape()[2] == T, op, ": causal linear attention needs as many keys as queries, got ",
+        fk_kv.shape()[2], " keys for ", T, " queries");
   check(T > 0, op, ": no positions");
-  const Tensor fq = elu_feature_map(q);
-  const Tensor fk = elu_feature_map(repeat_kv(k, H));
+  const Tensor fk = repeat_kv(fk_kv, H);
   const Tensor vv = repeat_kv(v, H);
-  Tensor state = zeros({B, H, d, dv}, DType::Float32, q.device());  // S over earlier chunks
-  Tensor norm = zeros({B, H, d, 1}, DType::Float32, q.device());    // z over earlier chunks
+  Tensor state = zeros({B, H, d, dv}, DType::Float32, fq.device());  // S over earlier chunks
+  Tensor norm = zeros({B, H, d, 1}, DType::Float32, fq.device());    // z over earlier chunks
   std::vector<Tensor> out;
   for (int64_t s = 0; s < T; s += chunk) {
     const int64_t n = std::min(chunk, T - s);

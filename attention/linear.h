@@ -47,6 +47,15 @@ Tensor linear_attention_noncausal(const Tensor& q, const Tensor& k, const Tensor
 Tensor linear_attention_causal(const Tensor& q, const Tensor& k, const Tensor& v,
                                int64_t chunk = 64, float eps = 1e-6f);
 
+// The same two paths for any positive feature map, applied by the caller:
+// fq = phi(q) [B, H, T, m], fk = phi(k) [B, Hkv, Tk, m], v [B, Hkv, Tk, d_v]
+// -> [B, H, T, d_v]. The feature width m need not be d: Performer's random
+// features (attention/performer.h) have m = the number of features.
+Tensor linear_attention_noncausal_features(const Tensor& fq, const Tensor& fk, const Tensor& v,
+                                           float eps = 1e-6f);
+Tensor linear_attention_causal_features(const Tensor& fq, const Tensor& fk, const Tensor& v,
+                                        int64_t chunk = 64, float eps = 1e-6f);
+
 // The kernel of the `linear` variant: causal, no K/V cache (offset 0 and
 // Tk == Tq), no ALiBi; call.weights stays undefined.
 Tensor linear_attention(const AttentionCall& call);

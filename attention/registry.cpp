@@ -9,6 +9,7 @@
 #include "attention/mla.h"
 #include "attention/multi_head.h"
 #include "attention/multiscale.h"
+#include "attention/performer.h"
 #include "attention/ring.h"
 #include "attention/sparse.h"
 #include "attention/window.h"
@@ -189,6 +190,51 @@ void register_builtins(std::map<std::string, Entry>& t) {
                      ring_kernel(split == "zigzag" ? RingSplit::Zigzag : RingSplit::Contiguous));
                },
                "its blocks are folded on several ranks, and dropout numbers are keyed by one rank's positions"};
+  // A count option that must be >= 1: "-1" and "0" get the same message
+  // (option_int alone would call -1 "not a non-negative integer").
+  auto positive_count = [](const VariantSpec& s, const std::string& key, int64_t fallback,
+                           const char* example) {
+    const std::string v = s.options.count(key) ? s.options.at(key) : "";
+    check(v.rfind('-', 0) != 0, "attention ", s.name, ": ", key, "=", v,
+          ": expected a positive count, e.g. ", example);
+    const int64_t n = option_int(s, key, fallback);
+    check(n >= 1, "attention ", s.name, ": ", key, "=", n, ": expected a positive count, e.g. ", example);
+    return n;
+  };
+  t["performer"] = {"Performer (FAVOR+): softmax estimated with features=M positive random features "
+                    "per head, causal by prefix sums, O(T M d), no weights, no KV cache; options "
+                    "orthogonal=0/1 (default 1), redraw=N (new features every N training forwards, "
+                    "0 = never), seed=S, rope. Autograd ops: CPU and CUDA",
+                    [positive_count](const VariantSpec& s, const AttentionConfig& c, Generator& g) {
+                      check_options(s, {"features", "orthogonal", "redraw", "seed", "rope", "rope_base", "ntk"});
+                      PerformerOptions o;
+                      o.features = positive_count(s, "features", o.features, "performer:features=64");
+                      // A cap before anything is allocated (features=999999999 would ask for
+                      // gigabytes); 16384 is far more than the estimate needs (its error falls
+                      // like 1/sqrt(M): chapter 16's README).
+                      check(o.features <= 16384, "attention performer: features=", o.features,
+                            ": expected at most 16384");
+                      const int64_t orthogonal = option_int(s, "orthogonal", 1);
+                      check(orthogonal <= 1, "attention performer: orthogonal=", orthogonal,
+                            ": expected 0 (iid rows) or 1 (orthogonal blocks)");
+                      o.orthogonal = orthogonal == 1;
+                      o.redraw = option_int(s, "redraw", 0);
+                      o.seed = static_cast<uint64_t>(option_int(s, "seed", 0));
+                      return std::make_shared<PerformerAttention>(c, o, g, position_options(s));
+                    },
+                    "Performer never forms the probabilities to drop"};
+  t["linformer"] = {"Linformer: K and V projected along the sequence to k=K rows; bidirectional only "
+                    "(attn::linformer_attention), so the causal GPT refuses it",
+                    [positive_count](const VariantSpec& s, const AttentionConfig&, Generator&)
+                        -> std::shared_ptr<Attention> {
+                      check_options(s, {"k"});
+                      check(s.options.count("k"), "attention linformer: needs the option k=K, e.g. linformer:k=32");
+                      positive_count(s, "k", 0, "linformer:k=32");
+                      fail("attention linformer: cannot run in a causal GPT: its projection E K mixes "
+                           "every position, future tokens included, into each projected key; use it "
+                           "bidirectionally (attn::linformer_attention)");
+                    },
+                    "it does not run in the causal GPT"};
   t["linear"] = {"linear attention: phi(q) (sum phi(k) v^T) with phi = elu + 1, O(T) memory, "
                  "no weights, no KV cache; option kv_heads=N",
                  [](const VariantSpec& s, const AttentionConfig& c, Generator& g) {

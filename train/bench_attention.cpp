@@ -15,6 +15,7 @@
 #include "attention/kernel.h"
 #include "attention/linear.h"
 #include "attention/multiscale.h"
+#include "attention/performer.h"
 #include "attention/sparse.h"
 #include "attention/window.h"
 #include "autograd/engine.h"
@@ -52,6 +53,10 @@ const std::vector<Method>& methods() {
       // Half the heads with the window, half full: one flash call per group.
       {"multiscale", false, [](const AttentionCall& c, int64_t w) { return multiscale_kernel({w, 0})(c); }},
       {"linear", false, [](const AttentionCall& c, int64_t) { return linear_attention(c); }},
+      // Performer: causal FAVOR+ with 64 orthogonal random features per head.
+      {"performer", false, [](const AttentionCall& c, int64_t) {
+         return performer_attention(c.q, c.k, c.v, performer_projection(64, c.q.shape()[3], true, 0), true);
+       }},
       // Sparse patterns are applied as masks: they show the pattern, not a saving.
       {"sparse-masked", true, [](const AttentionCall& c, int64_t w) {
          return strided_sparse_kernel(w, w)(c);

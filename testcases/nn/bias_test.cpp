@@ -38,7 +38,7 @@ bool ends_with(const std::string& s, const std::string& tail) {
 TEST(Bias, OffMeansNoBiasParameterAnywhere) {
   for (const char* attention : {"mha", "gqa:kv_heads=1", "mqa", "flash", "mla:latent=4",
                                 "linear", "window:size=4", "sparse:local=2,stride=2", "blocksparse:block=4",
-                                "mha:rope", "mha:alibi", "multiscale:windows=2,0"}) {
+                                "mha:rope", "mha:alibi", "multiscale:windows=2,0", "performer:features=8"}) {
     for (const char* norm : {"layernorm", "rmsnorm"}) {
       for (const char* mlp : {"gelu", "swiglu"}) {
         GPTConfig c = tiny(attention, false);

@@ -140,6 +140,12 @@ expect "attnlab: attention: bad option '32' at position 4 of 'mha:32'; a bare nu
 expect "attnlab: attention multiscale: has no attention dropout (it runs one flash call per head group" "${T[@]}" --attention multiscale:windows=2,0 --attn-dropout 0.1
 expect "attnlab: attention ring: split=diagonal is not a split; expected zigzag or contiguous" "${T[@]}" --attention ring:split=diagonal
 expect "attnlab: attention ring: has no attention dropout (its blocks are folded on several ranks" "${T[@]}" --attention ring --attn-dropout 0.1
+expect "attnlab: attention performer: features=0: expected a positive count, e.g. performer:features=64" "${T[@]}" --attention performer:features=0
+expect "attnlab: attention performer: features=-1: expected a positive count, e.g. performer:features=64" "${T[@]}" --attention performer:features=-1
+expect "attnlab: attention performer: unknown option 'window'; options: features, orthogonal, redraw, seed, rope, rope_base, ntk" "${T[@]}" --attention performer:window=4
+expect "attnlab: attention performer: orthogonal=2: expected 0 (iid rows) or 1 (orthogonal blocks)" "${T[@]}" --attention performer:orthogonal=2
+expect "attnlab: attention linformer: k=0: expected a positive count, e.g. linformer:k=32" "${T[@]}" --attention linformer:k=0
+expect "attnlab: attention linformer: cannot run in a causal GPT: its projection E K mixes every position, future tokens included" "${T[@]}" --attention linformer:k=8
 expect "attnlab: attention linear: has no attention dropout (linear attention never forms the probabilities to drop); --attn-dropout must be 0 for it, got 0.1" "${T[@]}" --attention linear --attn-dropout 0.1
 expect "attnlab: attention linear: has no attention dropout" compare "${common[@]}" --out "$dir/cmp" --steps 2 --attention linear --attn-dropout 0.1
 expect "attnlab: compare: empty variant at position 4 of 'mha,,gqa:kv_heads=2'" compare "${common[@]}" --out "$dir/cmp" --steps 2 --attention "mha,,gqa:kv_heads=2"

@@ -37,6 +37,9 @@ grep -q '"attn_dropout": 0.05' "$dir/drop2/config.json" || fail "--attn-dropout 
 "$bin" train "${common[@]}" --out "$dir/lin" --steps 2 --dropout 0.1 --attention linear > /dev/null 2> "$dir/lin.err"
 [ "$(grep -c "attention 'linear' has no attention dropout" "$dir/lin.err")" = 1 ] || fail "linear's notice: $(cat "$dir/lin.err")"
 grep -q '"attn_dropout": 0.0' "$dir/lin/config.json" || fail "linear stored an attention dropout"
+# Performer (random features, no K/V cache) trains a few steps and samples.
+"$bin" train "${common[@]}" --out "$dir/perf" --steps 3 --attention performer:features=64 > /dev/null
+[ -s "$dir/perf/sample.txt" ] || fail "the performer run wrote no sample"
 
 # compare with seeds and --extrapolate, then eval on one of its runs: the
 # report names the test and n/a for learned positions; the same command

@@ -252,7 +252,8 @@ TEST_P(VariantParity, GptForwardAndGradients) {
 
 INSTANTIATE_TEST_SUITE_P(GpuParity, VariantParity,
                          ::testing::Values("mha", "gqa:kv_heads=2", "mqa", "mla", "flash",
-                                           "window:size=4", "linear", "multiscale:windows=3,0"),
+                                           "window:size=4", "linear", "multiscale:windows=3,0",
+                                           "performer:features=8"),
                          [](const ::testing::TestParamInfo<std::string>& info) {
                            std::string name;
                            for (char ch : info.param) name += std::isalnum(static_cast<unsigned char>(ch)) ? ch : '_';
