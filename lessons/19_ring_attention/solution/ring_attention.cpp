@@ -92,7 +92,10 @@ Tensor ring_attention_simulated(const Tensor& q, const Tensor& k, const Tensor& 
           if (!sees_any(queries, keys, causal)) continue;
           // Only a block that reaches past the first query needs the mask
           // (with these splits: the diagonal); the others are seen whole.
-          const Tensor hidden = causal && keys.end - 1 > queries.begin ? future_mask(queries, keys) : Tensor();
+          // The mask is made on the CPU: it goes where the scores are.
+          const Tensor hidden = causal && keys.end - 1 > queries.begin
+                                    ? future_mask(queries, keys).to(q.device())
+                                    : Tensor();
           fold(running[i], rows(q, queries), rows(k, keys), rows(v, keys), hidden, scale);
           if (log) log->push_back({r, step, from, queries, keys});
         }
