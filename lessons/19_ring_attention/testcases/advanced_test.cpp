@@ -2,7 +2,8 @@
 // a double-precision loop oracle, gradcheck through the simulated ring, the
 // work of each rank (contiguous r + 1 pairs, zigzag 2N + 1 on every rank),
 // the online softmax with huge scores that rise around the ring, causality
-// across ranks, and a tiny GPT trained on your ring through "student:ring".
+// across ranks, the same ring on CUDA tensors (where a GPU exists), and a
+// tiny GPT trained on your ring through "student:ring".
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -176,6 +177,19 @@ TEST(Causality, LaterTokensOnOtherRanksChangeNothing) {
     EXPECT_TRUE(close(ring_oracle::split_name(split) + ": outputs 0..8 after changing keys and values 9..11",
                       narrow(b, 2, 0, 9), narrow(a, 2, 0, 9), 1e-6));
   }
+}
+
+// ------------------------------------------------------------------ devices
+
+TEST(GpuParity, RingOnCudaTensors) {
+  if (!attn::cuda_available()) GTEST_SKIP() << "no CUDA device: GPU parity runs where a GPU exists";
+  EXPECT_TRUE(same_on_both_devices(
+      "ring over 3 ranks, zigzag, causal (T = 11)",
+      [](const std::vector<Tensor>& in) {
+        return lesson19::ring_attention_simulated(in[0], in[1], in[2], 3, Split::Zigzag, true);
+      },
+      {random_tensor({2, 2, 11, 4}, 81), random_tensor({2, 2, 11, 4}, 82), random_tensor({2, 2, 11, 4}, 83)},
+      {"q", "k", "v"}));
 }
 
 // ------------------------------------------------------------------ training
