@@ -227,6 +227,8 @@ TEST(ShardOf, ZigzagEvenAndUneven) {
   // 11 = 4 x 2 + 3: pieces of 3, 3, 3, 2 tokens.
   EXPECT_TRUE(holds(lesson19::shard_of(11, 0, 2, Split::Zigzag), {{0, 3}, {9, 11}}, "shard_of(11, rank 0 of 2, zigzag)"));
   EXPECT_TRUE(holds(lesson19::shard_of(11, 1, 2, Split::Zigzag), {{3, 6}, {6, 9}}, "shard_of(11, rank 1 of 2, zigzag)"));
+  // A rank stores its tokens chunk by chunk: rank 0 of the README's example holds 0, then 3.
+  EXPECT_EQ(lesson19::shard_of(4, 0, 2, Split::Zigzag).positions(), (std::vector<int64_t>{0, 3}));
 }
 
 TEST(ShardOf, EveryTokenOnExactlyOneRank) {
