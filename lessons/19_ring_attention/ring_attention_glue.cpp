@@ -56,7 +56,7 @@ namespace {
                     ": expected a number of simulated ranks from 1 to 64");
         const std::string split_name = spec.options.count("split") ? spec.options.at("split") : "zigzag";
         attn::check(split_name == "zigzag" || split_name == "contiguous", "attention student:ring: split=",
-                    split_name, ": expected zigzag or contiguous");
+                    split_name, " is not a split; expected zigzag or contiguous");
         const lesson19::Split split =
             split_name == "zigzag" ? lesson19::Split::Zigzag : lesson19::Split::Contiguous;
         auto kernel = [ranks, split](const attn::AttentionCall& call) {

@@ -141,7 +141,7 @@ expect "attnlab: attention multiscale: has no attention dropout (it runs one fla
 expect "attnlab: attention ring: split=diagonal is not a split; expected zigzag or contiguous" "${T[@]}" --attention ring:split=diagonal
 expect "attnlab: attention ring: has no attention dropout (its blocks are folded on several ranks" "${T[@]}" --attention ring --attn-dropout 0.1
 expect "attnlab: attention linear: has no attention dropout (linear attention never forms the probabilities to drop); --attn-dropout must be 0 for it, got 0.1" "${T[@]}" --attention linear --attn-dropout 0.1
-expect "attnlab: attention student:ring: split=diagonal: expected zigzag or contiguous" "${T[@]}" --attention student:ring:split=diagonal
+expect "attnlab: attention student:ring: split=diagonal is not a split; expected zigzag or contiguous" "${T[@]}" --attention student:ring:split=diagonal
 expect "attnlab: attention student:ring: ranks=0: expected a number of simulated ranks from 1 to 64" "${T[@]}" --attention student:ring:ranks=0
 expect "attnlab: attention linear: has no attention dropout" compare "${common[@]}" --out "$dir/cmp" --steps 2 --attention linear --attn-dropout 0.1
 expect "attnlab: compare: empty variant at position 4 of 'mha,,gqa:kv_heads=2'" compare "${common[@]}" --out "$dir/cmp" --steps 2 --attention "mha,,gqa:kv_heads=2"
