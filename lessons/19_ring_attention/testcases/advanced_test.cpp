@@ -76,7 +76,9 @@ TEST(Gradcheck, ThroughTheSimulatedRing) {
     const Tensor k = random_tensor({c.B, c.H, c.T, c.d}, 32).set_requires_grad();
     const Tensor v = random_tensor({c.B, c.H, c.T, c.d}, 33).set_requires_grad();
     const GradcheckResult r = gradcheck(
-        [c](const auto& in) { return lesson19::ring_attention_simulated(in[0], in[1], in[2], c.ranks, c.split, c.causal); },
+        [c](const auto& in) {
+          return lesson19::ring_attention_simulated(in[0], in[1], in[2], c.ranks, c.split, c.causal);
+        },
         {q, k, v});
     EXPECT_TRUE(r.ok) << describe(c) << ": " << r.message;
   }

@@ -80,10 +80,11 @@ struct Block {
       for (const Block& b : blocks) {
         const std::vector<float> vv = b.v.to_vector();
         const std::vector<double> s = scores_of(b, bh, i);
-        for (std::size_t j = 0; j < s.size(); ++j) {
+        const int64_t nk = b.k.size(2);
+        for (int64_t j = 0; j < nk; ++j) {
           const double p = std::exp(s[j] - m[bh * nq + i]);
           l[bh * nq + i] += p;
-          for (int64_t e = 0; e < d; ++e) acc[(bh * nq + i) * d + e] += p * vv[(bh * static_cast<int64_t>(s.size()) + static_cast<int64_t>(j)) * d + e];
+          for (int64_t e = 0; e < d; ++e) acc[(bh * nq + i) * d + e] += p * vv[(bh * nk + j) * d + e];
         }
       }
     }
@@ -262,8 +263,8 @@ TEST(FutureMask, ByGlobalPositionsByHand) {
 
 TEST(Fold, OneBlockIntoAnEmptyState) {
   const Tensor q = random_tensor({2, 1, 3, 2}, 11);
-  EXPECT_TRUE(folds_match_oracle(lesson19::fold, q, {{random_tensor({2, 1, 4, 2}, 12), random_tensor({2, 1, 4, 2}, 13), Tensor()}},
-                                 0.7f, "one block"));
+  const Block block{random_tensor({2, 1, 4, 2}, 12), random_tensor({2, 1, 4, 2}, 13), Tensor()};
+  EXPECT_TRUE(folds_match_oracle(lesson19::fold, q, {block}, 0.7f, "one block"));
 }
 
 TEST(Fold, ASecondBlockRescalesTheFirst) {
@@ -271,7 +272,8 @@ TEST(Fold, ASecondBlockRescalesTheFirst) {
   const Tensor q = random_tensor({1, 2, 2, 3}, 21);
   const std::vector<Block> blocks = {
       {random_tensor({1, 2, 3, 3}, 22), random_tensor({1, 2, 3, 3}, 23), Tensor()},
-      {random_tensor({1, 2, 2, 3}, 24, 5.0f), random_tensor({1, 2, 2, 3}, 25), from_bools({false, true, false, false}, {2, 2})}};
+      {random_tensor({1, 2, 2, 3}, 24, 5.0f), random_tensor({1, 2, 2, 3}, 25),
+       from_bools({false, true, false, false}, {2, 2})}};
   EXPECT_TRUE(folds_match_oracle(lesson19::fold, q, blocks, 1.0f, "two blocks, the second with the larger max"));
 }
 
