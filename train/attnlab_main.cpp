@@ -350,7 +350,12 @@ int main(int argc, char** argv) {
         for (const std::string& v : split_variants(list)) co.variants.push_back(v);
       return run_compare(co);
     }
-    if (eval_cmd->parsed()) return run_eval(eval_opts);
+    if (eval_cmd->parsed()) {
+      check(eval_opts.stream || (eval_cmd->get_option("--sinks")->count() == 0 &&
+                                 eval_cmd->get_option("--window")->count() == 0),
+            "eval: --sinks and --window shape the rolling cache of --stream; add --stream");
+      return run_eval(eval_opts);
+    }
     if (bench_attn->parsed()) {
       bench_opts.backward = !forward_only;
       bench_attention(bench_opts);
