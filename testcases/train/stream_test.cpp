@@ -4,6 +4,7 @@
 // of `eval --stream` agree while a stream still fits the cache.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <functional>
 #include <string>
 
