@@ -121,6 +121,34 @@ std::vector<StreamLoss> evaluate_streams(GPT& model, const std::vector<int64_t>&
   return out;
 }
 
+FirstTokenShare first_token_share(GPT& model, const std::vector<int64_t>& tokens, int64_t max_streams) {
+  const int64_t T = model.config().block_size;
+  // At most 64 blocks: every layer keeps its [B, H, T, T] weights until read.
+  const std::vector<int64_t> starts =
+      window_starts(static_cast<int64_t>(tokens.size()), T, std::min<int64_t>(max_streams, 64));
+  check(!starts.empty(), "eval: --stream: the val split is shorter than one block");
+  std::vector<int64_t> ids;
+  for (int64_t s : starts) ids.insert(ids.end(), tokens.begin() + s, tokens.begin() + s + T);
+  NoGradGuard no_grad;
+  model.eval();
+  for (auto& block : model.blocks()) block->attention().keep_weights = true;
+  model.forward(from_ints(ids, {static_cast<int64_t>(starts.size()), T}, model.parameters().front()->device()));
+  FirstTokenShare r;
+  for (auto& block : model.blocks()) {
+    Attention& a = block->attention();
+    a.keep_weights = false;
+    check(a.last_weights.defined(), "eval: --stream: attention '", model.config().attention,
+          "' keeps no weights to read the first token's share from");
+    // weights [B, H, T, T]: column 0, rows T/2 .. T-1, averaged over B and H.
+    const Tensor column = select(narrow(a.last_weights, 2, T / 2, T - T / 2), 3, 0);
+    r.per_layer.push_back(mean(column, {0, 1, 2}).item());
+    a.last_weights = Tensor();
+  }
+  for (int64_t i = T / 2; i < T; ++i) r.uniform += 1.0 / static_cast<double>(i + 1);
+  r.uniform /= static_cast<double>(T - T / 2);
+  return r;
+}
+
 int run_stream_eval(const EvalOptions& o) {
   check(o.lengths.size() <= 1, "eval: --stream reads one stream length, got ", o.lengths.size(), " --lengths");
   EvalInputs in = load_eval_inputs(o);
@@ -145,6 +173,10 @@ int run_stream_eval(const EvalOptions& o) {
   std::printf("%-46s %10s %22s\n", "mode", "nats/char", "past the first cache");
   for (const StreamLoss& r : results)
     std::printf("%-46s %10.4f %22.4f\n", r.mode.c_str(), r.loss, r.loss_after_fill);
+  const FirstTokenShare share = first_token_share(model, in.val, o.windows);
+  std::printf("attention on the first token of a block (queries in its second half): uniform %.4f; layer", share.uniform);
+  for (double x : share.per_layer) std::printf(" %.4f", x);
+  std::printf("\n");
   if (!o.plot.empty()) {
     plot::LineChart chart;
     chart.title = str("streaming loss, ", o.sinks, " sinks + ", window, " window (trained at block ", block, ")");

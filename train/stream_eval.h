@@ -37,6 +37,17 @@ std::vector<StreamLoss> evaluate_streams(GPT& model, const std::vector<int64_t>&
                                          int64_t max_streams, int64_t sinks, int64_t window,
                                          int64_t* streams_read = nullptr);
 
+// Why sinks matter or not: per layer, the mean attention weight that the
+// queries in the second half of a block put on the block's first token
+// (all heads, at most min(max_streams, 64) blocks of the val text), and what a
+// uniform spread over the visible keys would give it, the mean of
+// 1 / (i + 1). A layer far above uniform uses the first token as a sink.
+struct FirstTokenShare {
+  std::vector<double> per_layer;
+  double uniform = 0;
+};
+FirstTokenShare first_token_share(GPT& model, const std::vector<int64_t>& tokens, int64_t max_streams);
+
 // `attnlab eval --stream`: prints the table (and writes the plot); returns
 // the exit status.
 int run_stream_eval(const EvalOptions& options);
