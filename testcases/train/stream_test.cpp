@@ -4,6 +4,7 @@
 // of `eval --stream` agree while a stream still fits the cache.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <functional>
 #include <string>
@@ -109,4 +110,23 @@ TEST(StreamEval, SinksChangeTheLossOnlyOnceTheCacheRolls) {
   double apart = 0;
   for (std::size_t t = 8; t < 24; ++t) apart += std::fabs(r[0].per_position[t] - r[1].per_position[t]);
   EXPECT_GT(apart, 1e-4);
+}
+
+TEST(StreamEval, FirstTokenShareOfAnEvenSpreadIsTheUniformShare) {
+  // With every query projection zero, all scores are 0: query i spreads
+  // its weight evenly over keys 0..i, giving the first token 1 / (i + 1).
+  // Every layer's share must then be the mean of 1 / (i + 1) over the
+  // second half of the block (rows 8..15): computed here by hand.
+  GPT model(small_gpt("mha:rope"), 5);
+  for (auto& [name, p] : model.named_parameters())
+    if (name.find(".attn.wq.") != std::string::npos) std::fill(p->data<float>(), p->data<float>() + p->numel(), 0.0f);
+  std::vector<int64_t> tokens;
+  for (int64_t t = 0; t < 100; ++t) tokens.push_back((3 * t + 1) % 9);
+  const FirstTokenShare share = first_token_share(model, tokens, 4);
+  double uniform = 0;
+  for (int i = 8; i < 16; ++i) uniform += 1.0 / (i + 1);
+  uniform /= 8;
+  EXPECT_NEAR(share.uniform, uniform, 1e-12);
+  ASSERT_EQ(share.per_layer.size(), 2u);
+  for (double s : share.per_layer) EXPECT_NEAR(s, uniform, 1e-5);
 }
