@@ -81,9 +81,10 @@ std::vector<double> whole_stream_sums(GPT& model, const std::vector<int64_t>& to
   return sums;
 }
 
-StreamLoss summarize(const std::string& mode, std::vector<double> sums, int64_t streams, int64_t filled) {
+StreamLoss summarize(const std::string& mode, const std::string& label, std::vector<double> sums,
+                     int64_t streams, int64_t filled) {
   StreamLoss r;
-  r.mode = mode;
+  r.mode = mode, r.label = label;
   double all = 0, after = 0;
   for (std::size_t t = 0; t < sums.size(); ++t) {
     sums[t] /= static_cast<double>(streams);
@@ -110,14 +111,14 @@ std::vector<StreamLoss> evaluate_streams(GPT& model, const std::vector<int64_t>&
   model.eval();
   const int64_t kept = sinks + window, n = static_cast<int64_t>(starts.size());
   std::vector<StreamLoss> out;
-  out.push_back(summarize(str("(a) sliding window, last ", kept), rolling_sums(model, tokens, starts, length, 0, kept),
-                          n, kept));
-  out.push_back(summarize(str("(b) ", sinks, " sinks + last ", window),
+  out.push_back(summarize(str("(a) sliding window, last ", kept), "(a) sliding",
+                          rolling_sums(model, tokens, starts, length, 0, kept), n, kept));
+  out.push_back(summarize(str("(b) ", sinks, " sinks + last ", window), "(b) sinks + window",
                           rolling_sums(model, tokens, starts, length, sinks, window), n, kept));
-  out.push_back(summarize(str("(c) recompute last ", kept, " per token"),
+  out.push_back(summarize(str("(c) recompute last ", kept, " per token"), "(c) recompute",
                           recompute_sums(model, tokens, starts, length, kept), n, kept));
-  out.push_back(summarize("(d) no eviction, positions past the block", whole_stream_sums(model, tokens, starts, length),
-                          n, kept));
+  out.push_back(summarize("(d) no eviction, positions past the block", "(d) no eviction",
+                          whole_stream_sums(model, tokens, starts, length), n, kept));
   return out;
 }
 
@@ -179,12 +180,12 @@ int run_stream_eval(const EvalOptions& o) {
   std::printf("\n");
   if (!o.plot.empty()) {
     plot::LineChart chart;
-    chart.title = str("streaming loss, ", o.sinks, " sinks + ", window, " window (trained at block ", block, ")");
+    chart.title = str("stream loss: ", o.sinks, " sinks + ", window, ", block ", block);
     chart.x_label = "position in the stream (characters)";
     chart.y_label = "val loss (nats/char)";
-    chart.width = 720, chart.height = 420;
+    chart.width = 760, chart.height = 420;
     for (const StreamLoss& r : results) {
-      plot::Series s{r.mode, {}, {}};
+      plot::Series s{r.label, {}, {}};
       bin_positions(r.per_position, 64, s.x, s.y);
       chart.series.push_back(s);
     }

@@ -23,7 +23,8 @@
 namespace attn {
 
 struct StreamLoss {
-  std::string mode;                  // "(a) sliding window", ...
+  std::string mode;                  // "(a) sliding window, last 64", ...
+  std::string label;                 // the plot's legend: "(a) sliding", ...
   double loss = 0;                   // mean over every token of every stream, nats/char
   double loss_after_fill = 0;        // over tokens past the first sinks + window
   std::vector<double> per_position;  // mean loss at stream position 0..length-1
