@@ -146,7 +146,8 @@ TEST(RollingCache, LengthStaysAtSinksPlusWindow) {
 }
 
 TEST(RollingCache, BadSizesAreOneLineErrors) {
-  GPT rope(small_gpt("mha:rope"), 1), learned(small_gpt("mha"), 1), linear(small_gpt("linear"), 1);
+  GPT rope(small_gpt("mha:rope"), 1), learned(small_gpt("mha"), 1), linear(small_gpt("linear"), 1),
+      latent(small_gpt("mla:latent=8"), 1);
   auto message = [](const std::function<void()>& f) {
     try {
       f();
@@ -160,6 +161,9 @@ TEST(RollingCache, BadSizesAreOneLineErrors) {
   EXPECT_EQ(message([&] { rope.make_rolling_cache(1, 4, 9); }),
             "model: sinks + window = 13 exceeds the block size 12 (positions inside the cache must stay trained ones)");
   EXPECT_EQ(message([&] { linear.make_rolling_cache(1, 2, 4); }).rfind("model: attention 'linear' has no KV cache", 0), 0u);
+  EXPECT_EQ(message([&] { latent.make_rolling_cache(1, 2, 4); })
+                .rfind("model: attention 'mla:latent=8' has no rolling KV cache", 0),
+            0u);
   EXPECT_EQ(message([&] { learned.make_rolling_cache(1, 2, 4); }).rfind("model: attention 'mha' uses learned positions", 0), 0u);
   KVCache cache = rope.make_rolling_cache(1, 2, 4);
   NoGradGuard no_grad;
