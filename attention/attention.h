@@ -34,6 +34,9 @@ class Attention : public Module {
   virtual Tensor forward_cached(const Tensor& x, KVCache& cache, int64_t layer);
   // What one cached token of this layer holds (heads 0: no cache).
   virtual CacheLayout cache_layout() const { return {}; }
+  // True when forward_cached works with a rolling cache (KVCache::rolling):
+  // it must read positions as slots of the cache, renumbered as it rolls.
+  virtual bool supports_rolling_cache() const { return false; }
   // True when the variant encodes positions itself (RoPE, ALiBi): the model
   // then adds no learned position embedding.
   virtual bool encodes_positions() const { return false; }

@@ -20,6 +20,35 @@ KVCache::KVCache(int64_t layers, int64_t batch, const CacheLayout& layout, int64
   }
 }
 
+KVCache KVCache::rolling(int64_t layers, int64_t batch, const CacheLayout& layout, int64_t sinks,
+                         int64_t window, const Device& device) {
+  check(sinks >= 0, "kv cache: sinks=", sinks, ": expected 0 or more tokens");
+  check(window >= 1, "kv cache: window=", window, ": expected at least 1 token");
+  KVCache cache(layers, batch, layout, sinks + window, device);
+  cache.rolling_ = true;
+  cache.sinks_ = sinks;
+  return cache;
+}
+
+void KVCache::make_room(int64_t tokens) {
+  if (!rolling_ || length_ + tokens <= capacity_) return;
+  const int64_t window = capacity_ - sinks_;
+  check(tokens <= window, "kv cache: ", tokens, " new tokens do not fit a rolling window of ", window,
+        "; feed at most ", window, " at a time");
+  // Keep the sinks (slots 0 .. sinks-1) and the newest of the rest, moved
+  // down so that the kept tokens stay in order: slots keep meaning positions.
+  const int64_t drop = length_ + tokens - capacity_;
+  const int64_t stay = length_ - sinks_ - drop;
+  for (int64_t l = 0; l < layers_; ++l)
+    for (Tensor* buffer : {&k_[l], &v_[l]}) {
+      if (stay == 0) continue;
+      // The source and destination overlap: copy the kept rows out first.
+      const Tensor kept = narrow(*buffer, 2, sinks_ + drop, stay).clone();
+      backend_for(kept.device()).copy(narrow(*buffer, 2, sinks_, stay).view_desc(), kept.view_desc());
+    }
+  length_ -= drop;
+}
+
 std::pair<Tensor, Tensor> KVCache::append(int64_t layer, const Tensor& k, const Tensor& v) {
   check(layer >= 0 && layer < layers_, "kv cache: layer ", layer, " is outside 0..", layers_ - 1);
   const int64_t new_tokens = k.dim() == 4 ? k.shape()[2] : -1;
@@ -40,6 +69,7 @@ std::pair<Tensor, Tensor> KVCache::append(int64_t layer, const Tensor& k, const 
 void KVCache::commit(int64_t tokens) {
   check(length_ + tokens <= capacity_, "kv cache: commit of ", tokens, " tokens overflows");
   length_ += tokens;
+  seen_ += tokens;
 }
 
 std::size_t KVCache::bytes_per_token() const {

@@ -8,6 +8,12 @@
 // Memory per token = 2 (K and V) x layers x kv_heads x head_dim x 4 bytes:
 // this is the number GQA and MQA shrink by sharing K/V heads, and MLA by
 // caching a small latent instead.
+//
+// A rolling cache (chapter 18, streaming generation) keeps only the first
+// `sinks` tokens and the last `window` ones, so decoding can go on past the
+// block size with memory that stays flat. Positions then count inside the
+// cache (0 .. sinks + window - 1, never more), so attention that rotates its
+// keys (RoPE) stores them unrotated and rotates what is kept at every step.
 #pragma once
 #include <vector>
 
@@ -27,6 +33,10 @@ class KVCache {
   // Room for `capacity` tokens of `batch` sequences in each of `layers` layers.
   KVCache(int64_t layers, int64_t batch, const CacheLayout& layout, int64_t capacity,
           const Device& device);
+  // A rolling cache: room for sinks + window tokens; once full, each new
+  // token evicts the oldest token after the sinks (make_room).
+  static KVCache rolling(int64_t layers, int64_t batch, const CacheLayout& layout, int64_t sinks,
+                         int64_t window, const Device& device);
 
   // Appends [B, heads, T, k_dim] keys and [B, heads, T, v_dim] values to
   // `layer`'s cache; returns views of everything cached so far.
@@ -37,7 +47,16 @@ class KVCache {
   int64_t capacity() const { return capacity_; }
   // Advances the length after all layers appended one forward pass.
   void commit(int64_t tokens);
-  void clear() { length_ = 0; }
+  void clear() { length_ = 0, seen_ = 0; }
+
+  // Rolling caches only (no-op otherwise): before a forward pass of
+  // `tokens` new tokens, evicts the oldest non-sink tokens of every layer
+  // so that they fit. Needs tokens <= window.
+  void make_room(int64_t tokens);
+  bool is_rolling() const { return rolling_; }
+  int64_t sinks() const { return sinks_; }
+  // Tokens committed since the last clear(), evicted ones included.
+  int64_t seen() const { return seen_; }
 
   // Bytes held by the cached tokens, and bytes one more token costs.
   std::size_t bytes() const;
@@ -47,6 +66,8 @@ class KVCache {
   int64_t layers_, batch_;
   CacheLayout layout_;
   int64_t capacity_, length_ = 0;
+  bool rolling_ = false;
+  int64_t sinks_ = 0, seen_ = 0;
   std::vector<Tensor> k_, v_;  // one [B, heads, capacity, dim] buffer each per layer
 };
 

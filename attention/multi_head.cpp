@@ -46,14 +46,20 @@ Tensor MultiHeadAttention::attend(const Tensor& x, int64_t offset, KVCache* cach
   call.q = transpose(view(wq_->forward(x), {B, T, heads_, head_dim_}), 1, 2);
   call.k = transpose(view(wk_->forward(x), {B, T, kv_heads_, head_dim_}), 1, 2);
   call.v = transpose(view(wv_->forward(x), {B, T, kv_heads_, head_dim_}), 1, 2);
+  // A rolling cache (streaming) renumbers what it keeps: keys are stored
+  // unrotated and rotated below by their position inside the cache.
+  const bool rotate_kept = pos_.rope && cache && cache->is_rolling();
   if (pos_.rope) {
-    // Rotate by absolute position; only the difference survives in q.k.
+    // Rotate by position; only the difference survives in q.k.
     const RopeTables tables =
         rope_tables(T, head_dim_, offset, pos_.rope_base, pos_.ntk_scale, x.device());
     call.q = apply_rope(call.q, tables);
-    call.k = apply_rope(call.k, tables);
+    if (!rotate_kept) call.k = apply_rope(call.k, tables);
   }
   if (cache) std::tie(call.k, call.v) = cache->append(layer, call.k, call.v);
+  if (rotate_kept)
+    call.k = apply_rope(call.k, rope_tables(call.k.shape()[2], head_dim_, 0, pos_.rope_base,
+                                            pos_.ntk_scale, x.device()));
   call.offset = offset;
   call.scale = 1.0f / std::sqrt(static_cast<float>(head_dim_));
   if (pos_.alibi) call.alibi = alibi_slopes(heads_);

@@ -27,6 +27,7 @@ class MultiHeadAttention : public Attention {
   Tensor forward(const Tensor& x) override;
   Tensor forward_cached(const Tensor& x, KVCache& cache, int64_t layer) override;
   CacheLayout cache_layout() const override { return {kv_heads_, head_dim_, head_dim_}; }
+  bool supports_rolling_cache() const override { return true; }
   bool encodes_positions() const override { return pos_.rope || pos_.alibi; }
   int64_t heads() const { return heads_; }
   int64_t kv_heads() const { return kv_heads_; }

@@ -181,6 +181,7 @@ Tensor GPT::forward_any_length(const Tensor& ids) {
 }
 
 Tensor GPT::forward_cached(const Tensor& ids, KVCache& cache) {
+  cache.make_room(ids.shape()[1]);  // a rolling cache evicts first (no-op otherwise)
   Tensor x = embed(ids, cache.length());
   for (size_t l = 0; l < blocks_.size(); ++l)
     x = blocks_[l]->forward_cached(x, cache, static_cast<int64_t>(l));
@@ -193,6 +194,21 @@ KVCache GPT::make_cache(int64_t batch) {
   check(a.cache_layout().heads > 0, "model: attention '", config_.attention, "' has no KV cache");
   return KVCache(config_.layers, batch, a.cache_layout(), config_.block_size,
                  parameters().front()->device());
+}
+
+KVCache GPT::make_rolling_cache(int64_t batch, int64_t sinks, int64_t window) {
+  Attention& a = blocks_.front()->attention();
+  check(a.cache_layout().heads > 0, "model: attention '", config_.attention, "' has no KV cache to stream with");
+  check(a.supports_rolling_cache(), "model: attention '", config_.attention,
+        "' has no rolling KV cache (streaming works with mha, gqa and mqa and their kernels)");
+  check(!wpe_, "model: attention '", config_.attention, "' uses learned positions, which a rolling cache "
+        "cannot renumber; stream with a model trained with rope or alibi (e.g. mha:rope)");
+  check(sinks >= 0, "model: sinks=", sinks, ": expected 0 or more tokens");
+  check(window >= 1, "model: window=", window, ": expected at least 1 token");
+  check(sinks + window <= config_.block_size, "model: sinks + window = ", sinks + window,
+        " exceeds the block size ", config_.block_size, " (positions inside the cache must stay trained ones)");
+  return KVCache::rolling(config_.layers, batch, a.cache_layout(), sinks, window,
+                          parameters().front()->device());
 }
 
 Tensor GPT::head(const Tensor& x_in) {

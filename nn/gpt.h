@@ -77,6 +77,12 @@ class GPT : public Module {
   Tensor forward_cached(const Tensor& ids, KVCache& cache);
   // A cache for `batch` sequences of up to block_size tokens.
   KVCache make_cache(int64_t batch);
+  // A rolling cache for streaming generation (chapter 18): the first
+  // `sinks` tokens and the last `window`, positions counted inside the
+  // cache. Needs sinks + window <= block_size and an attention that encodes
+  // positions itself (learned positions are baked into the residual stream,
+  // where no cache can renumber them) and supports a rolling cache.
+  KVCache make_rolling_cache(int64_t batch, int64_t sinks, int64_t window);
   const GPTConfig& config() const { return config_; }
   // Records a new attention spec after surgery (nn/surgery.h).
   void set_attention_spec(const std::string& spec) { config_.attention = spec; }

@@ -230,6 +230,12 @@ int main(int argc, char** argv) {
   sample_cmd->add_option("--top-k", so.top_k, "sample from the k most likely only (0 = all)")->capture_default_str();
   sample_cmd->add_option("--seed", sample_seed, "sampling seed")->check(kWholeNumber)->capture_default_str();
   sample_cmd->add_option("--device", sample_device, "cpu or cuda[:N]")->capture_default_str();
+  sample_cmd->add_flag("--stream", so.stream, "generate past the block size with a rolling KV cache: "
+                                             "the first --sinks tokens and the last --window (chapter 18)");
+  auto* sinks_opt = sample_cmd->add_option("--sinks", so.sinks, "with --stream: first tokens kept for good")
+                        ->capture_default_str();
+  auto* window_opt = sample_cmd->add_option("--window", so.window, "with --stream: newest tokens kept "
+                                                                    "(default: the block size - sinks)");
 
   // --data-parallel (train, compare): this process is one rank of an mpirun
   // job (train/data_parallel.h).
@@ -337,7 +343,11 @@ int main(int argc, char** argv) {
     // With several ranks, rank 0 alone prints results (every rank computes them).
     const bool speaks = comm::world().rank() == 0;
     if (demo_cmd->parsed()) return run_demo(demo_steps, demo_seed);
-    if (sample_cmd->parsed()) return run_sample(ckpt, prompt, so, sample_seed, sample_device);
+    if (sample_cmd->parsed()) {
+      check(so.stream || (sinks_opt->count() == 0 && window_opt->count() == 0),
+            "sample: --sinks and --window shape the rolling cache of --stream; add --stream");
+      return run_sample(ckpt, prompt, so, sample_seed, sample_device);
+    }
     if (lesson_list->parsed() || lesson_status_cmd->parsed()) {
       std::printf("%-28s %-9s %-12s %s\n", "chapter", "suite", "state", "tests passed/failed");
       for (const SuiteStatus& st : lesson_status(lesson_status_cmd->parsed() ? lesson_chapter : ""))
@@ -359,7 +369,12 @@ int main(int argc, char** argv) {
         for (const std::string& v : split_variants(list)) co.variants.push_back(v);
       return run_compare(co);
     }
-    if (eval_cmd->parsed()) return run_eval(eval_opts);
+    if (eval_cmd->parsed()) {
+      check(eval_opts.stream || (eval_cmd->get_option("--sinks")->count() == 0 &&
+                                 eval_cmd->get_option("--window")->count() == 0),
+            "eval: --sinks and --window shape the rolling cache of --stream; add --stream");
+      return run_eval(eval_opts);
+    }
     if (bench_attn->parsed()) {
       bench_opts.backward = !forward_only;
       bench_attention(bench_opts);

@@ -35,6 +35,10 @@ CLI::App* add_eval_command(CLI::App& app, EvalOptions& o) {
   cmd->add_option("--plot", o.plot, "write loss against position to this PNG");
   cmd->add_option("--device", o.device, "cpu or cuda[:N]")->capture_default_str();
   cmd->add_option("--max-corpus-bytes", o.max_corpus_bytes, "refuse a corpus larger than this")->capture_default_str();
+  cmd->add_flag("--stream", o.stream, "streaming loss (chapter 18): streams of --lengths tokens (default 4 x the "
+                                      "block) through a sliding cache, sinks + window, and recomputation");
+  cmd->add_option("--sinks", o.sinks, "with --stream: first tokens kept for good")->capture_default_str();
+  cmd->add_option("--window", o.window, "with --stream: newest tokens kept (default: the block size - sinks)");
   return cmd;
 }
 

@@ -11,23 +11,13 @@
 #include "train/checkpoint.h"
 #include "train/dataset.h"
 #include "train/plot.h"
+#include "train/stream_eval.h"
 #include "train/tokenizer.h"
 #include "train/trainer.h"
 
 namespace attn {
 
 namespace {
-
-// Starts of the windows: `count` consecutive windows fit (each needs
-// length + 1 tokens, neighbours share one); keep at most max_windows of
-// them, spread evenly, so a cap still samples the whole text.
-std::vector<int64_t> window_starts(int64_t n, int64_t length, int64_t max_windows) {
-  const int64_t count = n > 1 ? (n - 1) / length : 0;
-  const int64_t take = std::min(count, max_windows);
-  std::vector<int64_t> starts;
-  for (int64_t k = 0; k < take; ++k) starts.push_back(k * count / take * length);
-  return starts;
-}
 
 // The attention's T x T scores dominate memory at long lengths: about 4M
 // scores per head per forward, and never more than 64 windows at once.
@@ -89,6 +79,14 @@ LengthLoss evaluate_length(GPT& model, const std::vector<int64_t>& tokens, int64
 
 }  // namespace
 
+std::vector<int64_t> window_starts(int64_t n, int64_t length, int64_t max_windows) {
+  const int64_t count = n > 1 ? (n - 1) / length : 0;
+  const int64_t take = std::min(count, max_windows);
+  std::vector<int64_t> starts;
+  for (int64_t k = 0; k < take; ++k) starts.push_back(k * count / take * length);
+  return starts;
+}
+
 std::vector<LengthLoss> evaluate_lengths(GPT& model, const std::vector<int64_t>& tokens,
                                          const std::vector<int64_t>& lengths, int64_t max_windows) {
   std::vector<LengthLoss> out;
@@ -128,20 +126,26 @@ void EvalOptions::validate() const {
   Device::parse(device);
 }
 
-std::vector<LengthLoss> eval_checkpoint(const EvalOptions& o, int64_t* block_size) {
+EvalInputs load_eval_inputs(const EvalOptions& o) {
   o.validate();
   const CheckpointData d = load_checkpoint(checkpoint_path(o.ckpt));
-  const GPTConfig config = GPTConfig::from_json(d.model_config);
   const CharTokenizer tok = CharTokenizer::from_json(d.tokenizer);
-  GPT model(config, 0);
-  model.to(Device::parse(o.device));
-  load_model_weights(model, d, checkpoint_path(o.ckpt));
+  EvalInputs in;
+  in.model = std::make_unique<GPT>(GPTConfig::from_json(d.model_config), 0);
+  in.model->to(Device::parse(o.device));
+  load_model_weights(*in.model, d, checkpoint_path(o.ckpt));
   const std::string data = o.data.empty() ? TrainOptions::from_json(d.train_options).data : o.data;
-  const TextDataset text(tok.encode_corpus(read_corpus(data, o.max_corpus_bytes)));
+  in.val = TextDataset(tok.encode_corpus(read_corpus(data, o.max_corpus_bytes))).tokens(Split::Val);
+  return in;
+}
+
+std::vector<LengthLoss> eval_checkpoint(const EvalOptions& o, int64_t* block_size) {
+  EvalInputs in = load_eval_inputs(o);
+  const int64_t block = in.model->config().block_size;
   std::vector<int64_t> lengths = o.lengths;
-  if (lengths.empty()) lengths = {config.block_size, 2 * config.block_size, 4 * config.block_size};
-  if (block_size) *block_size = config.block_size;
-  return evaluate_lengths(model, text.tokens(Split::Val), lengths, o.windows);
+  if (lengths.empty()) lengths = {block, 2 * block, 4 * block};
+  if (block_size) *block_size = block;
+  return evaluate_lengths(*in.model, in.val, lengths, o.windows);
 }
 
 namespace {
@@ -164,6 +168,7 @@ void plot_eval(const std::string& path, const std::vector<LengthLoss>& results, 
 }  // namespace
 
 int run_eval(const EvalOptions& o) {
+  if (o.stream) return run_stream_eval(o);
   int64_t block = 0;
   const std::vector<LengthLoss> results = eval_checkpoint(o, &block);
   std::printf("%s: trained at block %lld; val split, at most %lld windows per length\n", o.ckpt.c_str(),

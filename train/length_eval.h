@@ -9,6 +9,7 @@
 // window is at least computable, and the loss per position shows whether
 // the extra context helps, or whether positions past T confuse the model.
 #pragma once
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -26,6 +27,11 @@ struct LengthLoss {
   int64_t windows = 0;               // windows evaluated
   std::vector<double> per_position;  // mean loss at position 0..length-1 over the windows
 };
+
+// Starts of consecutive windows of `length` inputs (plus the next token as
+// the last target; neighbours share one) in n tokens: at most max_windows
+// of them, spread evenly, so a cap still samples the whole text.
+std::vector<int64_t> window_starts(int64_t n, int64_t length, int64_t max_windows);
 
 // The model's loss on windows of each length cut from `tokens` (the val
 // split): consecutive, non-overlapping windows (length inputs and the next
@@ -52,9 +58,20 @@ struct EvalOptions {
   int64_t windows = 256;        // at most this many windows per length
   std::string plot;             // PNG of loss against position ("" = none)
   int64_t max_corpus_bytes = kDefaultMaxCorpusBytes;
+  // --stream (train/stream_eval.h): streams of lengths.front() tokens
+  // (default 4 x the block) read through a rolling cache.
+  bool stream = false;
+  int64_t sinks = 4, window = -1;  // -1: the rest of the block
   void validate() const;
 };
 std::vector<LengthLoss> eval_checkpoint(const EvalOptions& options, int64_t* block_size = nullptr);
+// What both evaluations read: the checkpoint's model on options.device and
+// the val split of its corpus (or of --data).
+struct EvalInputs {
+  std::unique_ptr<GPT> model;
+  std::vector<int64_t> val;
+};
+EvalInputs load_eval_inputs(const EvalOptions& options);
 // Prints a table (and writes the plot); returns the exit status.
 int run_eval(const EvalOptions& options);
 

@@ -27,7 +27,37 @@ int64_t draw(const std::vector<double>& p, Generator& gen) {
   return 0;
 }
 
+// Streaming: a rolling cache; the prompt goes in slices that fit the
+// window, then one token per step, so the cache never holds more than
+// sinks + window tokens however long the text grows.
+Tensor stream_step(GPT& model, KVCache& cache, const std::vector<int64_t>& context, bool first,
+                   int64_t window, const Device& device) {
+  if (!first) return model.forward_cached(from_ints({context.back()}, {1, 1}, device), cache);
+  Tensor logits;
+  for (std::size_t at = 0; at < context.size(); at += static_cast<std::size_t>(window)) {
+    const std::size_t end = std::min(context.size(), at + static_cast<std::size_t>(window));
+    const std::vector<int64_t> slice(context.begin() + static_cast<std::ptrdiff_t>(at),
+                                     context.begin() + static_cast<std::ptrdiff_t>(end));
+    logits = model.forward_cached(from_ints(slice, {1, static_cast<int64_t>(slice.size())}, device), cache);
+  }
+  return logits;
+}
+
 }  // namespace
+
+int64_t stream_window(const GPT& model, const SampleOptions& o) {
+  const GPTConfig& c = model.config();
+  check(o.sinks >= 0, "sample: --sinks must be >= 0, got ", o.sinks);
+  check(o.window == -1 || o.window >= 1, "sample: --window must be >= 1 (tokens kept after the sinks), got ",
+        o.window);
+  const int64_t window = o.window == -1 ? c.block_size - o.sinks : o.window;
+  check(o.sinks + window <= c.block_size, "sample: --sinks ", o.sinks, " + --window ", window, " = ",
+        o.sinks + window, " exceeds the model's block size ", c.block_size,
+        " (positions inside the cache must stay ones the model trained on)");
+  check(window >= 1, "sample: --sinks ", o.sinks, " leaves no room for a window in the block size ",
+        c.block_size);
+  return window;
+}
 
 std::vector<int64_t> generate(GPT& model, const std::vector<int64_t>& prompt,
                               const SampleOptions& o, Generator& gen) {
@@ -44,11 +74,23 @@ std::vector<int64_t> generate(GPT& model, const std::vector<int64_t>& prompt,
   const Device device = model.parameters().front()->device();
   const bool cached = o.use_cache && model.blocks().front()->attention().cache_layout().heads > 0;
   std::optional<KVCache> cache;
-  if (cached) cache.emplace(model.make_cache(1));
+  const int64_t window = o.stream ? stream_window(model, o) : 0;
+  if (o.stream) {
+    check(o.use_cache, "sample: --stream needs the KV cache");
+    try {
+      cache.emplace(model.make_rolling_cache(1, o.sinks, window));
+    } catch (const Error& e) {
+      fail("sample: --stream: ", e.what());  // the model's reason, said as the option's
+    }
+  } else if (cached) {
+    cache.emplace(model.make_cache(1));
+  }
   std::vector<int64_t> context = prompt, out;
   for (int64_t n = 0; n < o.tokens; ++n) {
     Tensor logits;
-    if (cached && cache->length() > 0 && cache->length() < block) {
+    if (o.stream) {
+      logits = stream_step(model, *cache, context, n == 0, window, device);
+    } else if (cached && cache->length() > 0 && cache->length() < block) {
       // Decode: only the newest token goes through the model.
       logits = model.forward_cached(from_ints({context.back()}, {1, 1}, device), *cache);
     } else {

@@ -91,6 +91,21 @@ expect "attnlab: sample: --top-k must be >= 0, got -1" sample --ckpt "$run" --to
 expect "attnlab: sample: --tokens must be >= 0, got -1" sample --ckpt "$run" --tokens -1
 expect "attnlab sample: --seed: expected a whole number >= 0, got '-2'" sample --ckpt "$run" --seed -2
 expect "attnlab: tokenizer: character 'x' (U+0078) at byte 0 is not in the vocabulary of" sample --ckpt "$run" --prompt "xyz"
+# streaming (chapter 18): $run has block 16 and learned positions; the window checks come first
+expect "attnlab: sample: --sinks must be >= 0, got -1" sample --ckpt "$run" --stream --sinks -1
+expect "attnlab: sample: --window must be >= 1 (tokens kept after the sinks), got 0" sample --ckpt "$run" --stream --window 0
+expect "attnlab: sample: --sinks 4 + --window 13 = 17 exceeds the model's block size 16 (positions inside the cache must stay ones the model trained on)" sample --ckpt "$run" --stream --sinks 4 --window 13
+expect "attnlab: sample: --sinks 16 leaves no room for a window in the block size 16" sample --ckpt "$run" --stream --sinks 16
+expect "attnlab: sample: --stream: model: attention 'mha' uses learned positions, which a rolling cache cannot renumber" sample --ckpt "$run" --stream
+expect "attnlab: sample: --sinks and --window shape the rolling cache of --stream; add --stream" sample --ckpt "$run" --sinks 2
+expect "attnlab: eval: --sinks and --window shape the rolling cache of --stream; add --stream" eval --ckpt "$run" --window 8
+expect "attnlab: eval: --sinks must be >= 0, got -1" eval --ckpt "$run" --stream --sinks -1
+expect "attnlab: eval: --window must be >= 1 (tokens kept after the sinks), got 0" eval --ckpt "$run" --stream --window 0
+expect "attnlab: eval: --stream reads one stream length, got 2 --lengths" eval --ckpt "$run" --stream --lengths 32,64
+expect "attnlab: eval: --sinks 4 + --window 13 must fit the model's block size 16 with a window of at least 1" eval --ckpt "$run" --stream --sinks 4 --window 13
+expect "attnlab: eval: --stream: model: attention 'mha' uses learned positions" eval --ckpt "$run" --stream
+"$bin" train "${common[@]}" --out "$dir/linear_run" --attention linear --steps 2 > /dev/null
+expect "attnlab: sample: --stream: model: attention 'linear' has no KV cache to stream with" sample --ckpt "$dir/linear_run" --stream
 expect "attnlab: convert: --finetune-steps must be >= 1, got 0" convert --ckpt "$run" --to mqa --out "$dir/cv" --finetune-steps 0
 expect "attnlab: bench attention: lengths must be >= 1, got 0" bench attention --lengths 0 --out "$dir/bench"
 expect "attnlab: bench attention: --heads must be >= 1, got 0" bench attention --heads 0 --out "$dir/bench"

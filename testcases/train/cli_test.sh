@@ -55,6 +55,13 @@ grep -q "2 seeds" "$dir/cmp.log" || fail "compare did not print the seeds: $(cat
 "$bin" eval --ckpt "$dir/cmp/mha_rope/seed-1337" --lengths 16,64 --plot "$dir/pos.png" > "$dir/eval.log"
 grep -qE "^ +64 +[0-9]+ +[0-9.]+ " "$dir/eval.log" || fail "eval gave no loss at 64: $(cat "$dir/eval.log")"
 [ -s "$dir/pos.png" ] || fail "eval --plot wrote no PNG"
+# Streaming (chapter 18): 200 characters past a block of 16 through a
+# rolling cache of 2 sinks + 6, and eval --stream's four modes.
+out=$("$bin" sample --ckpt "$dir/cmp/mha_rope/seed-1337" --prompt "to be" --tokens 200 --stream --sinks 2 --window 6 --seed 1)
+[ ${#out} -ge 200 ] || fail "sample --stream too short: $out"
+"$bin" eval --ckpt "$dir/cmp/mha_rope/seed-1337" --stream --sinks 2 --window 6 --windows 2 --plot "$dir/stream.png" > "$dir/stream.log"
+[ "$(grep -cE '^\(([abcd])\) .* [0-9]+\.[0-9]+ +[0-9]+\.[0-9]+$' "$dir/stream.log")" = 4 ] || fail "eval --stream: $(cat "$dir/stream.log")"
+[ -s "$dir/stream.png" ] || fail "eval --stream --plot wrote no PNG"
 "$bin" eval --ckpt "$dir/cmp/mha/seed-1337" --lengths 64 | grep -q "n/a (learned positions)" || fail "eval: learned positions at 64"
 
 # Each bad value: exit status 1 (or CLI11's usage status) and a message naming it.
