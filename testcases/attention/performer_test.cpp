@@ -168,7 +168,9 @@ TEST(Performer, CausalWeightsAreTheMaskedEstimate) {
   for (int64_t i = 0; i < T; ++i) {
     double rowsum = 0;
     for (int64_t j = 0; j < T; ++j) {
-      if (j > i) EXPECT_EQ(a[i * T + j], 0.0f) << "weight of future key " << j << " for query " << i;
+      if (j > i) {
+        EXPECT_EQ(a[i * T + j], 0.0f) << "weight of future key " << j << " for query " << i;
+      }
       rowsum += a[i * T + j];
     }
     EXPECT_NEAR(rowsum, 1.0, 1e-5) << "row " << i;
@@ -265,7 +267,9 @@ TEST(Performer, ErrorFallsAsTheFeatureCountGrows) {
         e += relative_error(performer_attention(q, k, v, performer_projection(m, d, orthogonal, seed), false), exact) / 8;
       std::printf("  %-10s M=%-5lld mean relative error %.4f\n", orthogonal ? "orthogonal" : "iid",
                   static_cast<long long>(m), e);
-      if (!err.empty()) EXPECT_LT(e, err.back()) << "M=" << m << " is no better than M=" << m / 4;
+      if (!err.empty()) {
+        EXPECT_LT(e, err.back()) << "M=" << m << " is no better than M=" << m / 4;
+      }
       err.push_back(e);
       total[orthogonal] += e;
     }

@@ -242,7 +242,9 @@ TEST(Approximation, ErrorFallsAsTheFeatureCountGrows) {
                             exact) / 3;
       std::printf("  %s M=%lld: mean relative error %.4f\n", orthogonal ? "orthogonal" : "iid",
                   static_cast<long long>(m), e);
-      if (!err.empty()) EXPECT_LT(e, err.back()) << "M=" << m << " did no better than M=" << m / 4;
+      if (!err.empty()) {
+        EXPECT_LT(e, err.back()) << "M=" << m << " did no better than M=" << m / 4;
+      }
       err.push_back(e);
     }
     EXPECT_LT(err[3], err[0] / 3) << (orthogonal ? "orthogonal" : "iid") << ": M = 1024 gave " << err[3]
