@@ -33,15 +33,16 @@ struct Timing {
 };
 
 // Median forward+backward time of fn over `repeats` runs, and the allocator
-// peak above what was live before (inputs excluded).
+// peak above what was live before (inputs excluded). `together`: every rank
+// runs it, and they start each run at once.
 template <class Fn>
-Timing time_fn(int repeats, Fn fn) {
+Timing time_fn(int repeats, bool together, Fn fn) {
   fn();  // warm-up
   std::vector<double> t;
   cpu_allocator().reset_peak();
   const std::size_t before = cpu_allocator().stats().current;
   for (int i = 0; i < repeats; ++i) {
-    comm::world().barrier();
+    if (together) comm::world().barrier();
     const double t0 = now_ms();
     fn();
     t.push_back(now_ms() - t0);
@@ -75,7 +76,7 @@ int main(int argc, char** argv) {
       Timing one;
       if (r == 0) {
         FlashOptions fo;
-        one = time_fn(repeats, [&] {
+        one = time_fn(repeats, false, [&] {
           Tensor ql = q.detach().set_requires_grad(), kl = k.detach().set_requires_grad(),
                  vl = v.detach().set_requires_grad();
           sum(flash_attention(ql, kl, vl, fo)).backward();
@@ -89,7 +90,7 @@ int main(int argc, char** argv) {
       o.tokens = T;
       o.split = split;
       reset_ring_counters();
-      const Timing ring = time_fn(repeats, [&] {
+      const Timing ring = time_fn(repeats, true, [&] {
         Tensor ql = qs.detach().set_requires_grad(), kl = ks.detach().set_requires_grad(),
                vl = vs.detach().set_requires_grad();
         sum(ring_attention(ql, kl, vl, o)).backward();
