@@ -18,11 +18,7 @@
 #pragma once
 #include <cstdint>
 
-#if defined(__CUDACC__)
-#define ATTN_HOST_DEVICE __host__ __device__ __forceinline__
-#else
-#define ATTN_HOST_DEVICE inline
-#endif
+#include "core/host_device.h"
 
 namespace attn::philox {
 

@@ -24,6 +24,7 @@ inline const char* format_dtype(DType t) {
     case DType::Float32: return "F32";
     case DType::Int64: return "I64";
     case DType::Bool: return "BOOL";
+    case DType::BFloat16: return "BF16";
   }
   return "?";
 }

@@ -125,8 +125,9 @@ DType parse_dtype(const std::string& name, const json& entry, const std::string&
   if (text == "F32") return DType::Float32;
   if (text == "I64") return DType::Int64;
   if (text == "BOOL") return DType::Bool;
+  if (text == "BF16") return DType::BFloat16;
   bad(source, "tensor ", in_quotes(name), " has dtype ", in_quotes(text),
-      ", which attnlab does not support (supported: F32, I64, BOOL)");
+      ", which attnlab does not support (supported: F32, BF16, I64, BOOL)");
 }
 
 Shape parse_shape(const std::string& name, const json& entry, const std::string& source) {

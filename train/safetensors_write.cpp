@@ -106,7 +106,7 @@ std::vector<Outgoing> prepare(const std::string& path,
     if (!t.defined()) bad(path, "cannot save tensor ", in_quotes(name), ": it is undefined (an empty Tensor())");
     out.push_back({name, t.to(Device::cpu()).contiguous()});
   }
-  // Bytes are written largest element first (I64, then F32, then BOOL),
+  // Bytes are written largest element first (I64, F32, BF16, then BOOL),
   // by name within a size. As the data buffer starts 8-byte aligned, every
   // tensor then starts at a multiple of its element size, which readers
   // that map the file in place (PyTorch via safetensors) rely on.

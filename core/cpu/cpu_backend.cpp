@@ -42,7 +42,24 @@ void CpuBackend::copy(const View& out, const View& in) {
     std::memcpy(out.data, in.data, view_numel(out) * dtype_size(static_cast<DType>(out.dtype)));
     return;
   }
-  if (out.dtype == in.dtype && out.dtype == static_cast<int>(DType::Float32) && out.ndim > 0) {
+  const int f32 = static_cast<int>(DType::Float32), bf16 = static_cast<int>(DType::BFloat16);
+  if (is_dense(out) && is_dense(in) && ((out.dtype == bf16 && in.dtype == f32) || (out.dtype == f32 && in.dtype == bf16))) {
+    // Mixed precision's conversions, over the pool: rounding down, or exact widening.
+    const int64_t n = view_numel(out);
+    parallel_for(n, 1 << 14, [&](int64_t i0, int64_t i1) {
+      if (out.dtype == bf16) {
+        const float* src = static_cast<const float*>(in.data);
+        uint16_t* dst = static_cast<uint16_t*>(out.data);
+        for (int64_t i = i0; i < i1; ++i) dst[i] = bf16_from_float(src[i]);
+      } else {
+        const uint16_t* src = static_cast<const uint16_t*>(in.data);
+        float* dst = static_cast<float*>(out.data);
+        for (int64_t i = i0; i < i1; ++i) dst[i] = bf16_to_float(src[i]);
+      }
+    });
+    return;
+  }
+  if (out.dtype == in.dtype && out.dtype == f32 && out.ndim > 0) {
     // A transposing copy (contiguous() of a permuted view): rows over the pool.
     float* o = static_cast<float*>(out.data);
     const float* i = static_cast<const float*>(in.data);

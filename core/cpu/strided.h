@@ -8,6 +8,7 @@
 #include <cstdint>
 
 #include "core/backend.h"
+#include "core/bfloat16.h"
 #include "core/dtype.h"
 
 namespace attn::cpu {
@@ -101,6 +102,7 @@ inline double load(const View& v, int64_t off) {
     case DType::Float32: return static_cast<const float*>(v.data)[off];
     case DType::Int64: return static_cast<double>(static_cast<const int64_t*>(v.data)[off]);
     case DType::Bool: return static_cast<const uint8_t*>(v.data)[off];
+    case DType::BFloat16: return bf16_to_float(static_cast<const uint16_t*>(v.data)[off]);
   }
   return 0;
 }
@@ -110,6 +112,9 @@ inline void store(const View& v, int64_t off, double x) {
     case DType::Float32: static_cast<float*>(v.data)[off] = static_cast<float>(x); break;
     case DType::Int64: static_cast<int64_t*>(v.data)[off] = static_cast<int64_t>(x); break;
     case DType::Bool: static_cast<uint8_t*>(v.data)[off] = x != 0; break;
+    // Through float: a float32 value (what is converted in practice) is
+    // exact in double, so this rounds once, float32 to bfloat16.
+    case DType::BFloat16: static_cast<uint16_t*>(v.data)[off] = bf16_from_float(static_cast<float>(x)); break;
   }
 }
 

@@ -14,6 +14,7 @@
 
 #include "core/allocator.h"
 #include "core/backend.h"
+#include "core/bfloat16.h"
 #include "core/dtype.h"
 #include "core/error.h"
 
@@ -249,6 +250,7 @@ __device__ __forceinline__ double load_any(const View& v, int64_t off) {
     case static_cast<int>(DType::Float32): return static_cast<const float*>(v.data)[off];
     case static_cast<int>(DType::Int64):
       return static_cast<double>(static_cast<const int64_t*>(v.data)[off]);
+    case static_cast<int>(DType::BFloat16): return bf16_to_float(static_cast<const uint16_t*>(v.data)[off]);
     default: return static_cast<const uint8_t*>(v.data)[off];
   }
 }
@@ -257,6 +259,9 @@ __device__ __forceinline__ void store_any(const View& v, int64_t off, double x) 
   switch (v.dtype) {
     case static_cast<int>(DType::Float32): static_cast<float*>(v.data)[off] = static_cast<float>(x); break;
     case static_cast<int>(DType::Int64): static_cast<int64_t*>(v.data)[off] = static_cast<int64_t>(x); break;
+    case static_cast<int>(DType::BFloat16):
+      static_cast<uint16_t*>(v.data)[off] = bf16_from_float(static_cast<float>(x));
+      break;
     default: static_cast<uint8_t*>(v.data)[off] = x != 0; break;
   }
 }

@@ -389,6 +389,10 @@ void CudaBackend::copy(const View& out, const View& in) {
       if (p.small) copy_strided<uint32_t, uint8_t><<<blocks, kThreads>>>(p.vs, p.n);
       else copy_strided<int64_t, uint8_t><<<blocks, kThreads>>>(p.vs, p.n);
       break;
+    case 2:
+      if (p.small) copy_strided<uint32_t, uint16_t><<<blocks, kThreads>>>(p.vs, p.n);
+      else copy_strided<int64_t, uint16_t><<<blocks, kThreads>>>(p.vs, p.n);
+      break;
     case 4:
       if (p.small) copy_strided<uint32_t, uint32_t><<<blocks, kThreads>>>(p.vs, p.n);
       else copy_strided<int64_t, uint32_t><<<blocks, kThreads>>>(p.vs, p.n);

@@ -144,6 +144,27 @@ TEST(Safetensors, RoundTripsEveryDtypeAndShape) {
   }
 }
 
+// BF16, as other tools write it: two bytes per value, little-endian, the
+// top half of the float32 (1.0 = 0x3f80, -2.0 = 0xc000, 0.5 = 0x3f00).
+TEST(Safetensors, ReadsAndWritesBFloat16) {
+  const st::Checkpoint c = st::parse(file_of(R"({"w":{"dtype":"BF16","shape":[3],"data_offsets":[0,6]}})",
+                                             std::string("\x80\x3f\x00\xc0\x00\x3f", 6)),
+                                     "bf16.safetensors");
+  const Tensor& w = c.tensors.at("w");
+  EXPECT_EQ(w.dtype(), DType::BFloat16);
+  EXPECT_EQ(w.to_vector(), (std::vector<float>{1.0f, -2.0f, 0.5f}));
+  TempDir dir;
+  const std::string path = dir / "b.safetensors";
+  const Tensor x = from_vector({1.0f, 3.14159f, -1e-3f, 65504.0f}, {2, 2});
+  st::save(path, {{"x", x.to(DType::BFloat16)}, {"f", x}});
+  const st::Checkpoint back = st::load(path);
+  EXPECT_EQ(back.tensors.at("x").dtype(), DType::BFloat16);
+  EXPECT_EQ(back.tensors.at("x").to_vector(), x.to(DType::BFloat16).to_vector());
+  EXPECT_EQ(back.tensors.at("f").to_vector(), x.to_vector());
+  // The header names it as other readers expect.
+  EXPECT_NE(read_bytes(path).find(R"("dtype":"BF16")"), std::string::npos);
+}
+
 TEST(Safetensors, SavesNonContiguousTensorsInRowMajorOrder) {
   TempDir dir;
   const std::string path = dir / "t.safetensors";
@@ -461,7 +482,7 @@ TEST(SafetensorsCheck, DtypeNotAString) {
 TEST(SafetensorsCheck, UnknownDtype) {
   EXPECT_EQ(parse_error(file_of(R"({"w":{"dtype":"F16","shape":[2],"data_offsets":[0,4]}})", "abcd")),
             "safetensors: bad.safetensors: tensor 'w' has dtype 'F16', which attnlab does not support "
-            "(supported: F32, I64, BOOL)");
+            "(supported: F32, BF16, I64, BOOL)");
 }
 
 TEST(SafetensorsCheck, ShapeNotAnArray) {
