@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "autograd/autocast.h"
 #include "autograd/ops.h"
 #include "core/dispatch.h"
 #include "core/threads.h"
@@ -57,7 +58,8 @@ int main(int argc, char** argv) {
   int64_t batch = 64;
   app.add_option("--device", device_name, "cpu or cuda[:N]")->capture_default_str();
   app.add_option("--attention", attentions, "variants to time")->delimiter(',');
-  app.add_option("--precision", precisions, "fp32 and/or tf32 (cuBLAS TF32 tensor cores; default both on a GPU)")
+  app.add_option("--precision", precisions, "fp32, tf32 (cuBLAS TF32 tensor cores; default fp32 and tf32 on a GPU) "
+                                            "and/or bf16 (bfloat16 operands, float32 accumulation)")
       ->delimiter(',');
   app.add_option("--warmup", warmup, "untimed steps first")->capture_default_str();
   app.add_option("--steps", steps, "timed steps (the median is reported)")->capture_default_str();
@@ -77,8 +79,11 @@ int main(int argc, char** argv) {
     const Device dev = Device::parse(device_name);
     if (precisions.empty()) precisions = dev.is_cuda() ? std::vector<std::string>{"fp32", "tf32"} : std::vector<std::string>{"fp32"};
     for (const std::string& precision : precisions) {
-      check(precision == "fp32" || precision == "tf32", "--precision: fp32 or tf32, got ", precision);
-      check(precision == "fp32" || dev.is_cuda(), "--precision tf32: TF32 is a GPU tensor-core mode; the CPU runs fp32");
+      check(precision == "fp32" || precision == "tf32" || precision == "bf16", "--precision: fp32, tf32 or bf16, got ",
+            precision);
+      check(precision != "tf32" || dev.is_cuda(), "--precision tf32: TF32 is a GPU tensor-core mode; the CPU runs fp32");
+      // bf16: the products' operands rounded to bfloat16 (autograd/autocast.h).
+      const AutocastGuard autocast(precision == "bf16" ? DType::BFloat16 : DType::Float32);
 #ifdef ATTNLAB_WITH_CUDA
       if (dev.is_cuda()) set_cuda_tf32(precision == "tf32");
 #endif

@@ -4,6 +4,7 @@
 
 #include "attention/registry.h"
 #include "attention/ring.h"
+#include "autograd/autocast.h"
 #include "autograd/ops.h"
 #include "core/error.h"
 
@@ -217,7 +218,8 @@ Tensor GPT::head(const Tensor& x_in) {
   // Weight tying: the output layer reuses the embedding matrix, since
   // "which token is this vector" and "which vector is this token" are the
   // same question asked both ways.
-  return head_ ? head_->forward(x) : matmul(x, transpose(wte_->weight(), 0, 1));
+  return head_ ? head_->forward(x)
+               : matmul(autocast_operand(x), transpose(autocast_operand(wte_->weight()), 0, 1));
 }
 
 }  // namespace attn

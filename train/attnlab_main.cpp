@@ -180,6 +180,8 @@ void add_train_options(CLI::App* cmd, TrainOptions& o) {
   cmd->add_option("--beta2", o.beta2, "AdamW decay of the squared-gradient average, in [0, 1)")->capture_default_str();
   cmd->add_option("--grad-clip", o.grad_clip, "global gradient-norm clip, 0 = off")->capture_default_str();
   cmd->add_option("--optimizer", o.optimizer, "adamw or sgd")->capture_default_str();
+  cmd->add_option("--precision", o.precision, "products in fp32, tf32 (GPU tensor cores) or bf16 (bfloat16 operands, "
+                                              "float32 accumulation and master weights)")->capture_default_str();
   cmd->add_option("--dropout", m.dropout, "dropout probability")->capture_default_str();
   cmd->add_option("--attn-dropout", m.attn_dropout,
                   "dropout on the attention probabilities (default: --dropout's value)");

@@ -38,7 +38,10 @@ void TrainOptions::validate() const {
   check(max_corpus_bytes >= 1, "train: --max-corpus-bytes must be >= 1, got ", max_corpus_bytes);
   check(optimizer == "adamw" || optimizer == "sgd", "train: --optimizer must be adamw or sgd, got '",
         optimizer, "'");
-  Device::parse(device);
+  check(precision == "fp32" || precision == "tf32" || precision == "bf16",
+        "train: --precision must be fp32, tf32 or bf16, got '", precision, "'");
+  check(precision != "tf32" || Device::parse(device).is_cuda(), "train: --precision tf32 is the GPU's tensor-core ",
+        "mode for float32 products (--device cuda); on the CPU use fp32 or bf16");
 }
 
 std::string TrainOptions::to_json() const {
@@ -46,6 +49,7 @@ std::string TrainOptions::to_json() const {
             {"out", out},
             {"device", device},
             {"optimizer", optimizer},
+            {"precision", precision},
             {"steps", steps},
             {"seed", seed},
             {"batch", batch},
@@ -82,6 +86,7 @@ TrainOptions TrainOptions::from_json(const std::string& text) {
     o.out = j.at("out");
     o.device = j.at("device");
     o.optimizer = j.at("optimizer");
+    o.precision = j.value("precision", "fp32");  // runs stored before it existed trained in fp32
     o.steps = integer("steps");
     o.seed = integer("seed");
     o.batch = integer("batch");

@@ -14,9 +14,13 @@
 #include <optional>
 
 #include "attention/registry.h"
+#include "autograd/autocast.h"
 #include "autograd/engine.h"
 #include "autograd/ops.h"
 #include "core/dispatch.h"
+#ifdef ATTNLAB_WITH_CUDA
+#include "core/cuda/cuda_settings.h"
+#endif
 #include "core/error.h"
 #include "train/checkpoint.h"
 #include "train/data_parallel.h"
@@ -312,6 +316,11 @@ TrainResult train_into(const TrainOptions& options_in, RunFolder* given_folder) 
   auto out_of_time = [&] { return dp.rank0_decides(o.max_seconds > 0 && train_s >= o.max_seconds); };
   if (out_of_time()) end = std::min(end, start);  // resumed after the time was spent
   int64_t in_flight = start;  // the step being trained (or evaluated), for an out-of-memory message
+  // The products' precision, for the steps and evaluations (trainer.h).
+  const AutocastGuard autocast(o.precision == "bf16" ? DType::BFloat16 : DType::Float32);
+#ifdef ATTNLAB_WITH_CUDA
+  if (device.is_cuda()) set_cuda_tf32(o.precision == "tf32");
+#endif
   try {
     // Ring attention over several ranks: each model sees its tokens only,
     // through the steps and evaluations (not the sample at the end).

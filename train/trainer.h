@@ -30,6 +30,10 @@ struct TrainOptions {
   int64_t max_corpus_bytes = kDefaultMaxCorpusBytes;
   std::string device = "cpu";
   std::string optimizer = "adamw";  // adamw | sgd
+  // The matrix products' precision: fp32; tf32 (the GPU's tensor cores on
+  // float32); bf16 (operands rounded to bfloat16, float32 accumulation and
+  // float32 everywhere else: autograd/autocast.h).
+  std::string precision = "fp32";
   int64_t steps = 500;
   int64_t stop_at = 0;              // end this invocation after that step (0 = run to `steps`)
   // End the run once this much training time (forward, backward, update;

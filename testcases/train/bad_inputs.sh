@@ -69,6 +69,8 @@ expect "attnlab: train: --sample-tokens must be >= 0 (0 = no sample), got -5" "$
 expect "attnlab: train: --max-corpus-bytes must be >= 1, got 0" "${T[@]}" --max-corpus-bytes 0
 expect "attnlab: eval: --max-corpus-bytes must be >= 1, got 0" eval --ckpt "$run" --max-corpus-bytes 0
 expect "attnlab: train: --optimizer must be adamw or sgd, got 'adam'" "${T[@]}" --optimizer adam
+expect "attnlab: train: --precision must be fp32, tf32 or bf16, got 'fp16'" "${T[@]}" --precision fp16
+expect "attnlab: train: --precision tf32 is the GPU's tensor-core mode for float32 products (--device cuda); on the CPU use fp32 or bf16" "${T[@]}" --precision tf32
 expect "attnlab: model: --layers must be in 1..128, got 0" "${T[@]}" --layers 0
 expect "attnlab: model: --heads must be >= 1, got -2" "${T[@]}" --heads -2
 expect "attnlab: model: --embd must be in 1..16384, got 0" "${T[@]}" --embd 0
