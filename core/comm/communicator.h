@@ -58,6 +58,10 @@ class Communicator {
   virtual Request all_reduce(std::span<double> data, ReduceOp op) = 0;
   // out[r * in.size() + i] = rank r's in[i]; every rank passes the same size.
   virtual Request all_gather(std::span<const float> in, std::span<float> out) = 0;
+  // The sum over ranks of `in`, cut in size() equal parts: rank r receives
+  // part r (out.size() = in.size() / size()). With all_gather it is an
+  // all-reduce in two halves, which is how sharded optimizers use it.
+  virtual Request reduce_scatter(std::span<const float> in, std::span<float> out) = 0;
   // Point to point, for rings: the receiver names the sender and the size.
   virtual Request send(std::span<const float> data, int to) = 0;
   virtual Request recv(std::span<float> data, int from) = 0;

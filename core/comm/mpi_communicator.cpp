@@ -66,6 +66,16 @@ class MpiCommunicator final : public Communicator {
     return wait_all(std::move(r));
   }
 
+  Request reduce_scatter(std::span<const float> in, std::span<float> out) override {
+    check(in.size() == out.size() * static_cast<std::size_t>(size_), "reduce_scatter: ", in.size(),
+          " values do not cut into ", size_, " parts of ", out.size(), " (the output's size)");
+    check_count("reduce_scatter", out.size());
+    std::vector<MPI_Request> r(1);
+    MPI_Ireduce_scatter_block(in.data(), out.data(), static_cast<int>(out.size()), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD,
+                              r.data());
+    return wait_all(std::move(r));
+  }
+
   Request send(std::span<const float> data, int to) override {
     check_peer("send", to);
     check_count("send", data.size());

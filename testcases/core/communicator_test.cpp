@@ -26,6 +26,9 @@ TEST(Communicator, AloneIsRankZeroOfOne) {
   std::vector<float> out(3);
   c.all_gather(v, out).wait();
   EXPECT_EQ(out, v);
+  std::vector<float> part(3);
+  c.reduce_scatter(v, part).wait();
+  EXPECT_EQ(part, v);
   c.barrier();
 }
 

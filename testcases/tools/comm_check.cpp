@@ -57,6 +57,16 @@ int main(int argc, char** argv) {
       expect(all[3 * q] == q && all[3 * q + 1] == 10.0f * q && all[3 * q + 2] == 100.0f * q,
              str("all_gather block of rank ", q));
 
+    // Reduce-scatter: rank r contributes q + r at index q; part p (two
+    // values) of the sum reaches rank p.
+    std::vector<float> whole(2 * static_cast<std::size_t>(n)), part(2);
+    for (std::size_t q = 0; q < whole.size(); ++q) whole[q] = static_cast<float>(q) + static_cast<float>(r);
+    c.reduce_scatter(whole, part).wait();
+    for (int i = 0; i < 2; ++i) {
+      const double want = n * (2.0 * r + i) + n * (n - 1) / 2.0;
+      expect(part[i] == static_cast<float>(want), str("reduce_scatter value ", i, ": ", part[i], " != ", want));
+    }
+
     // A ring: send to the next rank, receive from the previous, both in flight.
     const int next = (r + 1) % n, prev = (r + n - 1) % n;
     std::vector<float> out(257), in(257);
