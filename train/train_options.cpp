@@ -40,7 +40,8 @@ void TrainOptions::validate() const {
         optimizer, "'");
   check(precision == "fp32" || precision == "tf32" || precision == "bf16",
         "train: --precision must be fp32, tf32 or bf16, got '", precision, "'");
-  check(precision != "tf32" || Device::parse(device).is_cuda(), "train: --precision tf32 is the GPU's tensor-core ",
+  const Device where = Device::parse(device);
+  check(precision != "tf32" || where.is_cuda(), "train: --precision tf32 is the GPU's tensor-core ",
         "mode for float32 products (--device cuda); on the CPU use fp32 or bf16");
 }
 
