@@ -124,9 +124,9 @@ ChildResult run_limited(const std::vector<std::string>& argv_in, const ChildLimi
     const ssize_t n = read(fds[0], buf, sizeof buf);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) break;  // every writer closed its end: the child (and its children) ended
-    const std::size_t room = limits.max_output > r.output.size() ? limits.max_output - r.output.size() : 0;
-    r.output.append(buf, std::min(room, static_cast<std::size_t>(n)));
-    if (static_cast<std::size_t>(n) > room) r.output_truncated = true;
+    // Keep the end: the last lines say where a test was when it stopped.
+    r.output.append(buf, static_cast<std::size_t>(n));
+    if (r.output.size() > limits.max_output) r.output.erase(0, r.output.size() - limits.max_output);
   }
   close(fds[0]);
   int status = 0;

@@ -16,7 +16,7 @@ namespace attn {
 struct ChildLimits {
   double timeout_s = 60;    // wall clock, > 0
   int64_t memory_mb = 0;    // address space; 0 = no limit
-  std::size_t max_output = 64 * 1024;  // bytes of stdout+stderr kept (the rest is read and dropped)
+  std::size_t max_output = 64 * 1024;  // the last bytes of stdout+stderr kept (the rest is read and dropped)
 };
 
 struct ChildResult {
@@ -26,7 +26,6 @@ struct ChildResult {
   double seconds = 0;       // wall clock
   int64_t peak_rss_mb = 0;  // the child's peak resident memory
   std::string output;       // stdout and stderr, interleaved as written
-  bool output_truncated = false;
 };
 
 // Whether the memory limit can be enforced in this build: a sanitizer

@@ -112,14 +112,16 @@ std::string report_gradescope(const GradeReport& r) {
     int number = 0;
     for (const TestResult& t : c.tests) {
       std::string output = t.outcome == Outcome::passed ? "passed" : str(outcome_name(t.outcome), ": ", t.message);
-      tests.push_back({{"name", str(c.chapter, " / ", t.suite, " / ", t.name)},
-                       {"number", str(chapter_number(c.chapter), ".", ++number)},
-                       {"score", t.points},
-                       {"max_score", t.max_points},
-                       {"status", t.outcome == Outcome::passed ? "passed" : "failed"},
-                       {"output", output},
-                       {"tags", {c.chapter, t.suite}},
-                       {"visibility", t.suite == "hidden" ? "after_due_date" : "visible"}});
+      nlohmann::json test = {{"name", str(c.chapter, " / ", t.suite, " / ", t.name)},
+                             {"number", str(chapter_number(c.chapter), ".", ++number)},
+                             {"score", t.points},
+                             {"max_score", t.max_points},
+                             {"output", output},
+                             {"tags", {c.chapter, t.suite}},
+                             {"visibility", t.suite == "hidden" ? "after_due_date" : "visible"}};
+      // A skipped test (0 of 0 points) is neither passed nor failed.
+      if (t.outcome != Outcome::skipped) test["status"] = t.outcome == Outcome::passed ? "passed" : "failed";
+      tests.push_back(test);
       score += t.points;
     }
   }

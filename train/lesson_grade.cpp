@@ -92,10 +92,11 @@ TestResult judge(const std::string& name, const ChildResult& run, const fs::path
     }
   }
   const nlohmann::json* entry = nullptr;
-  if (have_report && j.contains("testsuites"))
+  if (have_report && j.contains("testsuites") && j["testsuites"].is_array())
     for (const auto& suite : j["testsuites"])
-      for (const auto& test : suite.value("testsuite", nlohmann::json::array()))
-        if (suite.value("name", "") + "." + test.value("name", "") == name) entry = &test;
+      if (suite.contains("testsuite") && suite["testsuite"].is_array())
+        for (const auto& test : suite["testsuite"])
+          if (suite.value("name", "") + "." + test.value("name", "") == name) entry = &test;
   if (entry == nullptr) {
     // No report: the process ended before gtest could write one.
     const bool memory = says_out_of_memory(run.output) ||
