@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstdio>
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "core/error.h"
 
@@ -67,6 +68,18 @@ std::string first_line(const std::string& text) {
   return nl == std::string::npos ? text : text.substr(0, nl);
 }
 
+// The line of a message that says what went wrong: not gtest's "file:line".
+std::string headline(const std::string& message) {
+  std::istringstream lines(message);
+  for (std::string line; std::getline(lines, line);) {
+    const std::size_t colon = line.rfind(':');
+    const bool file_line = colon != std::string::npos && colon + 1 < line.size() &&
+                           line.find_first_not_of("0123456789", colon + 1) == std::string::npos;
+    if (!line.empty() && !file_line) return line;
+  }
+  return first_line(message);
+}
+
 std::string chapter_number(const std::string& chapter) { return chapter.substr(0, 2); }
 
 }  // namespace
@@ -97,7 +110,7 @@ std::string report_table(const GradeReport& r) {
       if (!header) out += "\ntests that lost points:\n";
       header = true;
       out += str("  ", chapter_number(c.chapter), " ", t.suite, " ", t.name, " (", points_text(t.max_points),
-                 "): ", outcome_name(t.outcome), ": ", first_line(t.message), "\n");
+                 "): ", outcome_name(t.outcome), ": ", headline(t.message), "\n");
     }
   }
   return out;
@@ -177,7 +190,7 @@ std::string report_junit(const GradeReport& r) {
     for (const TestResult& t : c.tests) {
       suites += str("    <testcase name=\"", xml_escape(t.name), "\" classname=\"", xml_escape(c.chapter + "." + t.suite),
                     "\" time=\"", t.seconds, "\"");
-      const std::string msg = xml_escape(first_line(t.message));
+      const std::string msg = xml_escape(headline(t.message));
       const std::string body = xml_escape(t.message);
       switch (t.outcome) {
         case Outcome::passed: suites += "/>\n"; break;

@@ -70,12 +70,32 @@ struct TempFolder {
   }
 };
 
+// What the program printed, without gtest's own banner lines ("Running
+// main()", "[ RUN      ]", ...): the student's prints and crash reports.
+std::string printed(const std::string& output) {
+  std::string out;
+  std::istringstream lines(output);
+  for (std::string line; std::getline(lines, line);) {
+    if (line.rfind("Running main() from", 0) == 0 || line.rfind("Note: Google Test filter", 0) == 0 ||
+        line.rfind("[==", 0) == 0 || line.rfind("[--", 0) == 0 || line.rfind("[ RUN", 0) == 0)
+      continue;
+    out += line + "\n";
+  }
+  return out.empty() ? "(nothing)" : last_chars(out, 1500);
+}
+
+std::string seconds_text(double s) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.2f s", s);
+  return buf;
+}
+
 // One test's outcome from its process and gtest's JSON report.
 TestResult judge(const std::string& name, const ChildResult& run, const fs::path& report, const ChildLimits& limits) {
   TestResult t;
   t.name = name;
   t.seconds = run.seconds;
-  const std::string tail = last_chars(run.output, 1500);
+  const std::string tail = printed(run.output);
   if (run.timed_out) {
     t.outcome = Outcome::timed_out;
     t.message = str("stopped after ", limits.timeout_s, " s, the time limit (--timeout-s ", limits.timeout_s,
@@ -107,8 +127,8 @@ TestResult judge(const std::string& name, const ChildResult& run, const fs::path
                       "): the code allocated more than that. Its last output:\n", tail);
     } else if (run.signal != 0) {
       t.outcome = Outcome::crashed;
-      t.message = str("the test crashed: ", signal_description(run.signal), " after ", run.seconds,
-                      " s. Its last output:\n", tail);
+      t.message = str("the test crashed: ", signal_description(run.signal), " after ", seconds_text(run.seconds),
+                      ". Its last output:\n", tail);
     } else {
       t.outcome = Outcome::crashed;
       t.message = str("the program exited (status ", run.exit_code, ") in the middle of the test, before ",
@@ -125,8 +145,11 @@ TestResult judge(const std::string& name, const ChildResult& run, const fs::path
     return t;
   }
   std::string failures;
-  for (const auto& f : entry->value("failures", nlohmann::json::array()))
-    failures += (failures.empty() ? "" : "\n\n") + f.value("failure", "");
+  for (const auto& f : entry->value("failures", nlohmann::json::array())) {
+    std::string text = f.value("failure", "");
+    if (text.rfind("unknown file\n", 0) == 0) text = text.substr(13);  // an exception: gtest has no line to name
+    failures += (failures.empty() ? "" : "\n\n") + text;
+  }
   if (!failures.empty()) {
     t.outcome = says_out_of_memory(failures) ? Outcome::out_of_memory : Outcome::failed;
     t.message = t.outcome == Outcome::out_of_memory

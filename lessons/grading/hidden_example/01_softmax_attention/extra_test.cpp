@@ -15,8 +15,6 @@
 
 namespace hidden01 {
 
-using attn::Tensor;
-
 // Attention in plain loops and double precision: the oracle, independent of
 // the code under test. q [Tq, d], k [Tk, d], v [Tk, dv], one batch and head;
 // `causal` keeps key j for query i when j <= i.
@@ -47,25 +45,25 @@ std::vector<double> attention_oracle(const std::vector<double>& q, const std::ve
 
 TEST(Hidden01, OneKeyGivesItsValueWhateverTheQuery) {
   // With a single key the weight is 1, so every query's output is that value.
-  const Tensor q = lesson_test::random_tensor({1, 1, 4, 3}, 7, 5.0f);
-  const Tensor k = lesson_test::random_tensor({1, 1, 1, 3}, 8);
-  const Tensor v = attn::from_vector({0.5f, -2.0f}, {1, 1, 1, 2});
+  const attn::Tensor q = lesson_test::random_tensor({1, 1, 4, 3}, 7, 5.0f);
+  const attn::Tensor k = lesson_test::random_tensor({1, 1, 1, 3}, 8);
+  const attn::Tensor v = attn::from_vector({0.5f, -2.0f}, {1, 1, 1, 2});
   EXPECT_TRUE(lesson_test::close("attention with one key", lesson01::scaled_dot_product_attention(q, k, v),
                                  {0.5, -2, 0.5, -2, 0.5, -2, 0.5, -2}, {1, 1, 4, 2}));
 }
 
 TEST(Hidden01, HugeEqualLogitsGiveAUniformRow) {
   // exp(90) overflows float32: only a softmax that subtracts the row's max survives.
-  const Tensor x = attn::from_vector({90, 90, 90, 90}, {1, 4});
+  const attn::Tensor x = attn::from_vector({90, 90, 90, 90}, {1, 4});
   EXPECT_TRUE(lesson_test::close("softmax([90, 90, 90, 90])", lesson01::softmax(x), {0.25, 0.25, 0.25, 0.25}, {1, 4}));
 }
 
 TEST(Hidden01, CausalAttentionMatchesALoopOracle) {
   const int t = 6, d = 5, dv = 3;
-  const Tensor q = lesson_test::random_tensor({1, 1, t, d}, 11), k = lesson_test::random_tensor({1, 1, t, d}, 12);
-  const Tensor v = lesson_test::random_tensor({1, 1, t, dv}, 13);
+  const attn::Tensor q = lesson_test::random_tensor({1, 1, t, d}, 11), k = lesson_test::random_tensor({1, 1, t, d}, 12);
+  const attn::Tensor v = lesson_test::random_tensor({1, 1, t, dv}, 13);
   const std::vector<double> want = hidden01::attention_oracle(lesson_test::values(q), lesson_test::values(k),
                                                               lesson_test::values(v), t, t, d, dv, true);
-  const Tensor got = lesson01::scaled_dot_product_attention(q, k, v, lesson01::causal_mask(t));
+  const attn::Tensor got = lesson01::scaled_dot_product_attention(q, k, v, lesson01::causal_mask(t));
   EXPECT_TRUE(lesson_test::close("causal attention vs a double-precision loop", got, want, {1, 1, t, dv}));
 }
