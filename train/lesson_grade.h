@@ -50,7 +50,7 @@ std::vector<TestResult> grade_program(const std::string& program, const std::str
 std::vector<std::string> list_gtest_tests(const std::string& program, const ChildLimits& limits);
 
 // Marks a chapter "not started" when no test passed and every failure is the
-// stub's NotImplemented; returns whether it did.
+// stub's NotImplemented message; returns whether it did.
 bool mark_not_started(ChapterResult& chapter);
 
 // Throws when the student's library of `chapter` is built from the

@@ -105,7 +105,7 @@ TEST(LessonGrade, EachMisbehavingTestCostsOnlyItsOwnPoints) {
   }
   EXPECT_NE(r.at("Fixture.Aborts").message.find("SIGABRT"), std::string::npos) << r.at("Fixture.Aborts").message;
   EXPECT_EQ(r.at("Fixture.ExitsEarly").outcome, Outcome::crashed);
-  EXPECT_NE(r.at("Fixture.ExitsEarly").message.find("exited (status 0) in the middle of the test"), std::string::npos)
+  EXPECT_NE(r.at("Fixture.ExitsEarly").message.find("in the middle of the test"), std::string::npos)
       << r.at("Fixture.ExitsEarly").message;
   EXPECT_EQ(r.at("Fixture.Skips").outcome, Outcome::skipped);
   EXPECT_EQ(r.at("Fixture.Skips").max_points, 0.0) << "a skipped test counts neither way";
@@ -224,6 +224,11 @@ TEST(LessonGrade, StubChapterIsNotStarted) {
   EXPECT_TRUE(mark_not_started(c));
   EXPECT_EQ(c.state, "not started");
   EXPECT_EQ(c.tests[0].message.rfind("not started", 0), 0u);
+  TestResult rejects = stub;  // a suite's rejects() on a stub passes the stub's message on
+  rejects.message = "Value of: rejects(\"ntk_base with scale 0.5\", ...)\n  Actual: false (ntk_base with scale 0.5: not "
+                    "implemented yet (lesson 06 (RoPE): ntk_base is not implemented yet - see lessons/06_rope/README.md))";
+  ChapterResult c2{"06_rope", "graded", {stub, rejects}};
+  EXPECT_TRUE(mark_not_started(c2));
   TestResult wrong = stub;
   wrong.message = "Expected equality of these values";
   ChapterResult started{"01_softmax_attention", "graded", {stub, wrong}};
