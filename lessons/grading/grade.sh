@@ -12,8 +12,8 @@
 # the course, so a submission cannot change how it is graded. A chapter the
 # student did not submit keeps the untouched stub and scores 0, "not
 # started". The grading tree and its build stay in build/grading/ between
-# runs: after the first build, a student costs the rebuild of the chapter
-# files and the tests. Needs what scripts/install-deps.sh installs (and git
+# runs (or ATTNLAB_GRADING_TREE): after the first build, a student costs the
+# rebuild of the chapter files and the tests. Needs what scripts/install-deps.sh installs (and git
 # for a URL: bash scripts/install-deps.sh git).
 set -euo pipefail
 [ $# -ge 2 ] || { echo "usage: grade.sh STUDENT (folder or git URL) OUT.json [lesson grade options]" >&2; exit 2; }
@@ -46,5 +46,9 @@ done
 [ -f "$tree/build/build.ninja" ] ||
   cmake -S "$tree/src" -B "$tree/build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DATTNLAB_LESSONS=student \
         -DATTNLAB_CUDA=OFF -DATTNLAB_BUILD_BENCH=OFF > /dev/null
-cmake --build "$tree/build"
+# What grading runs: the attnlab binary and every chapter's suites (the
+# student's build, and the solution's, which lists the tests).
+suites=$(cmake --build "$tree/build" --target help | grep -oE 'lesson[0-9]+_(basic|advanced)_(student|solution)' | sort -u)
+# shellcheck disable=SC2086  # a list of target names
+cmake --build "$tree/build" --target attnlab $suites
 "$tree/build/attnlab" lesson grade "$@" --format gradescope --output "$out"

@@ -110,7 +110,9 @@ TEST(LessonGrade, EachMisbehavingTestCostsOnlyItsOwnPoints) {
   EXPECT_EQ(r.at("Fixture.Skips").outcome, Outcome::skipped);
   EXPECT_EQ(r.at("Fixture.Skips").max_points, 0.0) << "a skipped test counts neither way";
   for (const TestResult& t : results) {
-    if (t.outcome != Outcome::passed) EXPECT_EQ(t.points, 0.0) << t.name;
+    if (t.outcome != Outcome::passed) {
+      EXPECT_EQ(t.points, 0.0) << t.name;
+    }
   }
   EXPECT_EQ(total(results, false), 2.0);
 }
