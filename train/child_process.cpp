@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -62,6 +63,7 @@ std::vector<char*> c_strings(std::vector<std::string>& v) {
 // In the child, after fork: limits, own process group, output into the pipe.
 [[noreturn]] void become_child(int out_fd, const ChildLimits& limits, char** argv, char** envp) {
   setpgid(0, 0);
+  prctl(PR_SET_PDEATHSIG, SIGKILL);  // a grader that is killed takes its test along
   dup2(out_fd, STDOUT_FILENO);
   dup2(out_fd, STDERR_FILENO);
   close(out_fd);
@@ -72,8 +74,8 @@ std::vector<char*> c_strings(std::vector<std::string>& v) {
   setrlimit(RLIMIT_CPU, &cpu_limit);
   if (limits.memory_mb > 0 && memory_limit_supported()) {
     const rlim_t bytes = static_cast<rlim_t>(limits.memory_mb) * 1024 * 1024;
-    const rlimit as{bytes, bytes};
-    setrlimit(RLIMIT_AS, &as);
+    const rlimit data{bytes, bytes};
+    setrlimit(RLIMIT_DATA, &data);
   }
   execve(argv[0], argv, envp);
   const char msg[] = "cannot start the program\n";

@@ -2,10 +2,14 @@
 // limit, and says how it ended: the grader's sandbox for a student's code.
 //
 // The child gets its own process group (a kill reaches anything it
-// started), an address-space limit (RLIMIT_AS: an allocation past it fails,
-// which C++ reports as std::bad_alloc), a CPU-time limit one second past the
-// wall-clock limit (a backstop should the parent die) and no core files. The
-// parent kills the whole group with SIGKILL when the wall-clock limit passes.
+// started), a limit on the memory it allocates (RLIMIT_DATA: the heap and
+// private writable mappings; an allocation past it fails, which C++
+// reports as std::bad_alloc; code, shared libraries and address space a
+// GPU driver reserves without writing to it do not count), a CPU-time
+// limit one second past the wall-clock limit (a backstop should the parent
+// die) and no core files. The parent kills the whole group with SIGKILL
+// when the wall-clock limit passes, and the child dies with the parent
+// should the grader itself be killed.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -15,7 +19,7 @@ namespace attn {
 
 struct ChildLimits {
   double timeout_s = 60;    // wall clock, > 0
-  int64_t memory_mb = 0;    // address space; 0 = no limit
+  int64_t memory_mb = 0;    // allocated memory (RLIMIT_DATA); 0 = no limit
   std::size_t max_output = 64 * 1024;  // the last bytes of stdout+stderr kept (the rest is read and dropped)
 };
 
@@ -29,8 +33,8 @@ struct ChildResult {
 };
 
 // Whether the memory limit can be enforced in this build: a sanitizer
-// build's children reserve terabytes of shadow address space, which
-// RLIMIT_AS would refuse at start-up, so there the limit is left off.
+// build's children map terabytes of shadow memory at start-up, which the
+// limit would refuse, so there it is left off.
 bool memory_limit_supported();
 
 // Runs argv[0] (a path) with argv[1..] and `env` added to (or replacing

@@ -113,7 +113,7 @@ expect "attnlab: unknown command 'trian'; expected one of: train, sample," trian
 
 # ---- lesson grade: every option checked before any test runs ----
 expect "attnlab: lesson grade: --timeout-s must be in (0, 3600] seconds, got 0" lesson grade 01 --timeout-s 0
-expect "attnlab: lesson grade: --memory-mb must be 0 (no limit) or in 64..1048576, got 10" lesson grade 01 --memory-mb 10
+expect "attnlab: lesson grade: --memory-mb must be 0 (no limit) or in 256..1048576, got 10" lesson grade 01 --memory-mb 10
 expect "attnlab: lesson grade: --format must be table, gradescope or junit, got 'xml'" lesson grade 01 --format xml
 expect "attnlab: lesson: no chapter '99'; chapters: 01_softmax_attention," lesson grade 01 99
 expect "attnlab: lesson grade: --hidden '$dir/no_such': no such folder" lesson grade 01 --hidden "$dir/no_such"

@@ -269,7 +269,7 @@ TEST(LessonGrade, BadOptionsAreClearErrors) {
   o = GradeOptions{};
   o.memory_mb = 10;
   EXPECT_EQ(error_of([&] { check_grade_options(o); }),
-            "lesson grade: --memory-mb must be 0 (no limit) or in 64..1048576, got 10");
+            "lesson grade: --memory-mb must be 0 (no limit) or in 256..1048576, got 10");
   o = GradeOptions{};
   o.format = "xml";
   EXPECT_EQ(error_of([&] { check_grade_options(o); }),
