@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <vector>
 
 #include "core/error.h"
 
@@ -68,16 +69,36 @@ std::string first_line(const std::string& text) {
   return nl == std::string::npos ? text : text.substr(0, nl);
 }
 
-// The line of a message that says what went wrong: not gtest's "file:line".
-std::string headline(const std::string& message) {
-  std::istringstream lines(message);
-  for (std::string line; std::getline(lines, line);) {
-    const std::size_t colon = line.rfind(':');
-    const bool file_line = colon != std::string::npos && colon + 1 < line.size() &&
-                           line.find_first_not_of("0123456789", colon + 1) == std::string::npos;
-    if (!line.empty() && !file_line) return line;
-  }
-  return first_line(message);
+bool is_file_line(const std::string& line) {  // gtest's "path/to/test.cpp:103"
+  const std::size_t colon = line.rfind(':');
+  return colon != std::string::npos && colon + 1 < line.size() &&
+         line.find_first_not_of("0123456789", colon + 1) == std::string::npos;
+}
+
+// The line of a message that says what went wrong, from its first failure:
+// the suite's own words where it added some (the last line, when it is not
+// gtest's "Expected: true" or "x evaluates to y"), else what a check
+// returned ("  Actual: false (first at [0,1]: expected 0.27, got 0.12)"),
+// else the first line that is not gtest's "file:line". For a test that did
+// not finish (timed out, crashed), the grader's own first line.
+std::string headline(const TestResult& t) {
+  const std::string& message = t.message;
+  if (t.outcome != Outcome::failed) return first_line(message);
+  const std::string first = message.substr(0, message.find("\n\n"));
+  std::vector<std::string> lines;
+  std::istringstream in(first);
+  for (std::string line; std::getline(in, line);)
+    if (!line.empty() && !is_file_line(line)) lines.push_back(line);
+  if (lines.empty()) return first_line(message);
+  auto starts = [](const std::string& line, const char* with) { return line.rfind(with, 0) == 0; };
+  const std::string& last = lines.back();
+  const bool gtest_own = starts(last, "Expected") || starts(last, "  Actual") || starts(last, "Value of") ||
+                         starts(last, "  Which is") || starts(last, "    Which is") ||
+                         last.find(" evaluates to ") != std::string::npos;
+  if (lines.size() > 1 && !gtest_own) return last;
+  for (const std::string& line : lines)
+    if (starts(line, "  Actual: false (") && line.back() == ')') return line.substr(17, line.size() - 18);
+  return lines.front();
 }
 
 std::string chapter_number(const std::string& chapter) { return chapter.substr(0, 2); }
@@ -110,7 +131,7 @@ std::string report_table(const GradeReport& r) {
       if (!header) out += "\ntests that lost points:\n";
       header = true;
       out += str("  ", chapter_number(c.chapter), " ", t.suite, " ", t.name, " (", points_text(t.max_points),
-                 "): ", outcome_name(t.outcome), ": ", headline(t.message), "\n");
+                 "): ", outcome_name(t.outcome), ": ", headline(t), "\n");
     }
   }
   return out;
@@ -190,7 +211,7 @@ std::string report_junit(const GradeReport& r) {
     for (const TestResult& t : c.tests) {
       suites += str("    <testcase name=\"", xml_escape(t.name), "\" classname=\"", xml_escape(c.chapter + "." + t.suite),
                     "\" time=\"", t.seconds, "\"");
-      const std::string msg = xml_escape(headline(t.message));
+      const std::string msg = xml_escape(headline(t));
       const std::string body = xml_escape(t.message);
       switch (t.outcome) {
         case Outcome::passed: suites += "/>\n"; break;

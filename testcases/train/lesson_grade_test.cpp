@@ -282,3 +282,34 @@ TEST(LessonGrade, BadOptionsAreClearErrors) {
   o.hidden = "/nonexistent/hidden";
   EXPECT_EQ(error_of([&] { check_grade_options(o); }), "lesson grade: --hidden '/nonexistent/hidden': no such folder");
 }
+
+TEST(LessonGrade, TableSaysWhatWentWrongInOneLine) {
+  auto failed = [](const std::string& name, const std::string& message) {
+    TestResult t;
+    t.suite = "basic";
+    t.name = name;
+    t.message = message;
+    t.max_points = 1;
+    return t;
+  };
+  GradeReport report;
+  report.chapters.push_back(
+      {"01_softmax_attention", "graded",
+       {failed("Mistakes.Scale", "basic_test.cpp:210\nThe difference between scale and want is 0.75, which exceeds "
+                                 "2e-3, where\nscale evaluates to 1,\nwant evaluates to 0.25, and\n2e-3 evaluates to "
+                                 "0.002.\nyour scores are 4x too large: did you forget to divide by sqrt(d_k)?"),
+        failed("Attention.Readme", "basic_test.cpp:103\nValue of: close(\"weights\", w, {1, 0}, {1, 2})\n  Actual: "
+                                   "false (weights: 1 of 2 elements differ; first at [0,1]: expected 0, got 0.5)\n"
+                                   "Expected: true\n\nbasic_test.cpp:106\nValue of: close(\"out\", ...)"),
+        failed("Softmax.Hand", "C++ exception with description \"shape mismatch\" thrown in the test body.")}});
+  const std::string table = report_table(report);
+  EXPECT_NE(table.find("Mistakes.Scale (1): failed: your scores are 4x too large: did you forget to divide by "
+                       "sqrt(d_k)?\n"),
+            std::string::npos) << table;
+  EXPECT_NE(table.find("Attention.Readme (1): failed: weights: 1 of 2 elements differ; first at [0,1]: expected 0, "
+                       "got 0.5\n"),
+            std::string::npos) << table;
+  EXPECT_NE(table.find("Softmax.Hand (1): failed: C++ exception with description \"shape mismatch\""),
+            std::string::npos) << table;
+  EXPECT_NE(table.find(" 0 / 3      0      3 "), std::string::npos) << "points, passed, failed: " << table;
+}
