@@ -49,6 +49,20 @@ done
 # What grading runs: the attnlab binary and every chapter's suites (the
 # student's build, and the solution's, which lists the tests).
 suites=$(cmake --build "$tree/build" --target help | grep -oE 'lesson[0-9]+_(basic|advanced)_(student|solution)' | sort -u)
+# A submission that does not compile scores 0, and results.json says why
+# (the compiler's error lines) instead of leaving the platform without a grade.
+log=$tree/build.log
 # shellcheck disable=SC2086  # a list of target names
-cmake --build "$tree/build" --target attnlab $suites
+if ! cmake --build "$tree/build" --target attnlab $suites > "$log" 2>&1; then
+  tail -n 60 "$log" >&2
+  json_text() { sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/\t/ /g' | tr -d '\000-\010\013-\037' | awk '{printf "%s\\n", $0}'; }
+  {
+    printf '{"score": 0.0, "tests": [], "output": "The submission does not compile; the compiler says:\\n'
+    grep -E 'error|Error' "$log" | head -n 40 | json_text
+    printf '"}\n'
+  } > "$out.tmp-$$"
+  mv "$out.tmp-$$" "$out"
+  echo "grade.sh: the submission does not compile: 0 points, written to $out" >&2
+  exit 0
+fi
 "$tree/build/attnlab" lesson grade "$@" --format gradescope --output "$out"
