@@ -58,7 +58,7 @@ TEST(Fixture, Allocates) {
 }
 
 TEST(Fixture, Segfaults) {
-  volatile int* nowhere = nullptr;
+  volatile int* volatile nowhere = nullptr;  // volatile twice: the compiler keeps the load and the store
   if (misbehave()) *nowhere = 1;
 }
 
