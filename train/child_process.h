@@ -4,8 +4,9 @@
 // The child gets its own process group (a kill reaches anything it
 // started), a limit on the memory it allocates (RLIMIT_DATA: the heap and
 // private writable mappings; an allocation past it fails, which C++
-// reports as std::bad_alloc; code, shared libraries and address space a
-// GPU driver reserves without writing to it do not count), a CPU-time
+// reports as std::bad_alloc; code, shared libraries and address space
+// reserved without write access, as CUDA reserves it, do not count; not
+// yet run on a GPU under the grader), a CPU-time
 // limit one second past the wall-clock limit (a backstop should the parent
 // die) and no core files. The parent kills the whole group with SIGKILL
 // when the wall-clock limit passes, and the child dies with the parent
