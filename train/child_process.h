@@ -6,11 +6,10 @@
 // private writable mappings; an allocation past it fails, which C++
 // reports as std::bad_alloc; code, shared libraries and address space
 // reserved without write access, as CUDA reserves it, do not count; not
-// yet run on a GPU under the grader), a CPU-time
-// limit one second past the wall-clock limit (a backstop should the parent
-// die) and no core files. The parent kills the whole group with SIGKILL
-// when the wall-clock limit passes, and the child dies with the parent
-// should the grader itself be killed.
+// yet run on a GPU under the grader), a CPU-time limit one second past the
+// wall-clock limit (a backstop should the parent die) and no core files.
+// The parent kills the whole group with SIGKILL when the wall-clock limit
+// passes, and the child dies with the parent should the grader be killed.
 #pragma once
 #include <cstdint>
 #include <string>
