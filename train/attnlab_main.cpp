@@ -17,6 +17,7 @@
 #include "train/compare.h"
 #include "train/compare_cli.h"
 #include "train/convert.h"
+#include "train/lesson_grade.h"
 #include "train/lesson_runner.h"
 #include "train/sampling.h"
 #include "train/stop_signals.h"
@@ -305,6 +306,20 @@ int main(int argc, char** argv) {
   auto* lesson_test_cmd = lesson_cmd->add_subcommand("test", "run a chapter's suites with full output");
   lesson_test_cmd->add_option("chapter", lesson_chapter, "e.g. 04 or gqa")->required();
   lesson_test_cmd->add_option("--level", lesson_level, "basic or advanced (default: both)");
+  GradeOptions grade_opts;  // train/lesson_grade.h; lessons/README.md, "Grading a class"
+  auto* lesson_grade_cmd = lesson_cmd->add_subcommand("grade", "grade the chapters' suites on your code, each test "
+                                                               "alone under time and memory limits");
+  lesson_grade_cmd->add_option("chapters", grade_opts.chapters, "e.g. 01 04 (default: every chapter)");
+  lesson_grade_cmd->add_option("--timeout-s", grade_opts.timeout_s, "time limit per test, seconds")->capture_default_str();
+  lesson_grade_cmd->add_option("--memory-mb", grade_opts.memory_mb, "memory limit per test, MB (0 = none)")
+      ->capture_default_str();
+  lesson_grade_cmd->add_option("--format", grade_opts.format, "table, gradescope (results.json) or junit (XML)")
+      ->capture_default_str();
+  lesson_grade_cmd->add_option("--output", grade_opts.output, "file to write (default: standard output)");
+  lesson_grade_cmd->add_option("--hidden", grade_opts.hidden, "folder of hidden tests, DIR/NN_name/*.cpp, shown after "
+                                                              "the due date");
+  lesson_grade_cmd->add_flag("--solution", grade_opts.solution, "teacher's check: grade the reference solution "
+                                                                "(must score the maximum)");
 
   int demo_steps = 2000;
   uint64_t demo_seed = 0;
@@ -358,6 +373,7 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (lesson_test_cmd->parsed()) return lesson_test(lesson_chapter, lesson_level);
+    if (lesson_grade_cmd->parsed()) return lesson_grade(grade_opts);
     if (list_cmd->parsed()) {
       for (const std::string& n : attention_names())
         std::printf("%-20s %s\n", n.c_str(), attention_help(n).c_str());

@@ -22,19 +22,6 @@ fs::path binary_dir() {
   return ec ? fs::current_path() : self.parent_path();
 }
 
-// "04", "4", "04_gqa" or "gqa" -> "04_gqa".
-std::string find_chapter(const std::string& wanted) {
-  for (const std::string& c : lesson_chapters()) {
-    const std::string num = c.substr(0, 2), name = c.substr(3);
-    if (wanted == c || wanted == num || wanted == name ||
-        (wanted.size() == 1 && "0" + wanted == num))
-      return c;
-  }
-  std::string list;
-  for (const std::string& c : lesson_chapters()) list += (list.empty() ? "" : ", ") + c;
-  fail("lesson: no chapter '", wanted, "'; chapters: ", list);
-}
-
 // The suites are built in the lessons/ folder of the build tree, next to
 // which the attnlab binary sits.
 fs::path suite_program(const std::string& chapter, const std::string& level) {
@@ -67,6 +54,20 @@ SuiteStatus run_quietly(const std::string& chapter, const std::string& level) {
 }
 
 }  // namespace
+
+std::string build_dir() { return binary_dir().string(); }
+
+std::string find_chapter(const std::string& wanted) {
+  for (const std::string& c : lesson_chapters()) {
+    const std::string num = c.substr(0, 2), name = c.substr(3);
+    if (wanted == c || wanted == num || wanted == name ||
+        (wanted.size() == 1 && "0" + wanted == num))
+      return c;
+  }
+  std::string list;
+  for (const std::string& c : lesson_chapters()) list += (list.empty() ? "" : ", ") + c;
+  fail("lesson: no chapter '", wanted, "'; chapters: ", list);
+}
 
 std::vector<std::string> lesson_chapters() {
   std::vector<std::string> out;

@@ -17,6 +17,12 @@ struct SuiteStatus {
 
 // Chapters found in the source tree's lessons/ folder, in order.
 std::vector<std::string> lesson_chapters();
+// "04", "4", "04_gqa" or "gqa" -> "04_gqa"; an unknown one is an error that
+// lists the chapters.
+std::string find_chapter(const std::string& wanted);
+// The build folder the running attnlab binary sits in: its lessons/ folder
+// holds the suites.
+std::string build_dir();
 std::vector<SuiteStatus> lesson_status(const std::string& only_chapter = "");
 // Runs one chapter's suites with their full output; returns the exit status.
 int lesson_test(const std::string& chapter, const std::string& level = "");

@@ -127,6 +127,20 @@ expect "attnlab sample: --temperature 'hot' is not a number" sample --ckpt "$run
 expect "attnlab train: The following arguments were not expected: 3 --bogus" "${T[@]}" --bogus 3
 expect "attnlab train: --data is required" train --out "$dir/new"
 expect "attnlab: unknown command 'trian'; expected one of: train, sample," trian --data "$dir/corpus.txt"
+
+# ---- lesson grade: every option checked before any test runs ----
+expect "attnlab: lesson grade: --timeout-s must be in (0, 3600] seconds, got 0" lesson grade 01 --timeout-s 0
+expect "attnlab: lesson grade: --memory-mb must be 0 (no limit) or in 256..1048576, got 10" lesson grade 01 --memory-mb 10
+expect "attnlab: lesson grade: --format must be table, gradescope or junit, got 'xml'" lesson grade 01 --format xml
+expect "attnlab: lesson: no chapter '99'; chapters: 01_softmax_attention," lesson grade 01 99
+expect "attnlab: lesson grade: --hidden '$dir/no_such': no such folder" lesson grade 01 --hidden "$dir/no_such"
+mkdir -p "$dir/hidden_empty" "$dir/hidden_bad/softmax_extra"
+expect "attnlab: lesson grade: --hidden '$dir/hidden_empty': no chapter folder in it (expected $dir/hidden_empty/NN_name/*.cpp" \
+  lesson grade 01 --hidden "$dir/hidden_empty"
+expect "attnlab: lesson grade: --hidden '$dir/hidden_bad': folder 'softmax_extra' names no chapter (expected NN_name" \
+  lesson grade 01 --hidden "$dir/hidden_bad"
+expect "attnlab: lesson grade: --output '$dir/no_such/results.json': the folder $dir/no_such does not exist" \
+  lesson grade 01 --format gradescope --output "$dir/no_such/results.json"
 expect "attnlab bench: unknown command 'attn'; expected one of: attention" bench attn
 
 # ---- attention variants and their options ----
