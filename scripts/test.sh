@@ -6,7 +6,7 @@
 # smaller build with clang, ASan + UBSan and libFuzzer coverage (preset
 # `sanitize`, build/san, CPU only, no lessons) that runs the suites of the
 # parts that read files and text (core, attention, train, the CLI) and
-# then each fuzz target for ATTNLAB_FUZZ_SECONDS (default 60), all three
+# then each fuzz target for ATTNLAB_FUZZ_SECONDS (default 30), all three
 # at once. ATTNLAB_HARDENING=0 skips them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -45,7 +45,7 @@ step "sanitizer tests: $(grep -Eo '[0-9]+% tests passed.*' build/san/ctest.log) 
 export ASAN_OPTIONS=detect_leaks=1:halt_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 export OPENBLAS_NUM_THREADS=1 ATTNLAB_THREADS=1
 t0=$SECONDS
-seconds=${ATTNLAB_FUZZ_SECONDS:-60}
+seconds=${ATTNLAB_FUZZ_SECONDS:-30}
 fz=build/san/fuzz
 rm -rf "$fz/seeds" && "$fz/fuzz_seeds" "$fz/seeds" >/dev/null
 targets=(checkpoint text variant)
