@@ -145,6 +145,7 @@ PerformerAttention::PerformerAttention(const AttentionConfig& config, const Perf
   projection_ = &register_buffer(
       "projection", performer_projection(options.features, head_dim(), options.orthogonal,
                                          performer_draw_seed(key_, 0)));
+  training_forwards_ = &register_buffer("training_forwards", zeros({1}));
 }
 
 void PerformerAttention::redraw() {
@@ -156,8 +157,13 @@ void PerformerAttention::redraw() {
 
 Tensor PerformerAttention::forward(const Tensor& x) {
   if (training() && options_.redraw > 0) {
-    if (training_forwards_ > 0 && training_forwards_ % options_.redraw == 0) redraw();
-    ++training_forwards_;
+    const auto t = static_cast<int64_t>(training_forwards_->to(Device::cpu()).item());
+    check(t < (int64_t{1} << 24), "attention performer: ", t, " training forwards; the redraw count is exact to 2^24");
+    if (t > 0 && t % options_.redraw == 0) {
+      draw_ = t / options_.redraw - 1;  // redraw() draws the next one: t / N
+      redraw();
+    }
+    *training_forwards_ = full({1}, static_cast<double>(t + 1), DType::Float32, training_forwards_->device());
   }
   return MultiHeadAttention::forward(x);
 }

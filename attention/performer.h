@@ -69,9 +69,10 @@ struct PerformerOptions {
 
 // Multi-head attention with the causal FAVOR+ kernel. The projection is a
 // buffer (saved in checkpoints, moved by to(), never trained); with redraw
-// = N it is redrawn before every N-th training forward, draw n from
-// performer_draw_seed(key, n). The count of forwards is not saved: a
-// resumed run starts it again. No K/V cache, no attention weights, no
+// = N, training forward t (counted from 0) with t a non-zero multiple of N
+// first draws draw t / N, from performer_draw_seed(key, t / N). The count
+// of training forwards is a buffer too, so a resumed run redraws exactly
+// when the unbroken run would. No K/V cache, no attention weights, no
 // ALiBi, no attention dropout (it never forms probabilities).
 class PerformerAttention : public MultiHeadAttention {
  public:
@@ -89,7 +90,9 @@ class PerformerAttention : public MultiHeadAttention {
   PerformerOptions options_;
   uint64_t key_;  // the layer's projection key: options.seed mixed with the model's generator
   Tensor* projection_ = nullptr;
-  int64_t training_forwards_ = 0, draw_ = 0;
+  // Training forwards so far, as a float32 [1] buffer (exact to 2^24).
+  Tensor* training_forwards_ = nullptr;
+  int64_t draw_ = 0;
 };
 
 // Bidirectional Linformer attention: q [B, H, T, d], k, v [B, H, T, d],

@@ -240,3 +240,36 @@ TEST(Trainer, Bfloat16FollowsTheFloat32LossCurve) {
   for (const auto& [name, values] : w) EXPECT_EQ(values, r.at(name)) << name << " differs after resume";
   fs::remove_all(dir);
 }
+
+// A Performer that redraws its features every 2 training forwards, stopped
+// at step 3 (between two draws) and resumed: the count of forwards is in
+// the checkpoint, so it redraws when the unbroken run does and ends with
+// bitwise the same weights and projections.
+TEST(Trainer, PerformerRedrawsResumeExactly) {
+  const fs::path dir = temp_dir("performer");
+  auto run = [&](const std::string& name, int64_t stop_at, bool resume) {
+    TrainOptions o = tiny_run(dir, name);
+    o.steps = 6;
+    o.eval_every = 6;
+    o.model.dropout = 0;
+    o.model.attention = "performer:features=8,redraw=2";
+    o.stop_at = stop_at;
+    if (resume) o.resume = (dir / name).string();
+    train(o);
+  };
+  run("straight", 0, false);
+  run("split", 3, false);
+  run("split", 0, true);
+  const auto a = weights((dir / "straight").string()), b = weights((dir / "split").string());
+  ASSERT_EQ(a.size(), b.size());
+  bool has_count = false;
+  for (const auto& [name, values] : a) {
+    EXPECT_EQ(values, b.at(name)) << name << " differs after resume";
+    if (name.find("training_forwards") != std::string::npos) {
+      has_count = true;
+      EXPECT_EQ(values, std::vector<float>{6.0f}) << name;
+    }
+  }
+  EXPECT_TRUE(has_count) << "the checkpoint lacks the count of training forwards";
+  fs::remove_all(dir);
+}
