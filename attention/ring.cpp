@@ -32,11 +32,17 @@ Seen seen(std::pair<int64_t, int64_t> q, std::pair<int64_t, int64_t> k, bool cau
   return Seen::None;                        // every key after every query
 }
 
-// The rows of chunk `i` of a tensor laid out as `shard` says (dim 2).
-Tensor chunk(const Tensor& t, const SequenceShard& shard, std::size_t i) {
+// The chunks of a tensor laid out as `shard` says (dim 2), each copied out
+// once as a dense tensor: the flash kernel reads dense operands, and every
+// chunk meets several others.
+std::vector<Tensor> chunks(const Tensor& t, const SequenceShard& shard) {
+  std::vector<Tensor> out;
   int64_t start = 0;
-  for (std::size_t c = 0; c < i; ++c) start += shard.chunks[c].second - shard.chunks[c].first;
-  return narrow(t, 2, start, shard.chunks[i].second - shard.chunks[i].first);
+  for (const auto& [begin, end] : shard.chunks) {
+    out.push_back(narrow(t, 2, start, end - begin).contiguous());
+    start += end - begin;
+  }
+  return out;
 }
 
 Tensor join(const std::vector<Tensor>& chunks) { return chunks.size() == 1 ? chunks[0] : cat(chunks, 2); }
@@ -123,10 +129,9 @@ struct PairGrads {
   Tensor dq, dk, dv;
 };
 
-PairGrads pair_grads(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out, const Tensor& lse,
-                     const Tensor& dout, Seen how, float scale) {
-  const Tensor qc = q.contiguous(), kc = k.contiguous(), vc = v.contiguous(), oc = out.contiguous(),
-               lc = lse.contiguous(), dc = dout.contiguous();
+// Every operand dense (chunks()).
+PairGrads pair_grads(const Tensor& qc, const Tensor& kc, const Tensor& vc, const Tensor& oc, const Tensor& lc,
+                     const Tensor& dc, Seen how, float scale) {
   PairGrads g{empty(qc.shape()), empty(kc.shape()), empty(vc.shape())};
   FlashArgs a;
   a.q = qc.data<float>(), a.k = kc.data<float>(), a.v = vc.data<float>();
@@ -152,27 +157,26 @@ std::vector<Tensor> ring_backward(const Tensor& q, Tensor k, Tensor v, const Ten
                                   const Tensor& dout, const RingOptions& o, float scale, comm::Communicator& comm) {
   const int n = comm.size(), r = comm.rank();
   const SequenceShard mine = shard_of(o.tokens, r, n, o.split);
+  // This rank's side of every pair, cut once.
+  const std::vector<Tensor> qs = chunks(q, mine), outs = chunks(out, mine), lses = chunks(lse, mine),
+                            douts = chunks(dout, mine);
   std::vector<Tensor> dq;
-  for (std::size_t i = 0; i < mine.chunks.size(); ++i) dq.push_back(zeros(chunk(q, mine, i).shape()));
+  for (const Tensor& qi : qs) dq.push_back(zeros(qi.shape()));
   Tensor dk = zeros(k.shape()), dv = zeros(v.shape());
   for (int step = 0; step < n; ++step) {
     const SequenceShard from = shard_of(o.tokens, (r - step + n) % n, n, o.split);
-    std::vector<Tensor> dks, dvs;
-    for (std::size_t j = 0; j < from.chunks.size(); ++j) {
-      Tensor dkj = chunk(dk, from, j), dvj = chunk(dv, from, j);
+    const std::vector<Tensor> ks = chunks(k, from), vs = chunks(v, from);
+    std::vector<Tensor> dks = chunks(dk, from), dvs = chunks(dv, from);
+    for (std::size_t j = 0; j < from.chunks.size(); ++j)
       for (std::size_t i = 0; i < mine.chunks.size(); ++i) {
         const Seen how = seen(mine.chunks[i], from.chunks[j], o.causal);
         if (how == Seen::None) continue;
         ++counters.pairs_computed;
-        const PairGrads g = pair_grads(chunk(q, mine, i), chunk(k, from, j), chunk(v, from, j), chunk(out, mine, i),
-                                       chunk(lse, mine, i), chunk(dout, mine, i), how, scale);
+        const PairGrads g = pair_grads(qs[i], ks[j], vs[j], outs[i], lses[i], douts[i], how, scale);
         dq[i] = dq[i] + g.dq;
-        dkj = dkj + g.dk;
-        dvj = dvj + g.dv;
+        dks[j] = dks[j] + g.dk;
+        dvs[j] = dvs[j] + g.dv;
       }
-      dks.push_back(dkj);
-      dvs.push_back(dvj);
-    }
     dk = join(dks);
     dv = join(dvs);
     if (n == 1) break;
@@ -246,6 +250,7 @@ Tensor ring_attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in
   {
     NoGradGuard no_grad;
     q = q_in.detach().contiguous(), k = k_in.detach().contiguous(), v = v_in.detach().contiguous();
+    const std::vector<Tensor> qs = chunks(q, mine);
     Tensor kb = k, vb = v;  // the block in hand: this rank's first, then each arriving one
     for (int step = 0; step < n; ++step) {
       const SequenceShard from = shard_of(o.tokens, (r - step + n) % n, n, o.split);
@@ -254,12 +259,13 @@ Tensor ring_attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in
         const int64_t prev_tokens = shard_of(o.tokens, (r - step - 1 + 2 * n) % n, n, o.split).length();
         hop.emplace(comm, pack({kb, vb}), 2 * static_cast<std::size_t>(numel(with_tokens(k.shape(), prev_tokens))));
       }
+      const std::vector<Tensor> ks = chunks(kb, from), vs = chunks(vb, from);
       for (std::size_t i = 0; i < mine.chunks.size(); ++i)
         for (std::size_t j = 0; j < from.chunks.size(); ++j) {
           const Seen how = seen(mine.chunks[i], from.chunks[j], o.causal);
           if (how == Seen::None) continue;
           ++counters.pairs_computed;
-          fold(running[i], chunk(q, mine, i), chunk(kb, from, j), chunk(vb, from, j), how, scale);
+          fold(running[i], qs[i], ks[j], vs[j], how, scale);
         }
       if (hop) {
         const SequenceShard next_block = shard_of(o.tokens, (r - step - 1 + 2 * n) % n, n, o.split);

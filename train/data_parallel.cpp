@@ -16,6 +16,7 @@ constexpr std::size_t kBucketFloats = std::size_t{1} << 20;
 }  // namespace
 
 void DataParallel::check_split(int64_t batch, int64_t block) const {
+  if (ranks() == 1) return;  // one process splits nothing (a ring of one takes any --block)
   if (over_ == ParallelOver::Batch) {
     check(batch % ranks() == 0, "train: --batch ", batch, " does not split evenly over ", ranks(),
           " ranks; use a multiple of ", ranks());

@@ -10,22 +10,11 @@
 #include "autograd/ops.h"
 #include "core/comm/communicator.h"
 #include "core/error.h"
+#include "testcases/tools/rank_check.h"
 #include "train/data_parallel.h"
 
 using namespace attn;
-
-namespace {
-
-int failures = 0;
-
-void expect(bool ok, const std::string& what) {
-  if (!ok) {
-    ++failures;
-    std::printf("rank %d: FAIL %s\n", comm::world().rank(), what.c_str());
-  }
-}
-
-}  // namespace
+using rank_check::expect;
 
 int main(int argc, char** argv) {
   try {
@@ -114,6 +103,5 @@ int main(int argc, char** argv) {
     std::printf("rank %d: error: %s\n", comm::world().rank(), e.what());
     return 1;
   }
-  if (failures == 0) std::printf("rank %d of %d: every check held\n", comm::world().rank(), comm::world().size());
-  return failures == 0 ? 0 : 1;
+  return rank_check::finish();
 }

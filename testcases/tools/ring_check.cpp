@@ -14,20 +14,13 @@
 #include "attention/ring.h"
 #include "autograd/ops.h"
 #include "core/error.h"
+#include "testcases/tools/rank_check.h"
 #include "core/random.h"
 
 using namespace attn;
+using rank_check::expect;
 
 namespace {
-
-int failures = 0;
-
-void expect(bool ok, const std::string& what) {
-  if (!ok) {
-    ++failures;
-    std::printf("rank %d: FAIL %s\n", comm::world().rank(), what.c_str());
-  }
-}
 
 float max_diff(const Tensor& a, const Tensor& b) {
   const std::vector<float> x = a.to_vector(), y = b.to_vector();
@@ -96,6 +89,5 @@ int main(int argc, char** argv) {
     std::printf("rank %d: error: %s\n", comm::world().rank(), e.what());
     return 1;
   }
-  if (failures == 0) std::printf("rank %d of %d: every check held\n", comm::world().rank(), comm::world().size());
-  return failures == 0 ? 0 : 1;
+  return rank_check::finish();
 }

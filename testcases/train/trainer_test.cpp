@@ -273,3 +273,18 @@ TEST(Trainer, PerformerRedrawsResumeExactly) {
   EXPECT_TRUE(has_count) << "the checkpoint lacks the count of training forwards";
   fs::remove_all(dir);
 }
+
+// One process never splits its sequences: a ring of one is flash attention
+// and takes any --block (an odd one included), where a split over N ranks
+// needs a multiple of 2N.
+TEST(Trainer, RingInOneProcessTakesAnyBlock) {
+  const fs::path dir = temp_dir("ring1");
+  TrainOptions o = tiny_run(dir, "run");
+  o.steps = 2;
+  o.eval_every = 2;
+  o.model.dropout = 0;
+  o.model.block_size = 15;
+  o.model.attention = "ring";
+  EXPECT_EQ(train(o).steps, 2);
+  fs::remove_all(dir);
+}
