@@ -12,19 +12,25 @@ int64_t causal_count(int64_t p, int64_t j0, int64_t j1) {
 }
 
 BlockSparsity::BlockSparsity(int64_t tq, int64_t tk, int64_t offset, int64_t block,
-                             const PairRule& rule)
-    : tq_(tq), tk_(tk), offset_(offset), block_(block) {
+                             const PairRule& rule, std::vector<int64_t> key_position,
+                             int64_t key_span)
+    : tq_(tq), tk_(tk), offset_(offset), block_(block), key_position_(std::move(key_position)),
+      key_span_(key_position_.empty() ? tk : key_span) {
   const char* op = "block_sparsity";
   check(block >= 1 && block <= 64, op, ": block ", block, " outside 1..64 (one word of bits per row)");
   check(tq >= 0 && tk >= 0 && offset >= 0, op, ": ", tq, " queries at offset ", offset, " over ",
         tk, " keys");
+  check(key_position_.empty() || static_cast<int64_t>(key_position_.size()) == tk, op, ": ",
+        key_position_.size(), " key positions for ", tk, " keys");
+  for (int64_t at : key_position_)
+    check(at >= 0 && at < key_span_, op, ": key position ", at, " outside 0..", key_span_ - 1);
   query_blocks_ = (tq + block - 1) / block;
   key_blocks_ = (tk + block - 1) / block;
   row_begin_.push_back(0);
   for (int64_t qb = 0; qb < query_blocks_; ++qb) {
     const int64_t i0 = qb * block, i1 = std::min(i0 + block, tq);
     const int64_t last = offset + i1 - 1;  // the block's last position: no key after it
-    for (int64_t kb = 0; kb < key_blocks_ && kb * block <= last; ++kb) {
+    for (int64_t kb = 0; kb < key_blocks_ && (!rule.keys_in_order || kb * block <= last); ++kb) {
       const int64_t j0 = kb * block, j1 = std::min(j0 + block, tk);
       int64_t seen = 0;
       for (int64_t i = i0; i < i1; ++i) seen += rule.count(offset + i, j0, j1);
@@ -66,37 +72,38 @@ BlockList BlockSparsity::list() const {
   l.row_begin = row_begin_.data(), l.row_key = row_key_.data(), l.row_mask = row_mask_.data();
   l.col_begin = col_begin_.data(), l.col_query = col_query_.data(), l.col_mask = col_mask_.data();
   l.masks = masks_.data();
+  l.key_position = key_position_.empty() ? nullptr : key_position_.data();
+  l.key_span = key_span_;
   return l;
 }
 
 Tensor BlockSparsity::mask() const {
-  std::vector<bool> keep(static_cast<size_t>(tq_ * tk_), false);
+  std::vector<bool> keep(static_cast<size_t>(tq_ * key_span_), false);
   for (int64_t qb = 0; qb < query_blocks_; ++qb) {
     for (int64_t e = row_begin_[qb]; e < row_begin_[qb + 1]; ++e) {
       const int64_t j0 = row_key_[e] * block_, m = row_mask_[e];
       for (int64_t i = qb * block_; i < std::min(tq_, (qb + 1) * block_); ++i)
         for (int64_t j = j0; j < std::min(tk_, j0 + block_); ++j)
-          keep[static_cast<size_t>(i * tk_ + j)] =
-              m < 0 || (masks_[static_cast<size_t>(m * block_ + i - qb * block_)] >> (j - j0) & 1);
+          if (m < 0 || (masks_[static_cast<size_t>(m * block_ + i - qb * block_)] >> (j - j0) & 1))
+            keep[static_cast<size_t>(i * key_span_ + (key_position_.empty() ? j : key_position_[j]))] = true;
     }
   }
-  return from_bools(keep, {tq_, tk_});
+  return from_bools(keep, {tq_, key_span_});
 }
 
 std::shared_ptr<const BlockSparsity> BlockSparsityCache::get(int64_t tq, int64_t tk, int64_t offset) {
   const std::lock_guard<std::mutex> lock(mutex_);
   for (size_t n = 0; n < kept_.size(); ++n) {
-    const auto& s = kept_[n];
-    if (s->tq() == tq && s->tk() == tk && s->offset() == offset) {
-      auto found = s;
+    if (kept_[n].tq == tq && kept_[n].tk == tk && kept_[n].offset == offset) {
+      const Kept found = kept_[n];
       kept_.erase(kept_.begin() + static_cast<std::ptrdiff_t>(n));
       kept_.push_back(found);
-      return found;
+      return found.blocks;
     }
   }
-  auto made = std::make_shared<const BlockSparsity>(tq, tk, offset, block_, rule_);
+  auto made = std::make_shared<const BlockSparsity>(compile_(tq, tk, offset));
   if (kept_.size() == kKept) kept_.erase(kept_.begin());
-  kept_.push_back(made);
+  kept_.push_back({tq, tk, offset, made});
   return made;
 }
 

@@ -13,6 +13,7 @@
 #include "attention/block_sparsity.h"
 #include "attention/flash.h"
 #include "attention/pattern.h"
+#include "autograd/ops.h"
 #include "core/error.h"
 
 namespace attn {
@@ -37,15 +38,35 @@ int64_t overlap(int64_t lo, int64_t hi, int64_t j0, int64_t j1) {
   return std::max<int64_t>(0, std::min(hi, j1) - std::max(lo, j0));
 }
 
-// Keys of [j0, j1) that query p sees under the strided rule: the local ones
-// in [p - L + 1, p], plus the summary keys (j % S == S - 1, floor(x / S) of
-// them below x) between j0 and the local range.
-int64_t strided_count(int64_t p, int64_t j0, int64_t j1, int64_t local, int64_t stride) {
-  const int64_t hi = std::min(j1, p + 1);
-  if (hi <= j0) return 0;
-  const int64_t local_lo = std::clamp(p - local + 1, j0, hi);
-  return (hi - local_lo) + (local_lo / stride - j0 / stride);
-}
+// Strided attention with its summary keys gathered. Left in place, a
+// summary column every S keys touches every key block once S <= 64, and
+// the blocks would skip nothing below the diagonal. So the kernel runs over
+//   K' = [ K (the tk keys) ; K_sum (keys S-1, 2S-1, ...: tk / S of them) ]
+// and query p reads two runs of it: its band, K[p - L + 1 .. p], and the
+// summary keys older than the band, K_sum[0 .. far(p)), where summary s
+// (at position sS + S - 1) is older when sS + S - 1 <= p - L. The summary
+// keys inside the band are read there, once. About (L + p / S) / 64 blocks
+// a row instead of p / 64.
+struct Strided {
+  int64_t local, stride, tk;
+  // Summary keys gathered: none when the band already covers every key.
+  int64_t summaries() const { return local >= tk ? 0 : tk / stride; }
+  int64_t far(int64_t p) const {
+    return std::min(summaries(), std::max<int64_t>(0, p - local + 1) / stride);
+  }
+  int64_t count(int64_t p, int64_t j0, int64_t j1) const {
+    return overlap(p - local + 1, p + 1, j0, std::min(j1, tk)) + overlap(tk, tk + far(p), j0, j1);
+  }
+  bool allows(int64_t p, int64_t j) const {
+    return j < tk ? j <= p && p - j < local : j - tk < far(p);
+  }
+  std::vector<int64_t> positions() const {
+    std::vector<int64_t> at(static_cast<size_t>(tk + summaries()));
+    for (int64_t j = 0; j < tk; ++j) at[static_cast<size_t>(j)] = j;
+    for (int64_t s = 0; s < summaries(); ++s) at[static_cast<size_t>(tk + s)] = s * stride + stride - 1;
+    return at;
+  }
+};
 
 // Under the block rule query p sees [0, B) (the first block) and
 // [(qb - 1) B, p] (its block and the one before), both cut at p.
@@ -56,9 +77,12 @@ int64_t block_count(int64_t p, int64_t j0, int64_t j1, int64_t block) {
          overlap(near_lo, first_hi, j0, j1);
 }
 
-PairRule strided_rule(int64_t local, int64_t stride) {
-  return {[=](int64_t p, int64_t j0, int64_t j1) { return strided_count(p, j0, j1, local, stride); },
-          [=](int64_t p, int64_t j) { return strided_allows(p, j, local, stride); }};
+BlockSparsity strided_blocks(int64_t tq, int64_t tk, int64_t offset, int64_t local, int64_t stride,
+                             int64_t block) {
+  const Strided st{local, stride, tk};
+  const PairRule rule{[st](int64_t p, int64_t j0, int64_t j1) { return st.count(p, j0, j1); },
+                      [st](int64_t p, int64_t j) { return st.allows(p, j); }, false};
+  return BlockSparsity(tq, tk + st.summaries(), offset, block, rule, st.positions(), tk);
 }
 
 PairRule block_rule(int64_t block) {
@@ -67,11 +91,14 @@ PairRule block_rule(int64_t block) {
 }
 
 // The kernel of a pattern: on the CPU the block-skipping flash kernel over
-// the pattern's blocks (compiled once per shape), elsewhere, or when the
-// caller wants the weights, attention through the mask.
-AttentionKernel pattern_kernel(PairRule rule, std::function<Tensor(const AttentionCall&)> mask) {
-  auto cache = std::make_shared<BlockSparsityCache>(kSparseBlock, std::move(rule));
-  return [cache, mask](const AttentionCall& c) {
+// the pattern's blocks (compiled once per shape) and the keys `gather`
+// lays out for them, elsewhere, or when the caller wants the weights,
+// attention through the mask.
+using MaskOf = std::function<Tensor(const AttentionCall&)>;
+using GatherKeys = std::function<Tensor(const Tensor& kv)>;
+AttentionKernel pattern_kernel(BlockSparsityCache::Compile compile, MaskOf mask, GatherKeys gather) {
+  auto cache = std::make_shared<BlockSparsityCache>(std::move(compile));
+  return [cache, mask, gather](const AttentionCall& c) {
     if (!c.q.device().is_cpu() || c.want_weights) return attention_with_pattern(c, mask(c));
     FlashOptions o;
     o.offset = c.offset;
@@ -79,7 +106,7 @@ AttentionKernel pattern_kernel(PairRule rule, std::function<Tensor(const Attenti
     o.scale = c.scale;
     o.dropout = c.dropout;
     o.blocks = cache->get(c.q.shape()[2], c.k.shape()[2], c.offset);
-    return flash_attention(c.q, c.k, c.v, o);
+    return flash_attention(c.q, gather(c.k), gather(c.v), o);
   };
 }
 
@@ -120,23 +147,38 @@ Tensor block_sparse_mask(int64_t tq, int64_t tk, int64_t offset, int64_t block,
 
 AttentionKernel strided_sparse_kernel(int64_t local, int64_t stride) {
   check_strided(local, stride);
-  return pattern_kernel(strided_rule(local, stride), [=](const AttentionCall& c) {
-    return strided_sparse_mask(c.q.shape()[2], c.k.shape()[2], c.offset, local, stride,
-                               c.q.device());
-  });
+  return pattern_kernel(
+      [=](int64_t tq, int64_t tk, int64_t offset) {
+        return strided_blocks(tq, tk, offset, local, stride, kSparseBlock);
+      },
+      [=](const AttentionCall& c) {
+        return strided_sparse_mask(c.q.shape()[2], c.k.shape()[2], c.offset, local, stride,
+                                   c.q.device());
+      },
+      [=](const Tensor& kv) {  // K' = [K ; K_sum], the summary keys a strided slice
+        const int64_t tk = kv.shape()[2];
+        if (Strided{local, stride, tk}.summaries() == 0) return kv;
+        return cat({kv, slice(kv, 2, stride - 1, tk, stride)}, 2);
+      });
 }
 
 AttentionKernel block_sparse_kernel(int64_t block) {
   check_block(block);
-  return pattern_kernel(block_rule(block), [=](const AttentionCall& c) {
-    return block_sparse_mask(c.q.shape()[2], c.k.shape()[2], c.offset, block, c.q.device());
-  });
+  const PairRule rule = block_rule(block);
+  return pattern_kernel(
+      [=](int64_t tq, int64_t tk, int64_t offset) {
+        return BlockSparsity(tq, tk, offset, kSparseBlock, rule);
+      },
+      [=](const AttentionCall& c) {
+        return block_sparse_mask(c.q.shape()[2], c.k.shape()[2], c.offset, block, c.q.device());
+      },
+      [](const Tensor& kv) { return kv; });
 }
 
 BlockSparsity strided_sparse_blocks(int64_t tq, int64_t tk, int64_t offset, int64_t local,
                                     int64_t stride, int64_t block) {
   check_strided(local, stride);
-  return BlockSparsity(tq, tk, offset, block, strided_rule(local, stride));
+  return strided_blocks(tq, tk, offset, local, stride, block);
 }
 
 BlockSparsity block_sparse_blocks(int64_t tq, int64_t tk, int64_t offset, int64_t pattern_block,

@@ -32,10 +32,10 @@
 // variants take the second on the CPU and the first elsewhere (and when the
 // caller wants the weights).
 //
-// Note what the blocks make of the strided pattern: a summary column every
-// S keys touches every key block when S <= 64, so without more work the
-// kernel skips only the blocks past the diagonal; block-sparse patterns
-// skip all but ~3 blocks per row.
+// The strided pattern's summary columns, one every S keys, would touch
+// every key block once S <= 64; its kernel gathers them into a short run of
+// keys beside the sequence, so a row visits about (L + p / S) / 64 blocks
+// (sparse.cpp). Block-sparse patterns visit at most 3 blocks a row.
 #pragma once
 #include "attention/block_sparsity.h"
 #include "attention/kernel.h"
@@ -51,7 +51,8 @@ Tensor block_sparse_mask(int64_t tq, int64_t tk, int64_t offset, int64_t block,
                          const Device& device = Device::cpu());
 
 // The blocks the kernels visit (blocks of `block` queries and keys), for
-// tests and benchmarks to count and expand.
+// tests and benchmarks to count and expand; strided's run over the keys
+// with its summary keys gathered after them.
 constexpr int64_t kSparseBlock = 64;
 BlockSparsity strided_sparse_blocks(int64_t tq, int64_t tk, int64_t offset, int64_t local,
                                     int64_t stride, int64_t block = kSparseBlock);

@@ -111,6 +111,14 @@ struct BlockList {
   const int64_t* col_query = nullptr;  // query block of each entry
   const int64_t* col_mask = nullptr;
   const uint64_t* masks = nullptr;
+  // Where the keys stand (null: key j at position j). A list may run over
+  // keys gathered from elsewhere (strided attention's summary keys copied
+  // beside the sequence): key j of the call is then key key_position[j] of
+  // a [B, H, Tq, key_span] attention matrix, and ALiBi distances and
+  // dropout numbers use that position, so the result equals the pattern
+  // applied as a mask to the whole sequence.
+  const int64_t* key_position = nullptr;
+  int64_t key_span = 0;
 };
 
 // Dropout from counter-based random numbers (core/philox.h): element i of a

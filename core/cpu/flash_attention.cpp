@@ -160,6 +160,23 @@ bool fully_visible(const FlashArgs& a, const Tile& t) {
   return t.j0 >= allowed_keys(a, t.i1 - 1).lo && t.j1 <= allowed_keys(a, t.i0).hi;
 }
 
+// A tile to visit, with its pattern bits under a block list: one word per
+// row of the tile, bit u for key j0 + u (null: every pair the span rule of
+// allowed_keys admits), and where its keys stand when they were gathered
+// (BlockList::key_position from j0, and the span of the whole matrix).
+struct Visit {
+  Tile t;
+  const uint64_t* bits;
+  const int64_t* positions = nullptr;
+  int64_t span = 0;
+};
+
+// Row i sees at least one key of the tile.
+bool row_sees_any(const FlashArgs& a, int64_t i, const Visit& v) {
+  const Span seen = visible_in(a, i, v.t);
+  return seen.lo < seen.hi && (!v.bits || v.bits[i - v.t.i0] != 0);
+}
+
 // Which block task k of a head's n works on (the zigzag order of the
 // header comment).
 int64_t zigzag(int64_t k, int64_t n) { return k % 2 == 0 ? k / 2 : n - 1 - k / 2; }
@@ -264,37 +281,29 @@ ATTN_VECTOR_CLONES void dropped_softmax_grad_row(float* dp, float* p, int64_t n,
 
 // ---- attention dropout ----
 
-// The multipliers Z for keys [j0, j0 + n) of query row i of head hd
-// (n <= kBlock): one product per probability then drops it, in a loop that
-// vectorises (decisions as bits would need a shift and a test each).
+// The multipliers Z for the keys of tile v in query row i of head hd
+// (at most kBlock): one product per probability then drops it, in a loop
+// that vectorises (decisions as bits would need a shift and a test each).
+// Gathered keys draw at their positions, one by one.
 void row_keep_scales(const AttentionDropoutArgs& d, const FlashArgs& a, const Head& hd, int64_t i,
-                     int64_t j0, int64_t n, float* z) {
-  keep_scales(d, hd.b, attention_dropout::element(hd.h, i, j0, a.tq, a.tk), n, z);
+                     const Visit& v, float* z) {
+  if (!v.positions) {
+    keep_scales(d, hd.b, attention_dropout::element(hd.h, i, v.t.j0, a.tq, a.tk), v.t.cols(), z);
+    return;
+  }
+  for (int64_t u = 0; u < v.t.cols(); ++u)
+    keep_scales(d, hd.b, attention_dropout::element(hd.h, i, v.positions[u], a.tq, v.span), 1, z + u);
 }
 
-// Drops row i's probabilities for keys [j0, j0 + n) in place.
+// Drops row i's probabilities for the keys of tile v in place.
 ATTN_VECTOR_CLONES void drop_row(const AttentionDropoutArgs& d, const FlashArgs& a, const Head& hd, int64_t i,
-                                 int64_t j0, float* row, int64_t n) {
+                                 const Visit& v, float* row) {
   float z[kBlock];
-  row_keep_scales(d, a, hd, i, j0, n, z);
-  for (int64_t t = 0; t < n; ++t) row[t] *= z[t];
+  row_keep_scales(d, a, hd, i, v, z);
+  for (int64_t t = 0; t < v.t.cols(); ++t) row[t] *= z[t];
 }
 
 // ---- one tile ----
-
-// A tile to visit, with its pattern bits under a block list: one word per
-// row of the tile, bit u for key j0 + u (null: every pair the span rule of
-// allowed_keys admits).
-struct Visit {
-  Tile t;
-  const uint64_t* bits;
-};
-
-// Row i sees at least one key of the tile.
-bool row_sees_any(const FlashArgs& a, int64_t i, const Visit& v) {
-  const Span seen = visible_in(a, i, v.t);
-  return seen.lo < seen.hi && (!v.bits || v.bits[i - v.t.i0] != 0);
-}
 
 // s (t.rows() x t.cols(), dense) = the scores of the tile:
 // scale * q_i . k_j - slope |pos_i - j| where key j is visible, -inf where not.
@@ -306,7 +315,12 @@ void tile_scores(const FlashArgs& a, const Head& hd, const Visit& v, float* s) {
   const bool masked = !fully_visible(a, t);
   for (int64_t i = t.i0; i < t.i1; ++i) {
     float* row = s + (i - t.i0) * t.cols();
-    if (hd.slope != 0) add_alibi(row, t.cols(), hd.slope, a.offset + i - t.j0);
+    if (hd.slope != 0 && v.positions) {
+      for (int64_t u = 0; u < t.cols(); ++u)
+        row[u] -= hd.slope * static_cast<float>(std::abs(a.offset + i - v.positions[u]));
+    } else if (hd.slope != 0) {
+      add_alibi(row, t.cols(), hd.slope, a.offset + i - t.j0);
+    }
     if (v.bits) {
       const uint64_t word = v.bits[i - t.i0];
       for (int64_t u = 0; u < t.cols(); ++u)
@@ -339,7 +353,7 @@ void tile_grads(const FlashArgs& a, const Head& hd, const Visit& v, const float*
       continue;
     }
     float z[kBlock];
-    row_keep_scales(*drop, a, hd, i, t.j0, t.cols(), z);
+    row_keep_scales(*drop, a, hd, i, v, z);
     dropped_softmax_grad_row(ds + r, p + r, t.cols(), D[i], a.scale, z);
   }
 }
@@ -373,7 +387,8 @@ void for_each_key_tile(const FlashArgs& a, const BlockList* list, int64_t i0, in
     const int64_t j0 = list->row_key[e] * list->block;
     const int64_t m = list->row_mask[e];
     f(Visit{{i0, i1, j0, std::min(j0 + list->block, a.tk)},
-            m < 0 ? nullptr : list->masks + m * list->block});
+            m < 0 ? nullptr : list->masks + m * list->block,
+            list->key_position ? list->key_position + j0 : nullptr, list->key_span});
   }
 }
 
@@ -391,7 +406,8 @@ void for_each_query_tile(const FlashArgs& a, const BlockList* list, int64_t j0, 
     const int64_t i0 = list->col_query[e] * list->block;
     const int64_t m = list->col_mask[e];
     f(Visit{{i0, std::min(i0 + list->block, a.tq), j0, j1},
-            m < 0 ? nullptr : list->masks + m * list->block});
+            m < 0 ? nullptr : list->masks + m * list->block,
+            list->key_position ? list->key_position + j0 : nullptr, list->key_span});
   }
 }
 
@@ -414,7 +430,7 @@ void forward_block(const FlashArgs& a, const BlockList* list, const Head& hd, in
         continue;
       }
       online_softmax_row(row, t.cols(), m[r], l[r], &acc[r * d], d);
-      if (drop) drop_row(*drop, a, hd, i0 + r, t.j0, row, t.cols());  // after l has summed P
+      if (drop) drop_row(*drop, a, hd, i0 + r, v, row);  // after l has summed P
     }
     sgemm(false, false, rows, d, t.cols(), 1.0f, s.get(), t.cols(), a.v + hd.v_at + t.j0 * vs, vs,
           1.0f, acc.data(), d);
@@ -535,6 +551,7 @@ void check_block_list(const FlashArgs& a, const BlockList& l) {
         op, ": a list of ", l.query_blocks, " x ", l.key_blocks, " blocks of ", l.block, " for ",
         a.tq, " queries and ", a.tk, " keys");
   check(!a.causal && a.window == 0, op, ": the block list alone masks; causal and window must be off");
+  check(!l.key_position || l.key_span > 0, op, ": gathered keys need the span they come from");
 }
 
 }  // namespace

@@ -211,16 +211,51 @@ TEST(BlockSparsity, EveryCausalBlockListedIsCausalFlashBitForBit) {
   EXPECT_EQ(got.dv, want.dv);
 }
 
+TEST(BlockSparsity, StridedGathersItsSummaryKeysAndStillEqualsTheMask) {
+  // The strided kernel runs over [K ; K_sum] (sparse.cpp): positions carry
+  // ALiBi distances and dropout numbers back to the whole sequence, so the
+  // result is the mask's, dropout decisions included.
+  struct Case {
+    int64_t T, offset, local, stride;
+  };
+  for (const Case c : {Case{150, 0, 20, 16}, Case{200, 0, 64, 7}, Case{40, 110, 9, 10},
+                       Case{130, 0, 1, 1}, Case{90, 0, 100, 3}}) {
+    const std::string what = "sparse:local=" + std::to_string(c.local) + ",stride=" +
+                             std::to_string(c.stride) + " T " + std::to_string(c.T) + " offset " +
+                             std::to_string(c.offset);
+    const Inputs in = inputs(2, 4, 2, c.T, c.T + c.offset, 8, 3 + c.T);
+    const AttentionDropoutArgs drop{0xabc, 2, 5, 0.25f};
+    const Tensor mask = strided_sparse_mask(c.T, c.T + c.offset, c.offset, c.local, c.stride);
+    const AttentionKernel kernel = strided_sparse_kernel(c.local, c.stride);
+    const Grads want = run_with_grads(in, [&](const Tensor& q, const Tensor& k, const Tensor& v) {
+      return attention_with_pattern(call_of(q, k, v, c.offset, true, drop), mask);
+    });
+    const Grads got = run_with_grads(in, [&](const Tensor& q, const Tensor& k, const Tensor& v) {
+      return kernel(call_of(q, k, v, c.offset, true, drop));
+    });
+    expect_near(got.out, want.out, 2e-5, "out, " + what);
+    expect_near(got.dq, want.dq, 5e-5, "dq, " + what);
+    expect_near(got.dk, want.dk, 5e-5, "dk, " + what);
+    expect_near(got.dv, want.dv, 5e-5, "dv, " + what);
+  }
+  // The gathered layout visits far fewer blocks than the summary columns
+  // left in place would touch: at T = 4096, L = 256, S = 16 (1/8 of the
+  // causal pairs), about (L + p / S) / 64 blocks a row against p / 64.
+  const int64_t T = 4096, n = T / 64;
+  const BlockSparsity gathered = strided_sparse_blocks(T, T, 0, 256, 16);
+  EXPECT_LT(gathered.entries(), n * (n + 1) / 2 / 4) << "gathered blocks " << gathered.entries();
+}
+
 TEST(BlockSparsity, ThreadCountNeverChangesTheBits) {
   const int64_t T = 300;
   const Inputs in = inputs(1, 4, 4, T, T, 16, 11);
-  const auto blocks = std::make_shared<const BlockSparsity>(strided_sparse_blocks(T, T, 0, 40, 50));
+  const AttentionKernel kernel = strided_sparse_kernel(40, 50);
   const int before = num_threads();
   std::vector<Grads> runs;
   for (int threads : {1, 2, 3}) {
     set_num_threads(threads);
     runs.push_back(run_with_grads(in, [&](const Tensor& q, const Tensor& k, const Tensor& v) {
-      return blocked(q, k, v, 0, false, {9, 0, 0, 0.1f}, blocks);
+      return kernel(call_of(q, k, v, 0, false, {9, 0, 0, 0.1f}));
     }));
   }
   set_num_threads(before);
@@ -237,7 +272,7 @@ TEST(BlockSparsity, Gradcheck) {
   const Tensor q = randn({1, 2, 11, 3}, g).set_requires_grad();
   const Tensor k = randn({1, 1, 11, 3}, g).set_requires_grad();
   const Tensor v = randn({1, 1, 11, 3}, g).set_requires_grad();
-  const auto blocks = std::make_shared<const BlockSparsity>(strided_sparse_blocks(11, 11, 0, 2, 3, 4));
+  const auto blocks = std::make_shared<const BlockSparsity>(11, 11, 0, 4, late_even_rule());
   const GradcheckResult r = gradcheck(
       [&](const auto& x) { return blocked(x[0], x[1], x[2], 0, true, {}, blocks); }, {q, k, v});
   EXPECT_TRUE(r.ok) << r.message;
