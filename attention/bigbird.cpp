@@ -1,21 +1,16 @@
 // BigBird-style attention, as a mask and as a block-sparse kernel: see bigbird.h.
 //
-// The kernel in a picture: the query block 3 (queries 12..15) with B = 4,
-// W = 3, G = 2 and one random block:
-//
-//   keys ->  0 1 2 3   4 5 6 7   8 9 10 11   12 13 14 15
-//            g g . .   r r r r   . .  b  b    b  b  b  b
-//
-// g: the globals; r: block 1, its only candidate (it must end before key
-// 12 - W + 1 = 10); b: the band, from the first query's window (key 10) to
-// the last query (15). Three slices of K and V, cut with narrow (views) and
-// joined with cat: B x (G + R B + B + W - 1) scores at most, instead of B x T.
+// The kernel: the pattern compiled to 64 x 64 blocks (attention/block_sparsity.h)
+// through the block-skipping flash kernel. Counting a query's keys in a
+// range is three overlaps, because the window, the older globals and the
+// random blocks never overlap one another (bigbird.h): a random block ends
+// before the window of its block's first query and starts after the
+// globals.
 #include "attention/bigbird.h"
 
 #include <algorithm>
-#include <limits>
 #include <map>
-#include <utility>
+#include <memory>
 
 #include "attention/attention.h"
 #include "attention/pattern.h"
@@ -37,54 +32,9 @@ bool bigbird_allows(const BigBirdPattern& pat, int64_t p, int64_t j,
   return in_window || is_global || in_random;
 }
 
-// [begin, end) ranges of key positions, sorted and merged where they touch,
-// so that no key is gathered twice (a key counted twice would get two
-// shares of the softmax).
-std::vector<std::pair<int64_t, int64_t>> merge_ranges(std::vector<std::pair<int64_t, int64_t>> ranges) {
-  std::sort(ranges.begin(), ranges.end());
-  std::vector<std::pair<int64_t, int64_t>> merged;
-  for (const auto& [begin, end] : ranges) {
-    if (begin >= end) continue;
-    if (!merged.empty() && begin <= merged.back().second)
-      merged.back().second = std::max(merged.back().second, end);
-    else
-      merged.emplace_back(begin, end);
-  }
-  return merged;
-}
-
-// Output rows [s, s + rows) of the call: the queries of one block.
-Tensor block_rows(const AttentionCall& c, const Tensor& k, const Tensor& v,
-                  const BigBirdPattern& pat, int64_t s, int64_t rows) {
-  const int64_t first = c.offset + s, last = first + rows - 1, qb = first / pat.block;
-  const std::vector<int64_t> random = bigbird_random_blocks(pat, qb);
-  // The keys any query of the block can read: globals, the band from the
-  // first query's window to the last query, and the random blocks.
-  std::vector<std::pair<int64_t, int64_t>> ranges = {
-      {0, std::min(pat.global, last + 1)}, {std::max<int64_t>(0, first - pat.window + 1), last + 1}};
-  for (int64_t kb : random) ranges.emplace_back(kb * pat.block, (kb + 1) * pat.block);
-  std::vector<Tensor> ks, vs;
-  std::vector<int64_t> positions;  // the key position of each gathered column
-  for (const auto& [begin, end] : merge_ranges(ranges)) {
-    ks.push_back(narrow(k, 2, begin, end - begin));
-    vs.push_back(narrow(v, 2, begin, end - begin));
-    for (int64_t j = begin; j < end; ++j) positions.push_back(j);
-  }
-  const int64_t cols = static_cast<int64_t>(positions.size());
-  // Inside the gathered keys the rule still decides: the band holds keys
-  // that only the later queries of the block may read.
-  std::vector<bool> keep(static_cast<size_t>(rows * cols));
-  for (int64_t i = 0; i < rows; ++i)
-    for (int64_t col = 0; col < cols; ++col)
-      keep[static_cast<size_t>(i * cols + col)] = bigbird_allows(pat, first + i, positions[col], random);
-  const Tensor kg = ks.size() == 1 ? ks.front() : cat(ks, 2);
-  const Tensor vg = vs.size() == 1 ? vs.front() : cat(vs, 2);
-  // Scale q (rows x d) rather than the scores (rows x cols): a smaller tensor.
-  Tensor scores = matmul(mul(narrow(c.q, 2, s, rows), c.scale), transpose(kg, -2, -1));
-  scores = masked_fill(scores, logical_not(from_bools(keep, {rows, cols}, c.q.device())),
-                       -std::numeric_limits<float>::infinity());
-  // Every query reads its own key (W >= 1, Tk = offset + Tq): no empty row.
-  return matmul(softmax(scores, -1), vg);
+// How many of [lo, hi) fall in [j0, j1).
+int64_t overlap(int64_t lo, int64_t hi, int64_t j0, int64_t j1) {
+  return std::max<int64_t>(0, std::min(hi, j1) - std::max(lo, j0));
 }
 
 }  // namespace
@@ -167,30 +117,48 @@ int64_t bigbird_pair_count(const BigBirdPattern& pat, int64_t t) {
   return pairs;
 }
 
-Tensor bigbird_attention(const AttentionCall& c, const BigBirdPattern& pat) {
+BlockSparsity bigbird_blocks(const BigBirdPattern& pat, int64_t tq, int64_t tk, int64_t offset,
+                             int64_t block) {
   check_bigbird(pat);
-  const int64_t heads = c.q.shape()[1], tq = c.q.shape()[2], tk = c.k.shape()[2];
-  if (c.want_weights || c.q.device().is_cuda())
-    return attention_with_pattern(c, bigbird_mask(pat, tq, tk, c.offset, c.q.device()));
-  check(tq > 0 && tk == c.offset + tq, "attention bigbird: expected Tk = offset + Tq keys, got Tq = ", tq,
-        ", Tk = ", tk, ", offset = ", c.offset);
-  check(c.dropout.p == 0, "attention bigbird: the block-sparse kernel has no attention dropout");
-  const Tensor k = repeat_kv(c.k, heads), v = repeat_kv(c.v, heads);
-  std::vector<Tensor> out;
-  // Chunks follow the blocks at absolute positions: after a cache the first
-  // chunk is the rest of a block.
-  for (int64_t s = 0; s < tq;) {
-    const int64_t p = c.offset + s;
-    const int64_t rows = std::min(tq - s, pat.block - p % pat.block);
-    out.push_back(block_rows(c, k, v, pat, s, rows));
-    s += rows;
-  }
-  return out.size() == 1 ? out.front() : cat(out, 2);
+  // The random blocks of every query block the call touches, drawn once.
+  const int64_t first_qb = offset / pat.block;
+  auto drawn = std::make_shared<std::vector<std::vector<int64_t>>>();
+  for (int64_t qb = first_qb; qb <= (offset + std::max<int64_t>(tq, 1) - 1) / pat.block; ++qb)
+    drawn->push_back(bigbird_random_blocks(pat, qb));
+  auto random_of = [drawn, first_qb, b = pat.block](int64_t p) -> const std::vector<int64_t>& {
+    return (*drawn)[static_cast<size_t>(p / b - first_qb)];
+  };
+  PairRule rule;
+  rule.count = [pat, random_of](int64_t p, int64_t j0, int64_t j1) {
+    const int64_t hi = std::min(j1, p + 1);  // causal
+    const int64_t window_lo = std::max<int64_t>(0, p - pat.window + 1);
+    int64_t n = overlap(window_lo, p + 1, j0, hi) + overlap(0, std::min(pat.global, window_lo), j0, hi);
+    for (int64_t kb : random_of(p)) n += overlap(kb * pat.block, (kb + 1) * pat.block, j0, hi);
+    return n;
+  };
+  rule.allows = [pat, random_of](int64_t p, int64_t j) { return bigbird_allows(pat, p, j, random_of(p)); };
+  return BlockSparsity(tq, tk, offset, block, rule);
 }
 
 AttentionKernel bigbird_kernel(const BigBirdPattern& pattern) {
   check_bigbird(pattern);
-  return [pattern](const AttentionCall& c) { return bigbird_attention(c, pattern); };
+  const AttentionKernel blocked = pattern_kernel(
+      [pattern](int64_t tq, int64_t tk, int64_t offset) {
+        return bigbird_blocks(pattern, tq, tk, offset, kSparseBlock);
+      },
+      [pattern](const AttentionCall& c) {
+        return bigbird_mask(pattern, c.q.shape()[2], c.k.shape()[2], c.offset, c.q.device());
+      });
+  return [pattern, blocked](const AttentionCall& c) {
+    const int64_t tq = c.q.shape()[2], tk = c.k.shape()[2];
+    check(tq > 0 && tk == c.offset + tq, "attention bigbird: expected Tk = offset + Tq keys, got Tq = ",
+          tq, ", Tk = ", tk, ", offset = ", c.offset);
+    return blocked(c);
+  };
+}
+
+Tensor bigbird_attention(const AttentionCall& c, const BigBirdPattern& pat) {
+  return bigbird_kernel(pat)(c);
 }
 
 }  // namespace attn

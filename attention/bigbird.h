@@ -29,6 +29,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "attention/block_sparsity.h"
 #include "attention/kernel.h"
 
 namespace attn {
@@ -66,13 +67,17 @@ Tensor bigbird_mask(const BigBirdPattern& pattern, int64_t tq, int64_t tk, int64
 // The closed-form pair count of T queries over T keys (no mask is built).
 int64_t bigbird_pair_count(const BigBirdPattern& pattern, int64_t t);
 
-// Block-sparse attention: one query block at a time, over only the keys its
-// block can read (globals, its window band, its random blocks), gathered as
-// a few contiguous slices of K and V. Scores per block are B x (G + W + B
-// + R B) at most: O(T (W + G + R B)) time and memory, never a Tq x Tk
-// matrix. Needs Tk = offset + Tq (every query has its own key). When the
-// call wants the weights it falls back to the mask, as the banded window
-// does. On a GPU it runs the mask as well (the block loop is CPU-only).
+// The pattern compiled to blocks of `block` queries and keys, the random
+// blocks of each query block drawn once (for tests to expand and count).
+BlockSparsity bigbird_blocks(const BigBirdPattern& pattern, int64_t tq, int64_t tk, int64_t offset,
+                             int64_t block = kSparseBlock);
+
+// Block-sparse attention: on the CPU, the block-skipping flash kernel over
+// bigbird_blocks (a query block of 64 visits the key blocks holding its
+// globals, its window band and its random blocks): O(T (W + G + R B))
+// time, never a Tq x Tk matrix. When the call wants the weights, and on a
+// GPU, it runs the mask. Needs Tk = offset + Tq (every query has its own
+// key). This compiles the blocks on every call; bigbird_kernel keeps them.
 Tensor bigbird_attention(const AttentionCall& call, const BigBirdPattern& pattern);
 
 // The multi-head kernel of the `bigbird` variant.

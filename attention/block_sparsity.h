@@ -36,6 +36,10 @@
 
 namespace attn {
 
+// The block the kernels' lists use: 64 queries by 64 keys, the CPU flash
+// kernel's tile.
+constexpr int64_t kSparseBlock = 64;
+
 struct PairRule {
   std::function<int64_t(int64_t p, int64_t j0, int64_t j1)> count;
   std::function<bool(int64_t p, int64_t j)> allows;

@@ -2,6 +2,7 @@
 #include "attention/pattern.h"
 
 #include "attention/attention.h"
+#include "attention/flash.h"
 #include "autograd/ops.h"
 #include "core/error.h"
 
@@ -25,6 +26,23 @@ double pattern_density(const Tensor& keep) {
   int64_t allowed = 0;
   for (int64_t flag : keep.to_int_vector()) allowed += flag != 0;
   return static_cast<double>(allowed) / static_cast<double>(keep.numel());
+}
+
+AttentionKernel pattern_kernel(BlockSparsityCache::Compile compile, MaskOf mask, GatherKeys gather) {
+  auto cache = std::make_shared<BlockSparsityCache>(std::move(compile));
+  return [cache, mask, gather](const AttentionCall& c) {
+    // The flash kernel reads one head dim for q, k and v.
+    const bool flash_fits = c.q.device().is_cpu() && !c.want_weights && c.v.shape()[3] == c.q.shape()[3];
+    if (!flash_fits) return attention_with_pattern(c, mask(c));
+    FlashOptions o;
+    o.offset = c.offset;
+    o.alibi = c.alibi;
+    o.scale = c.scale;
+    o.dropout = c.dropout;
+    o.blocks = cache->get(c.q.shape()[2], c.k.shape()[2], c.offset);
+    if (!gather) return flash_attention(c.q, c.k, c.v, o);
+    return flash_attention(c.q, gather(c.k), gather(c.v), o);
+  };
 }
 
 }  // namespace attn

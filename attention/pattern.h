@@ -8,6 +8,9 @@
 // sparse pattern only shows up when a kernel skips the masked blocks (see
 // window_attention_banded in attention/window.h for one that does).
 #pragma once
+#include <functional>
+
+#include "attention/block_sparsity.h"
 #include "attention/kernel.h"
 
 namespace attn {
@@ -22,5 +25,16 @@ Tensor attention_with_pattern(const AttentionCall& call, const Tensor& keep);
 // attention over T tokens has (T + 1) / (2T), just over one half; a sparse
 // pattern is worth it when its density falls far below that.
 double pattern_density(const Tensor& keep);
+
+// The kernel of a pattern: on the CPU, the block-skipping flash kernel
+// (attention/flash.h) over the blocks `compile` makes for each (Tq, Tk,
+// offset), compiled once per shape, with K and V laid out by `gather`
+// (identity unless the blocks run over gathered keys); elsewhere, when the
+// caller wants the weights, or when v's head dim is not q's, attention
+// through `mask`.
+using MaskOf = std::function<Tensor(const AttentionCall&)>;
+using GatherKeys = std::function<Tensor(const Tensor& kv)>;
+AttentionKernel pattern_kernel(BlockSparsityCache::Compile compile, MaskOf mask,
+                               GatherKeys gather = {});
 
 }  // namespace attn

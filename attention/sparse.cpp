@@ -11,7 +11,6 @@
 #include <vector>
 
 #include "attention/block_sparsity.h"
-#include "attention/flash.h"
 #include "attention/pattern.h"
 #include "autograd/ops.h"
 #include "core/error.h"
@@ -90,26 +89,6 @@ PairRule block_rule(int64_t block) {
           [=](int64_t p, int64_t j) { return block_allows(p, j, block); }};
 }
 
-// The kernel of a pattern: on the CPU the block-skipping flash kernel over
-// the pattern's blocks (compiled once per shape) and the keys `gather`
-// lays out for them, elsewhere, or when the caller wants the weights,
-// attention through the mask.
-using MaskOf = std::function<Tensor(const AttentionCall&)>;
-using GatherKeys = std::function<Tensor(const Tensor& kv)>;
-AttentionKernel pattern_kernel(BlockSparsityCache::Compile compile, MaskOf mask, GatherKeys gather) {
-  auto cache = std::make_shared<BlockSparsityCache>(std::move(compile));
-  return [cache, mask, gather](const AttentionCall& c) {
-    if (!c.q.device().is_cpu() || c.want_weights) return attention_with_pattern(c, mask(c));
-    FlashOptions o;
-    o.offset = c.offset;
-    o.alibi = c.alibi;
-    o.scale = c.scale;
-    o.dropout = c.dropout;
-    o.blocks = cache->get(c.q.shape()[2], c.k.shape()[2], c.offset);
-    return flash_attention(c.q, gather(c.k), gather(c.v), o);
-  };
-}
-
 // keep[i, j] = allows(offset + i, j) for every query row i and key j.
 template <typename Rule>
 Tensor build_mask(int64_t tq, int64_t tk, int64_t offset, const Device& device, Rule allows) {
@@ -171,8 +150,7 @@ AttentionKernel block_sparse_kernel(int64_t block) {
       },
       [=](const AttentionCall& c) {
         return block_sparse_mask(c.q.shape()[2], c.k.shape()[2], c.offset, block, c.q.device());
-      },
-      [](const Tensor& kv) { return kv; });
+      });
 }
 
 BlockSparsity strided_sparse_blocks(int64_t tq, int64_t tk, int64_t offset, int64_t local,

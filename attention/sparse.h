@@ -53,7 +53,6 @@ Tensor block_sparse_mask(int64_t tq, int64_t tk, int64_t offset, int64_t block,
 // The blocks the kernels visit (blocks of `block` queries and keys), for
 // tests and benchmarks to count and expand; strided's run over the keys
 // with its summary keys gathered after them.
-constexpr int64_t kSparseBlock = 64;
 BlockSparsity strided_sparse_blocks(int64_t tq, int64_t tk, int64_t offset, int64_t local,
                                     int64_t stride, int64_t block = kSparseBlock);
 BlockSparsity block_sparse_blocks(int64_t tq, int64_t tk, int64_t offset, int64_t pattern_block,

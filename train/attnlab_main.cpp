@@ -274,6 +274,12 @@ int main(int argc, char** argv) {
   bench_attn->add_option("--heads", bench_opts.heads, "heads")->capture_default_str();
   bench_attn->add_option("--dim", bench_opts.dim, "head dim")->capture_default_str();
   bench_attn->add_option("--window", bench_opts.window, "window size for windowed methods")->capture_default_str();
+  bench_attn->add_option("--sparse-local", bench_opts.sparse_local,
+                         "sparse: the strided pattern's local band (0 = --window)")->capture_default_str();
+  bench_attn->add_option("--sparse-stride", bench_opts.sparse_stride,
+                         "sparse: the strided pattern's stride")->capture_default_str();
+  bench_attn->add_option("--sparse-block", bench_opts.sparse_block,
+                         "blocksparse: the pattern's block")->capture_default_str();
   bench_attn->add_option("--repeats", bench_opts.repeats, "runs per point (best is kept)")->capture_default_str();
   bench_attn->add_option("--max-dense-gib", bench_opts.max_dense_gib, "skip T x T methods above this")->capture_default_str();
   bench_attn->add_option("--device", bench_opts.device, "cpu or cuda[:N]")->capture_default_str();

@@ -12,6 +12,9 @@ struct BenchAttentionOptions {
   std::vector<int64_t> lengths = {128, 256, 512, 1024, 2048, 4096, 8192, 16384};
   std::vector<std::string> methods;  // empty = all
   int64_t heads = 4, dim = 64, window = 256;
+  // Sparse patterns: strided local band (0 = window) and stride, and the
+  // block-sparse pattern's block.
+  int64_t sparse_local = 0, sparse_stride = 16, sparse_block = 64;
   bool backward = true;
   int repeats = 3;
   double max_dense_gib = 4.0;  // skip methods whose T x T buffers would exceed this

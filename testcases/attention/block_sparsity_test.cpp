@@ -9,6 +9,7 @@
 
 #include <cmath>
 
+#include "attention/bigbird.h"
 #include "attention/block_sparsity.h"
 #include "attention/flash.h"
 #include "attention/pattern.h"
@@ -154,7 +155,7 @@ TEST(BlockSparsity, FlashOverBlocksEqualsAttentionThroughTheMask) {
   };
   const PairRule strided =
       brute_rule([](int64_t p, int64_t j) { return j <= p && (p - j < 5 || j % 7 == 6); });
-  for (const Case c : {Case{2, 2, 2, 77, 77, 8, 0, 8, false, 0.0f},
+  for (const Case& c : {Case{2, 2, 2, 77, 77, 8, 0, 8, false, 0.0f},
                        Case{1, 4, 2, 50, 50, 4, 0, 16, true, 0.0f},   // GQA, ALiBi
                        Case{1, 2, 1, 9, 40, 4, 31, 8, false, 0.0f},   // KV cache: 9 new after 31
                        Case{2, 2, 2, 45, 45, 8, 0, 8, false, 0.3f},   // attention dropout
@@ -178,6 +179,19 @@ TEST(BlockSparsity, FlashOverBlocksEqualsAttentionThroughTheMask) {
       expect_near(got.dv, want.dv, 5e-5, "dv, " + what);
     }
   }
+}
+
+TEST(BlockSparsity, BigBirdBlocksExpandToItsMask) {
+  for (const BigBirdPattern& pat : {BigBirdPattern{5, 3, 2, 4, 7}, BigBirdPattern{16, 0, 1, 16, 1},
+                                    BigBirdPattern{1, 40, 3, 8, 2}})
+    for (int64_t block : {8, 64})
+      for (const auto& [tq, offset] : std::vector<std::pair<int64_t, int64_t>>{{150, 0}, {7, 93}}) {
+        EXPECT_EQ(bigbird_blocks(pat, tq, tq + offset, offset, block).mask().to_int_vector(),
+                  bigbird_mask(pat, tq, tq + offset, offset).to_int_vector())
+            << "bigbird window " << pat.window << " global " << pat.global << " random "
+            << pat.random << " block " << pat.block << ", kernel block " << block << ", tq " << tq
+            << " offset " << offset;
+      }
 }
 
 TEST(BlockSparsity, RowsThatSeeNothingGiveZerosAndNoNaN) {
@@ -218,7 +232,7 @@ TEST(BlockSparsity, StridedGathersItsSummaryKeysAndStillEqualsTheMask) {
   struct Case {
     int64_t T, offset, local, stride;
   };
-  for (const Case c : {Case{150, 0, 20, 16}, Case{200, 0, 64, 7}, Case{40, 110, 9, 10},
+  for (const Case& c : {Case{150, 0, 20, 16}, Case{200, 0, 64, 7}, Case{40, 110, 9, 10},
                        Case{130, 0, 1, 1}, Case{90, 0, 100, 3}}) {
     const std::string what = "sparse:local=" + std::to_string(c.local) + ",stride=" +
                              std::to_string(c.stride) + " T " + std::to_string(c.T) + " offset " +
