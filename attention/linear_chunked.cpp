@@ -1,0 +1,227 @@
+// Chunkwise causal linear attention as one autograd op (linear.h has the
+// math, linear_chunked.h the interface). The host code only lines up
+// batched products: the same code runs on the CPU (OpenBLAS) and on the GPU
+// (cuBLAS), whatever T is, in a fixed number of calls.
+//
+// Cut the T positions into nc chunks of c (the last one padded with zero
+// rows, which add nothing). For one K/V head and chunk, let
+//   Q  [R, m]        the chunk's rows of phi(q) for the g = H / Hkv query heads
+//                    that read this K/V head, stacked (R = g c): heads that
+//                    share K and V share their state too, so GQA runs one
+//                    product per K/V head and never copies K or V per head
+//   K  [c, m]        the chunk's rows of phi(k)
+//   V  [c, d_v + 1]  its rows of v, with a column of ones appended
+// The ones carry the normaliser: sum_j (q . k_j) is the numerator of a value
+// that is 1 for every key, so one set of products gives numerator and
+// denominator side by side, in U's last column.
+//
+// Forward, each line one batched call over every (batch, K/V head, chunk):
+//   KV_c = K_c^T V_c                         gemm           [m, d_v + 1]
+//   S_c  = sum over c' < c of KV_c'          chunk_scan     (the state before chunk c)
+//   A_c  = Q_c K_c^T, keys after the query zeroed   gemm, causal_mask  [R, c]
+//   U_c  = Q_c S_c + A_c V_c                 two gemms into one output
+//   out  = U[:, :d_v] / (U[:, d_v] + eps)     linear_attention_normalise
+// The scan is the only step that walks the chunks in order, and it moves
+// nc states of m x (d_v + 1) floats: the products hold all the work.
+//
+// Backward from dout, the same shapes in reverse:
+//   dU   = the normalisation's backward      linear_attention_normalise_backward
+//   dS_c = Q_c^T dU_c
+//   G_c  = sum over c' > c of dS_c'          chunk_scan, reversed: KV_c is in
+//                                            the state of every later chunk
+//   dA_c = dU_c V_c^T, keys after the query zeroed
+//   dQ_c = dA_c K_c + dU_c S_c^T
+//   dK_c = dA_c^T Q_c + V_c G_c^T
+//   dV_c = A_c^T dU_c + K_c G_c              (its first d_v columns: the ones are no input)
+//
+// Memory: the backward keeps Q, K, V, the states S, A and U: per head
+// T (m + d_v + c + d_v) floats plus (T / c) m (d_v + 1) for the states,
+// linear in T. Never T x T, and no graph node per chunk.
+#include "attention/linear_chunked.h"
+
+#include <algorithm>
+#include <vector>
+
+#include "autograd/checks.h"
+#include "autograd/node.h"
+#include "core/dispatch.h"
+
+namespace attn {
+
+namespace {
+
+// How [B, Hkv * g, T, w] tensors are cut into the chunked layout
+// [B, Hkv, nc, g, c, w]: per K/V head and chunk, the g heads' c rows stacked.
+// K and V have g = 1.
+struct Chunking {
+  int64_t batch, kv_heads, g, t, c, nc;
+  int64_t count() const { return batch * kv_heads * nc; }  // (batch, K/V head, chunk) entries
+  int64_t rows() const { return g * c; }                   // R: rows of one entry
+  bool padded() const { return nc * c != t; }
+};
+
+// Copies rows t < T, columns < w between x [B, Hkv * g, T, w] (any strides)
+// and the chunked buffer p [count, rows, pw] (contiguous, pw >= w). Whole
+// chunks are one strided copy, the ragged last chunk a second one.
+void copy_chunks(Backend& be, const Chunking& k, const Tensor& x, const Tensor& p, int64_t w,
+                 bool into_p) {
+  const Shape& xs = x.strides();
+  const int64_t pw = p.shape().back();
+  auto piece = [&](int64_t first_chunk, int64_t chunks, int64_t rows) {
+    if (chunks == 0 || rows == 0) return;
+    const Shape shape = {k.batch, k.kv_heads, k.g, chunks, rows, w};
+    const Tensor xv = make_view(x, shape, {xs[0], k.g * xs[1], xs[1], k.c * xs[2], xs[2], xs[3]},
+                                x.offset() + first_chunk * k.c * xs[2]);
+    const int64_t entry = k.rows() * pw;
+    const Tensor pv = make_view(p, shape, {k.kv_heads * k.nc * entry, k.nc * entry, k.c * pw, entry, pw, 1},
+                                p.offset() + first_chunk * entry);
+    if (into_p)
+      be.copy(pv.view_desc(), xv.view_desc());
+    else
+      be.copy(xv.view_desc(), pv.view_desc());
+  };
+  const int64_t whole = k.t / k.c;
+  piece(0, whole, k.c);
+  piece(whole, 1, k.t - whole * k.c);
+}
+
+// x [B, Hkv * g, T, w] as a chunked [count, rows, pw] buffer (zeros where x
+// has nothing: padding rows, columns past w). x itself when it is laid out
+// so already: one query head per K/V head, whole chunks, contiguous.
+Tensor to_chunks(Backend& be, const Chunking& k, const Tensor& x, int64_t pw) {
+  const int64_t w = x.shape()[3];
+  if (k.g == 1 && !k.padded() && pw == w && x.is_contiguous()) return x;
+  const Shape shape = {k.count(), k.rows(), pw};
+  Tensor p = k.padded() || pw != w ? zeros(shape, DType::Float32, x.device())
+                                   : empty(shape, DType::Float32, x.device());
+  copy_chunks(be, k, x, p, w, true);
+  return p;
+}
+
+// The way back: p [count, rows, w] as a contiguous [B, Hkv * g, T, w].
+Tensor from_chunks(Backend& be, const Chunking& k, const Tensor& p) {
+  const int64_t w = p.shape().back();
+  const int64_t heads = k.kv_heads * k.g;
+  if (k.g == 1 && !k.padded())
+    return make_view(p, {k.batch, heads, k.t, w}, {heads * k.t * w, k.t * w, w, 1}, p.offset());
+  Tensor x = empty({k.batch, heads, k.t, w}, DType::Float32, p.device());
+  copy_chunks(be, k, x, p, w, false);
+  return x;
+}
+
+// One operand of a batch of products: entry n's [rows, cols] matrix starts
+// at data + n * rows * cols, rows contiguous. Read as it is, or as its
+// transpose [cols, rows] (BLAS's trans flag: nothing is copied).
+struct Operand {
+  const float* data;
+  int64_t step, ld;
+  bool transposed;
+};
+Operand as_is(const Tensor& t, int64_t rows, int64_t cols) {
+  return {t.data<float>(), rows * cols, cols, false};
+}
+Operand transposed(const Tensor& t, int64_t rows, int64_t cols) {
+  return {t.data<float>(), rows * cols, cols, true};
+}
+
+// c[n] = a[n] b[n] (accumulate: c[n] += a[n] b[n]) for each of `count`
+// entries; a[n] is m x k, b[n] k x n as read, c contiguous [count, m, n].
+// A b operand may be wider than n: its first n columns are used.
+void products(Backend& be, int64_t count, int64_t m, int64_t n, int64_t k, const Operand& a,
+              const Operand& b, const Tensor& c, bool accumulate) {
+  std::vector<int64_t> a_offsets(count), b_offsets(count);
+  for (int64_t i = 0; i < count; ++i) a_offsets[i] = i * a.step, b_offsets[i] = i * b.step;
+  GemmArgs g;
+  g.batch = count, g.m = m, g.n = n, g.k = k;
+  g.a = a.data, g.b = b.data, g.c = c.data<float>();
+  g.lda = a.ld, g.ldb = b.ld;
+  g.trans_a = a.transposed, g.trans_b = b.transposed;
+  g.a_offsets = a_offsets.data(), g.b_offsets = b_offsets.data();
+  g.beta = accumulate ? 1.0f : 0.0f;
+  be.gemm(g);
+}
+
+}  // namespace
+
+Tensor linear_attention_chunked(const Tensor& fq_in, const Tensor& fk_in, const Tensor& v_in,
+                                int64_t chunk, float eps, const char* op) {
+  for (const Tensor* t : {&fq_in, &fk_in, &v_in}) {
+    require_defined(op, *t);
+    require_float(op, *t);
+  }
+  const Device device = common_device(op, {fq_in, fk_in, v_in});
+  check(chunk >= 1, op, ": chunk must be >= 1, got ", chunk);
+  check(fq_in.dim() == 4 && fk_in.dim() == 4 && v_in.dim() == 4, op,
+        ": expected phi(q) [B, H, T, m], phi(k) [B, Hkv, T, m] and v [B, Hkv, T, d_v], got ",
+        shape_str(fq_in.shape()), ", ", shape_str(fk_in.shape()), ", ", shape_str(v_in.shape()));
+  const int64_t B = fq_in.shape()[0], H = fq_in.shape()[1], T = fq_in.shape()[2];
+  const int64_t m = fq_in.shape()[3], Hkv = fk_in.shape()[1], dv = v_in.shape()[3];
+  check(fk_in.shape()[0] == B && v_in.shape()[0] == B && v_in.shape()[1] == Hkv &&
+            fk_in.shape()[3] == m && fk_in.shape()[2] == v_in.shape()[2],
+        op, ": phi(q) ", shape_str(fq_in.shape()), ", phi(k) ", shape_str(fk_in.shape()), " and v ",
+        shape_str(v_in.shape()), " disagree on batch, K/V heads, keys or feature width");
+  check(Hkv >= 1 && H % Hkv == 0, op, ": ", Hkv, " K/V heads do not divide ", H, " query heads");
+  check(fk_in.shape()[2] == T, op, ": causal linear attention needs as many keys as queries, got ",
+        fk_in.shape()[2], " keys for ", T, " queries");
+  check(T > 0, op, ": no positions");
+  check(m >= 1 && dv >= 1, op, ": feature width ", m, " and value width ", dv,
+        " must be >= 1");
+
+  const int64_t c = std::min(chunk, T);
+  const Chunking by_query{B, Hkv, H / Hkv, T, c, (T + c - 1) / c};
+  Chunking by_key = by_query;
+  by_key.g = 1;
+  const int64_t N = by_query.count(), R = by_query.rows(), W = dv + 1, groups = B * Hkv;
+  Backend& be = backend_for(device);
+
+  const Tensor q = to_chunks(be, by_query, fq_in.detach(), m);  // [N, R, m]
+  const Tensor k = to_chunks(be, by_key, fk_in.detach(), m);    // [N, c, m]
+  const Tensor va = to_chunks(be, by_key, v_in.detach(), W);    // [N, c, W]: v, then ones
+  be.fill(make_view(va, {N * c}, {W}, va.offset() + dv).view_desc(), 1.0);
+
+  const Tensor state = empty({N, m, W}, DType::Float32, device);
+  products(be, N, m, W, c, transposed(k, c, m), as_is(va, c, W), state, false);  // KV_c
+  be.chunk_scan(state.data<float>(), state.data<float>(), groups, by_query.nc, m * W, false);
+  const Tensor a = empty({N, R, c}, DType::Float32, device);
+  products(be, N, R, c, m, as_is(q, R, m), transposed(k, c, m), a, false);
+  be.causal_mask(a.data<float>(), N * by_query.g, c);
+  const Tensor u = empty({N, R, W}, DType::Float32, device);
+  products(be, N, R, W, m, as_is(q, R, m), as_is(state, m, W), u, false);
+  products(be, N, R, W, c, as_is(a, R, c), as_is(va, c, W), u, true);
+  const Tensor out_chunks = empty({N, R, dv}, DType::Float32, device);
+  be.linear_attention_normalise(out_chunks.data<float>(), u.data<float>(), N * R, dv, eps);
+  const Tensor out = from_chunks(be, by_query, out_chunks);
+
+  return record(out, op, {fq_in, fk_in, v_in},
+                [by_query, by_key, m, dv, q, k, va, state, a, u, eps](const Tensor& grad) {
+    const int64_t N = by_query.count(), R = by_query.rows(), c = by_query.c, W = dv + 1;
+    const Device device = grad.device();
+    Backend& be = backend_for(device);
+    const Tensor dout = to_chunks(be, by_query, grad, dv);  // [N, R, dv]
+    const Tensor du = empty({N, R, W}, DType::Float32, device);
+    be.linear_attention_normalise_backward(du.data<float>(), u.data<float>(), dout.data<float>(),
+                                           N * R, dv, eps);
+    // dS_c, then G_c: the gradient that reaches KV_c through every later state.
+    const Tensor dstate = empty({N, m, W}, DType::Float32, device);
+    products(be, N, m, W, R, transposed(q, R, m), as_is(du, R, W), dstate, false);
+    be.chunk_scan(dstate.data<float>(), dstate.data<float>(), by_query.batch * by_query.kv_heads,
+                  by_query.nc, m * W, true);
+    const Tensor da = empty({N, R, c}, DType::Float32, device);
+    products(be, N, R, c, W, as_is(du, R, W), transposed(va, c, W), da, false);
+    be.causal_mask(da.data<float>(), N * by_query.g, c);
+
+    const Tensor dq = empty({N, R, m}, DType::Float32, device);
+    products(be, N, R, m, c, as_is(da, R, c), as_is(k, c, m), dq, false);
+    products(be, N, R, m, W, as_is(du, R, W), transposed(state, m, W), dq, true);
+    const Tensor dk = empty({N, c, m}, DType::Float32, device);
+    products(be, N, c, m, R, transposed(da, R, c), as_is(q, R, m), dk, false);
+    products(be, N, c, m, W, as_is(va, c, W), transposed(dstate, m, W), dk, true);
+    const Tensor dv_chunks = empty({N, c, dv}, DType::Float32, device);
+    products(be, N, c, dv, R, transposed(a, R, c), as_is(du, R, W), dv_chunks, false);
+    products(be, N, c, dv, m, as_is(k, c, m), as_is(dstate, m, W), dv_chunks, true);
+    return std::vector<Tensor>{from_chunks(be, by_query, dq), from_chunks(be, by_key, dk),
+                               from_chunks(be, by_key, dv_chunks)};
+  });
+}
+
+}  // namespace attn
