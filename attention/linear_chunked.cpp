@@ -73,8 +73,9 @@ void copy_chunks(Backend& be, const Chunking& k, const Tensor& x, const Tensor& 
     const Tensor xv = make_view(x, shape, {xs[0], k.g * xs[1], xs[1], k.c * xs[2], xs[2], xs[3]},
                                 x.offset() + first_chunk * k.c * xs[2]);
     const int64_t entry = k.rows() * pw;
-    const Tensor pv = make_view(p, shape, {k.kv_heads * k.nc * entry, k.nc * entry, k.c * pw, entry, pw, 1},
-                                p.offset() + first_chunk * entry);
+    const Tensor pv =
+        make_view(p, shape, {k.kv_heads * k.nc * entry, k.nc * entry, k.c * pw, entry, pw, 1},
+                  p.offset() + first_chunk * entry);
     if (into_p)
       be.copy(pv.view_desc(), xv.view_desc());
     else
@@ -85,16 +86,27 @@ void copy_chunks(Backend& be, const Chunking& k, const Tensor& x, const Tensor& 
   piece(whole, 1, k.t - whole * k.c);
 }
 
-// x [B, Hkv * g, T, w] as a chunked [count, rows, pw] buffer (zeros where x
-// has nothing: padding rows, columns past w). x itself when it is laid out
-// so already: one query head per K/V head, whole chunks, contiguous.
-Tensor to_chunks(Backend& be, const Chunking& k, const Tensor& x, int64_t pw) {
+// x [B, Hkv * g, T, w] as a chunked [count, rows, w] buffer (padding rows
+// zero). x itself when it is laid out so already: one query head per K/V
+// head, whole chunks, contiguous.
+Tensor to_chunks(Backend& be, const Chunking& k, const Tensor& x) {
   const int64_t w = x.shape()[3];
-  if (k.g == 1 && !k.padded() && pw == w && x.is_contiguous()) return x;
-  const Shape shape = {k.count(), k.rows(), pw};
-  Tensor p = k.padded() || pw != w ? zeros(shape, DType::Float32, x.device())
-                                   : empty(shape, DType::Float32, x.device());
+  if (k.g == 1 && !k.padded() && x.is_contiguous()) return x;
+  const Shape shape = {k.count(), k.rows(), w};
+  Tensor p = k.padded() ? zeros(shape, DType::Float32, x.device())
+                        : empty(shape, DType::Float32, x.device());
   copy_chunks(be, k, x, p, w, true);
+  return p;
+}
+
+// v [B, Hkv, T, d_v] as chunked [count, c, d_v + 1] rows [v_j, 1].
+Tensor values_and_ones(Backend& be, const Chunking& k, const Tensor& v) {
+  const int64_t dv = v.shape()[3], rows = k.count() * k.c;
+  const Shape shape = {k.count(), k.c, dv + 1};
+  Tensor p = k.padded() ? zeros(shape, DType::Float32, v.device())
+                        : empty(shape, DType::Float32, v.device());
+  copy_chunks(be, k, v, p, dv, true);
+  be.fill(make_view(p, {rows}, {dv + 1}, p.offset() + dv).view_desc(), 1.0);
   return p;
 }
 
@@ -174,10 +186,9 @@ Tensor linear_attention_chunked(const Tensor& fq_in, const Tensor& fk_in, const 
   const int64_t N = by_query.count(), R = by_query.rows(), W = dv + 1, groups = B * Hkv;
   Backend& be = backend_for(device);
 
-  const Tensor q = to_chunks(be, by_query, fq_in.detach(), m);  // [N, R, m]
-  const Tensor k = to_chunks(be, by_key, fk_in.detach(), m);    // [N, c, m]
-  const Tensor va = to_chunks(be, by_key, v_in.detach(), W);    // [N, c, W]: v, then ones
-  be.fill(make_view(va, {N * c}, {W}, va.offset() + dv).view_desc(), 1.0);
+  const Tensor q = to_chunks(be, by_query, fq_in.detach());        // [N, R, m]
+  const Tensor k = to_chunks(be, by_key, fk_in.detach());          // [N, c, m]
+  const Tensor va = values_and_ones(be, by_key, v_in.detach());    // [N, c, W]
 
   const Tensor state = empty({N, m, W}, DType::Float32, device);
   products(be, N, m, W, c, transposed(k, c, m), as_is(va, c, W), state, false);  // KV_c
@@ -197,7 +208,7 @@ Tensor linear_attention_chunked(const Tensor& fq_in, const Tensor& fk_in, const 
     const int64_t N = by_query.count(), R = by_query.rows(), c = by_query.c, W = dv + 1;
     const Device device = grad.device();
     Backend& be = backend_for(device);
-    const Tensor dout = to_chunks(be, by_query, grad, dv);  // [N, R, dv]
+    const Tensor dout = to_chunks(be, by_query, grad);  // [N, R, dv]
     const Tensor du = empty({N, R, W}, DType::Float32, device);
     be.linear_attention_normalise_backward(du.data<float>(), u.data<float>(), dout.data<float>(),
                                            N * R, dv, eps);

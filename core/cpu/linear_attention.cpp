@@ -2,6 +2,7 @@
 // products go through gemm; attention/linear_chunked.cpp puts it together).
 // Each output element is computed by one loop in a fixed order, so the
 // thread count never changes a bit.
+#include <algorithm>
 #include <vector>
 
 #include "core/cpu/cpu_backend.h"
@@ -15,16 +16,20 @@ using namespace cpu;
 // (never the steps), each keeping its own running sums in double.
 void CpuBackend::chunk_scan(float* out, const float* in, int64_t groups, int64_t steps,
                             int64_t width, bool reverse) {
-  const int64_t per_group = steps * width;
   parallel_for(groups * width, rows_per_chunk(steps), [&](int64_t e0, int64_t e1) {
     std::vector<double> running(e1 - e0, 0.0);
     for (int64_t step = 0; step < steps; ++step) {
       const int64_t s = reverse ? steps - 1 - step : step;
-      for (int64_t e = e0; e < e1; ++e) {
-        const int64_t g = e / width, at = g * per_group + s * width + e % width;
-        const float here = in[at];  // read before writing: out may be in
-        out[at] = static_cast<float>(running[e - e0]);
-        running[e - e0] += here;
+      // Element e of group g sits at g * steps * width + s * width + e % width:
+      // walk [e0, e1) one group's stretch at a time.
+      for (int64_t e = e0; e < e1;) {
+        const int64_t g = e / width, stretch_end = std::min(e1, (g + 1) * width);
+        const int64_t at = g * (steps - 1) * width + s * width;  // + e
+        for (; e < stretch_end; ++e) {
+          const float here = in[at + e];  // read before writing: out may be in
+          out[at + e] = static_cast<float>(running[e - e0]);
+          running[e - e0] += here;
+        }
       }
     }
   });
