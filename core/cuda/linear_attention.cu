@@ -15,6 +15,11 @@ namespace {
 
 // A thread per element of a block (neighbouring threads read neighbouring
 // floats), walking its run of blocks in order with a running sum in double.
+// It reads kAhead steps before writing them, so that many loads are in
+// flight instead of one at a time (safe when out == in: each place is read
+// before it is written).
+constexpr int kAhead = 8;
+
 __global__ void chunk_scan_kernel(float* out, const float* in, int64_t groups, int64_t steps,
                                   int64_t width, bool reverse) {
   GRID_STRIDE(e, groups * width) {
@@ -22,11 +27,19 @@ __global__ void chunk_scan_kernel(float* out, const float* in, int64_t groups, i
     const float* x = in + g * steps * width + (e - g * width);
     float* y = out + g * steps * width + (e - g * width);
     double running = 0;
-    for (int64_t step = 0; step < steps; ++step) {
-      const int64_t at = (reverse ? steps - 1 - step : step) * width;
-      const float here = x[at];  // read before writing: out may be in
-      y[at] = static_cast<float>(running);
-      running += here;
+    for (int64_t s0 = 0; s0 < steps; s0 += kAhead) {
+      float here[kAhead];
+#pragma unroll
+      for (int u = 0; u < kAhead; ++u) {
+        const int64_t step = s0 + u;
+        here[u] = step < steps ? x[(reverse ? steps - 1 - step : step) * width] : 0.0f;
+      }
+#pragma unroll
+      for (int u = 0; u < kAhead; ++u) {
+        const int64_t step = s0 + u;
+        if (step < steps) y[(reverse ? steps - 1 - step : step) * width] = static_cast<float>(running);
+        running += here[u];
+      }
     }
   }
 }
