@@ -125,9 +125,10 @@ Tensor from_chunks(Backend& be, const Chunking& k, const Tensor& p) {
 // at data + n * rows * cols, rows contiguous. Read as it is, or as its
 // transpose [cols, rows] (BLAS's trans flag: nothing is copied).
 struct Operand {
-  const float* data;
+  float* data;
   int64_t step, ld;
   bool transposed;
+  Operand from(int64_t first) const { return {data + first * step, step, ld, transposed}; }
 };
 Operand as_is(const Tensor& t, int64_t rows, int64_t cols) {
   return {t.data<float>(), rows * cols, cols, false};
@@ -137,20 +138,36 @@ Operand transposed(const Tensor& t, int64_t rows, int64_t cols) {
 }
 
 // c[n] = a[n] b[n] (accumulate: c[n] += a[n] b[n]) for each of `count`
-// entries; a[n] is m x k, b[n] k x n as read, c contiguous [count, m, n].
-// A b operand may be wider than n: its first n columns are used.
+// entries; a[n] is m x k, b[n] k x n as read, c[n] m x n. A b operand may
+// be wider than n: its first n columns are used.
 void products(Backend& be, int64_t count, int64_t m, int64_t n, int64_t k, const Operand& a,
-              const Operand& b, const Tensor& c, bool accumulate) {
+              const Operand& b, const Operand& c, bool accumulate) {
   std::vector<int64_t> a_offsets(count), b_offsets(count);
   for (int64_t i = 0; i < count; ++i) a_offsets[i] = i * a.step, b_offsets[i] = i * b.step;
   GemmArgs g;
   g.batch = count, g.m = m, g.n = n, g.k = k;
-  g.a = a.data, g.b = b.data, g.c = c.data<float>();
+  g.a = a.data, g.b = b.data, g.c = c.data;
   g.lda = a.ld, g.ldb = b.ld;
   g.trans_a = a.transposed, g.trans_b = b.transposed;
   g.a_offsets = a_offsets.data(), g.b_offsets = b_offsets.data();
   g.beta = accumulate ? 1.0f : 0.0f;
   be.gemm(g);
+}
+
+// Calls step(first, count) for consecutive ranges of the entries [0, n).
+// On the CPU a range holds as many entries as keep the matrices its steps
+// touch (entry_bytes per entry) within kPassBytes, about a core's share of
+// the last-level cache, so each step finds what the one before wrote still
+// in cache. (In one sweep over every entry, each step streamed whole [T, ...]
+// buffers through memory, and the time per token grew with T: at 16K, 8.5
+// us against 6.5 at 1K; in passes of 2 MiB, 7.7.) The GPU takes all
+// entries at once: the fewest launches.
+constexpr int64_t kPassBytes = int64_t{2} << 20;
+
+template <class Step>
+void in_passes(const Device& device, int64_t n, int64_t entry_bytes, Step&& step) {
+  const int64_t per_pass = device.is_cpu() ? std::max<int64_t>(1, kPassBytes / entry_bytes) : n;
+  for (int64_t first = 0; first < n; first += per_pass) step(first, std::min(per_pass, n - first));
 }
 
 }  // namespace
@@ -190,46 +207,66 @@ Tensor linear_attention_chunked(const Tensor& fq_in, const Tensor& fk_in, const 
   const Tensor k = to_chunks(be, by_key, fk_in.detach());          // [N, c, m]
   const Tensor va = values_and_ones(be, by_key, v_in.detach());    // [N, c, W]
 
+  // About the floats one entry's steps touch (the backward's, the larger).
+  const int64_t entry_bytes =
+      sizeof(float) * (2 * R * m + 2 * c * m + 2 * R * c + R * W + 2 * c * W + 2 * m * W);
+
   const Tensor state = empty({N, m, W}, DType::Float32, device);
-  products(be, N, m, W, c, transposed(k, c, m), as_is(va, c, W), state, false);  // KV_c
+  products(be, N, m, W, c, transposed(k, c, m), as_is(va, c, W), as_is(state, m, W), false);
   be.chunk_scan(state.data<float>(), state.data<float>(), groups, by_query.nc, m * W, false);
   const Tensor a = empty({N, R, c}, DType::Float32, device);
-  products(be, N, R, c, m, as_is(q, R, m), transposed(k, c, m), a, false);
-  be.causal_mask(a.data<float>(), N * by_query.g, c);
   const Tensor u = empty({N, R, W}, DType::Float32, device);
-  products(be, N, R, W, m, as_is(q, R, m), as_is(state, m, W), u, false);
-  products(be, N, R, W, c, as_is(a, R, c), as_is(va, c, W), u, true);
   const Tensor out_chunks = empty({N, R, dv}, DType::Float32, device);
-  be.linear_attention_normalise(out_chunks.data<float>(), u.data<float>(), N * R, dv, eps);
+  in_passes(device, N, entry_bytes, [&](int64_t first, int64_t n) {
+    const Operand Q = as_is(q, R, m).from(first), A = as_is(a, R, c).from(first),
+                  U = as_is(u, R, W).from(first), V = as_is(va, c, W).from(first);
+    products(be, n, R, c, m, Q, transposed(k, c, m).from(first), A, false);
+    be.causal_mask(A.data, n * by_query.g, c);
+    products(be, n, R, W, m, Q, as_is(state, m, W).from(first), U, false);
+    products(be, n, R, W, c, A, V, U, true);
+    be.linear_attention_normalise(as_is(out_chunks, R, dv).from(first).data, U.data, n * R, dv, eps);
+  });
   const Tensor out = from_chunks(be, by_query, out_chunks);
 
   return record(out, op, {fq_in, fk_in, v_in},
-                [by_query, by_key, m, dv, q, k, va, state, a, u, eps](const Tensor& grad) {
+                [by_query, by_key, m, dv, q, k, va, state, a, u, eps, entry_bytes](const Tensor& grad) {
     const int64_t N = by_query.count(), R = by_query.rows(), c = by_query.c, W = dv + 1;
     const Device device = grad.device();
     Backend& be = backend_for(device);
     const Tensor dout = to_chunks(be, by_query, grad);  // [N, R, dv]
     const Tensor du = empty({N, R, W}, DType::Float32, device);
-    be.linear_attention_normalise_backward(du.data<float>(), u.data<float>(), dout.data<float>(),
-                                           N * R, dv, eps);
-    // dS_c, then G_c: the gradient that reaches KV_c through every later state.
     const Tensor dstate = empty({N, m, W}, DType::Float32, device);
-    products(be, N, m, W, R, transposed(q, R, m), as_is(du, R, W), dstate, false);
+    in_passes(device, N, entry_bytes, [&](int64_t first, int64_t n) {
+      const Operand dU = as_is(du, R, W).from(first);
+      be.linear_attention_normalise_backward(dU.data, as_is(u, R, W).from(first).data,
+                                             as_is(dout, R, dv).from(first).data, n * R, dv, eps);
+      products(be, n, m, W, R, transposed(q, R, m).from(first), dU, as_is(dstate, m, W).from(first),
+               false);  // dS_c
+    });
+    // G_c: the gradient that reaches KV_c through every later state.
     be.chunk_scan(dstate.data<float>(), dstate.data<float>(), by_query.batch * by_query.kv_heads,
                   by_query.nc, m * W, true);
     const Tensor da = empty({N, R, c}, DType::Float32, device);
-    products(be, N, R, c, W, as_is(du, R, W), transposed(va, c, W), da, false);
-    be.causal_mask(da.data<float>(), N * by_query.g, c);
-
     const Tensor dq = empty({N, R, m}, DType::Float32, device);
-    products(be, N, R, m, c, as_is(da, R, c), as_is(k, c, m), dq, false);
-    products(be, N, R, m, W, as_is(du, R, W), transposed(state, m, W), dq, true);
     const Tensor dk = empty({N, c, m}, DType::Float32, device);
-    products(be, N, c, m, R, transposed(da, R, c), as_is(q, R, m), dk, false);
-    products(be, N, c, m, W, as_is(va, c, W), transposed(dstate, m, W), dk, true);
     const Tensor dv_chunks = empty({N, c, dv}, DType::Float32, device);
-    products(be, N, c, dv, R, transposed(a, R, c), as_is(du, R, W), dv_chunks, false);
-    products(be, N, c, dv, m, as_is(k, c, m), as_is(dstate, m, W), dv_chunks, true);
+    in_passes(device, N, entry_bytes, [&](int64_t first, int64_t n) {
+      const Operand dU = as_is(du, R, W).from(first), dA = as_is(da, R, c).from(first);
+      const Operand Q = as_is(q, R, m).from(first), K = as_is(k, c, m).from(first);
+      const Operand V = as_is(va, c, W).from(first);
+      const Operand G = as_is(dstate, m, W).from(first);
+      products(be, n, R, c, W, dU, transposed(va, c, W).from(first), dA, false);
+      be.causal_mask(dA.data, n * by_query.g, c);
+      const Operand dQ = as_is(dq, R, m).from(first);
+      products(be, n, R, m, c, dA, K, dQ, false);
+      products(be, n, R, m, W, dU, transposed(state, m, W).from(first), dQ, true);
+      const Operand dK = as_is(dk, c, m).from(first);
+      products(be, n, c, m, R, transposed(da, R, c).from(first), Q, dK, false);
+      products(be, n, c, m, W, V, transposed(dstate, m, W).from(first), dK, true);
+      const Operand dV = as_is(dv_chunks, c, dv).from(first);
+      products(be, n, c, dv, R, transposed(a, R, c).from(first), dU, dV, false);
+      products(be, n, c, dv, m, K, G, dV, true);
+    });
     return std::vector<Tensor>{from_chunks(be, by_query, dq), from_chunks(be, by_key, dk),
                                from_chunks(be, by_key, dv_chunks)};
   });
