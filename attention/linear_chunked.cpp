@@ -164,9 +164,12 @@ void products(Backend& be, int64_t count, int64_t m, int64_t n, int64_t k, const
 // entries at once: the fewest launches.
 constexpr int64_t kPassBytes = int64_t{2} << 20;
 
+int64_t entries_per_pass(const Device& device, int64_t n, int64_t entry_bytes) {
+  return device.is_cpu() ? std::clamp<int64_t>(kPassBytes / entry_bytes, 1, n) : n;
+}
+
 template <class Step>
-void in_passes(const Device& device, int64_t n, int64_t entry_bytes, Step&& step) {
-  const int64_t per_pass = device.is_cpu() ? std::max<int64_t>(1, kPassBytes / entry_bytes) : n;
+void in_passes(int64_t n, int64_t per_pass, Step&& step) {
   for (int64_t first = 0; first < n; first += per_pass) step(first, std::min(per_pass, n - first));
 }
 
@@ -210,6 +213,7 @@ Tensor linear_attention_chunked(const Tensor& fq_in, const Tensor& fk_in, const 
   // About the floats one entry's steps touch (the backward's, the larger).
   const int64_t entry_bytes =
       sizeof(float) * (2 * R * m + 2 * c * m + 2 * R * c + R * W + 2 * c * W + 2 * m * W);
+  const int64_t per_pass = entries_per_pass(device, N, entry_bytes);
 
   const Tensor state = empty({N, m, W}, DType::Float32, device);
   products(be, N, m, W, c, transposed(k, c, m), as_is(va, c, W), as_is(state, m, W), false);
@@ -217,7 +221,7 @@ Tensor linear_attention_chunked(const Tensor& fq_in, const Tensor& fk_in, const 
   const Tensor a = empty({N, R, c}, DType::Float32, device);
   const Tensor u = empty({N, R, W}, DType::Float32, device);
   const Tensor out_chunks = empty({N, R, dv}, DType::Float32, device);
-  in_passes(device, N, entry_bytes, [&](int64_t first, int64_t n) {
+  in_passes(N, per_pass, [&](int64_t first, int64_t n) {
     const Operand Q = as_is(q, R, m).from(first), A = as_is(a, R, c).from(first),
                   U = as_is(u, R, W).from(first), V = as_is(va, c, W).from(first);
     products(be, n, R, c, m, Q, transposed(k, c, m).from(first), A, false);
@@ -229,14 +233,14 @@ Tensor linear_attention_chunked(const Tensor& fq_in, const Tensor& fk_in, const 
   const Tensor out = from_chunks(be, by_query, out_chunks);
 
   return record(out, op, {fq_in, fk_in, v_in},
-                [by_query, by_key, m, dv, q, k, va, state, a, u, eps, entry_bytes](const Tensor& grad) {
+                [by_query, by_key, m, dv, q, k, va, state, a, u, eps, per_pass](const Tensor& grad) {
     const int64_t N = by_query.count(), R = by_query.rows(), c = by_query.c, W = dv + 1;
     const Device device = grad.device();
     Backend& be = backend_for(device);
     const Tensor dout = to_chunks(be, by_query, grad);  // [N, R, dv]
     const Tensor du = empty({N, R, W}, DType::Float32, device);
     const Tensor dstate = empty({N, m, W}, DType::Float32, device);
-    in_passes(device, N, entry_bytes, [&](int64_t first, int64_t n) {
+    in_passes(N, per_pass, [&](int64_t first, int64_t n) {
       const Operand dU = as_is(du, R, W).from(first);
       be.linear_attention_normalise_backward(dU.data, as_is(u, R, W).from(first).data,
                                              as_is(dout, R, dv).from(first).data, n * R, dv, eps);
@@ -246,22 +250,21 @@ Tensor linear_attention_chunked(const Tensor& fq_in, const Tensor& fk_in, const 
     // G_c: the gradient that reaches KV_c through every later state.
     be.chunk_scan(dstate.data<float>(), dstate.data<float>(), by_query.batch * by_query.kv_heads,
                   by_query.nc, m * W, true);
-    const Tensor da = empty({N, R, c}, DType::Float32, device);
+    const Tensor da = empty({per_pass, R, c}, DType::Float32, device);  // one pass at a time
     const Tensor dq = empty({N, R, m}, DType::Float32, device);
     const Tensor dk = empty({N, c, m}, DType::Float32, device);
     const Tensor dv_chunks = empty({N, c, dv}, DType::Float32, device);
-    in_passes(device, N, entry_bytes, [&](int64_t first, int64_t n) {
-      const Operand dU = as_is(du, R, W).from(first), dA = as_is(da, R, c).from(first);
+    in_passes(N, per_pass, [&](int64_t first, int64_t n) {
+      const Operand dU = as_is(du, R, W).from(first), dA = as_is(da, R, c);
       const Operand Q = as_is(q, R, m).from(first), K = as_is(k, c, m).from(first);
-      const Operand V = as_is(va, c, W).from(first);
-      const Operand G = as_is(dstate, m, W).from(first);
+      const Operand V = as_is(va, c, W).from(first), G = as_is(dstate, m, W).from(first);
       products(be, n, R, c, W, dU, transposed(va, c, W).from(first), dA, false);
       be.causal_mask(dA.data, n * by_query.g, c);
       const Operand dQ = as_is(dq, R, m).from(first);
       products(be, n, R, m, c, dA, K, dQ, false);
       products(be, n, R, m, W, dU, transposed(state, m, W).from(first), dQ, true);
       const Operand dK = as_is(dk, c, m).from(first);
-      products(be, n, c, m, R, transposed(da, R, c).from(first), Q, dK, false);
+      products(be, n, c, m, R, transposed(da, R, c), Q, dK, false);
       products(be, n, c, m, W, V, transposed(dstate, m, W).from(first), dK, true);
       const Operand dV = as_is(dv_chunks, c, dv).from(first);
       products(be, n, c, dv, R, transposed(a, R, c).from(first), dU, dV, false);
