@@ -1,7 +1,7 @@
 // Chunkwise causal linear attention as one autograd op (linear.h has the
 // math, linear_chunked.h the interface). The host code only lines up
 // batched products: the same code runs on the CPU (OpenBLAS) and on the GPU
-// (cuBLAS), whatever T is, in a fixed number of calls.
+// (cuBLAS; a fixed number of launches whatever T is).
 //
 // Cut the T positions into nc chunks of c (the last one padded with zero
 // rows, which add nothing). For one K/V head and chunk, let
@@ -15,7 +15,9 @@
 // that is 1 for every key, so one set of products gives numerator and
 // denominator side by side, in U's last column.
 //
-// Forward, each line one batched call over every (batch, K/V head, chunk):
+// Forward, each line one batched call over the (batch, K/V head, chunk)
+// entries (all of them on the GPU; on the CPU the per-chunk lines run in
+// passes over a few entries at a time, which stay in cache: in_passes):
 //   KV_c = K_c^T V_c                         gemm           [m, d_v + 1]
 //   S_c  = sum over c' < c of KV_c'          chunk_scan     (the state before chunk c)
 //   A_c  = Q_c K_c^T, keys after the query zeroed   gemm, causal_mask  [R, c]
@@ -36,7 +38,7 @@
 //
 // Memory: the backward keeps Q, K, V, the states S, A and U: per head
 // T (m + d_v + c + d_v) floats plus (T / c) m (d_v + 1) for the states,
-// linear in T. Never T x T, and no graph node per chunk.
+// linear in T. Never T x T, and one graph node for all the chunks.
 #include "attention/linear_chunked.h"
 
 #include <algorithm>
