@@ -2,8 +2,9 @@
 // which linear_attention_causal_features runs: forward and gradients against
 // plain double-precision loops (any feature width, GQA, ragged and tiny
 // chunks), gradcheck, agreement with the op-by-op chunk loop it replaced,
-// the same bits at 1 and 2 threads, bad inputs, and CUDA parity (which
-// skips without a GPU, saying why).
+// one graph node however many chunks, the same bits at 1 and 2 threads,
+// bad inputs, and CUDA parity in fp32 and TF32 (which skips without a GPU,
+// saying why).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -16,6 +17,7 @@
 #include "attention/linear_chunked.h"
 #include "autograd/engine.h"
 #include "autograd/gradcheck.h"
+#include "autograd/node.h"
 #include "autograd/ops.h"
 #include "core/dispatch.h"
 #include "core/error.h"
@@ -237,6 +239,23 @@ TEST(LinearChunked, SameBitsAtOneAndTwoThreads) {
   EXPECT_EQ(one.dv, two.dv);
 }
 
+TEST(LinearChunked, OneGraphNodeForEveryChunk) {
+  // 300 positions in chunks of 8 are 38 chunks: still one node, whose
+  // inputs are the three leaves themselves (no per-chunk ops in between).
+  const Inputs in = inputs(Case{1, 2, 1, 300, 4, 4, 8}, 17);
+  Tensor fq = in.fq.clone().set_requires_grad(), fk = in.fk.clone().set_requires_grad(),
+         v = in.v.clone().set_requires_grad();
+  const Tensor out = chunked(fq, fk, v, 8);
+  const std::shared_ptr<Node>& node = out.impl()->grad_fn;
+  ASSERT_TRUE(node);
+  EXPECT_EQ(node->name, "linear_attention_causal");
+  ASSERT_EQ(node->inputs.size(), 3u);
+  for (const Edge& e : node->inputs) {
+    EXPECT_FALSE(e.producer) << "an op sits between the leaves and the node";
+    EXPECT_TRUE(e.leaf);
+  }
+}
+
 TEST(LinearChunked, ReadsStridedInputsWhereTheyAre) {
   // q, k, v as the projections give them ([B, T, H, d] seen as [B, H, T, d])
   // equal their contiguous copies.
@@ -314,7 +333,8 @@ TEST(LinearChunkedCudaParity, Tf32StaysNearTheCpu) {
   REQUIRE_CUDA();
 #ifdef ATTNLAB_WITH_CUDA
   // TF32 keeps 10 bits of mantissa in the products' inputs: ~1e-3 relative
-  // per product, so 3e-3 for the output and 1e-2 for the gradients.
+  // per product, so 5e-3 for the output and 2e-2 for the gradients (which
+  // subtract nearly equal terms).
   const Case c{1, 4, 2, 512, 64, 64, 64};
   const Inputs in = inputs(c, 16);
   auto f = [&](const Tensor& q, const Tensor& k, const Tensor& v) { return chunked(q, k, v, c.chunk); };
@@ -323,9 +343,9 @@ TEST(LinearChunkedCudaParity, Tf32StaysNearTheCpu) {
   const Result gpu = run(f, in, Device::cuda(0));
   set_cuda_tf32(false);
   auto as_double = [](const std::vector<float>& x) { return std::vector<double>(x.begin(), x.end()); };
-  EXPECT_TRUE(near(gpu.out, as_double(cpu.out), 3e-3)) << "output";
-  EXPECT_TRUE(near(gpu.dfq, as_double(cpu.dfq), 1e-2)) << "gradient of phi(q)";
-  EXPECT_TRUE(near(gpu.dfk, as_double(cpu.dfk), 1e-2)) << "gradient of phi(k)";
-  EXPECT_TRUE(near(gpu.dv, as_double(cpu.dv), 1e-2)) << "gradient of v";
+  EXPECT_TRUE(near(gpu.out, as_double(cpu.out), 5e-3)) << "output";
+  EXPECT_TRUE(near(gpu.dfq, as_double(cpu.dfq), 2e-2)) << "gradient of phi(q)";
+  EXPECT_TRUE(near(gpu.dfk, as_double(cpu.dfk), 2e-2)) << "gradient of phi(k)";
+  EXPECT_TRUE(near(gpu.dv, as_double(cpu.dv), 2e-2)) << "gradient of v";
 #endif
 }
