@@ -88,9 +88,17 @@ Tensor flash_op(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, cons
   check(o.alibi.empty() || static_cast<int64_t>(o.alibi.size()) == H, op, ": ", o.alibi.size(),
         " ALiBi slopes for ", H, " heads");
   check(o.dropout.p >= 0 && o.dropout.p < 1, op, ": dropout must be in [0, 1), got ", o.dropout.p);
+  if (o.blocks) {
+    check(o.blocks->tq() == Tq && o.blocks->tk() == Tk && o.blocks->offset() == o.offset, op,
+          ": a block list made for ", o.blocks->tq(), " queries at offset ", o.blocks->offset(),
+          " over ", o.blocks->tk(), " keys, called with ", Tq, " at offset ", o.offset, " over ", Tk);
+    check(groups.empty() && !forward && device.is_cpu(), op,
+          ": a block list runs on the CPU kernel alone, without head groups or a forward passed in "
+          "(got ", device.str(), ")");
+  }
   check(!forward || o.dropout.p == 0, op, ": the forward kernel passed in (chapter 14's) has no "
         "attention dropout; use dropout 0 with it");
-  if (groups.empty()) groups.push_back({0, H, o.window});
+  if (groups.empty()) groups.push_back({0, H, o.blocks ? 0 : o.window});
   check_groups(groups, H, Hkv);
   check(groups.size() == 1 || (o.dropout.p == 0 && !forward && !lse_out), op,
         ": head groups run without attention dropout, a forward kernel passed in or lse_out");
@@ -110,6 +118,9 @@ Tensor flash_op(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, cons
   a.out = out.data<float>(), a.lse = lse.data<float>();
   a.batch = B, a.heads = H, a.kv_heads = Hkv, a.tq = Tq, a.tk = Tk, a.dim = d;
   a.offset = o.offset, a.window = o.window, a.causal = o.causal;
+  // A block list is the whole mask: the kernel must not apply causal or a window on top.
+  const std::shared_ptr<const BlockSparsity> blocks = o.blocks;
+  if (blocks) a.window = 0, a.causal = false;
   a.scale = o.scale > 0 ? o.scale : 1.0f / std::sqrt(static_cast<float>(d));
   a.alibi = o.alibi.empty() ? nullptr : o.alibi.data();
   // Dropout's parameters travel beside FlashArgs (see core/backend.h).
@@ -119,6 +130,8 @@ Tensor flash_op(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, cons
     for (const HeadGroup& g : groups) {
       if (forward)
         forward(group_args(a, g));
+      else if (blocks)
+        backend_for(device).block_sparse_flash_forward(a, blocks->list(), dropping);
       else
         backend_for(device).flash_attention_forward(group_args(a, g), dropping);
     }
@@ -127,7 +140,8 @@ Tensor flash_op(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, cons
   // The backward keeps q, k, v, out and lse: O(T d), never the T x T weights.
   // With dropout, the backward regenerates the forward's decisions from drop.
   return record(out, op, {q_in, k_in, v_in},
-                [a, q, k, v, out = out.detach(), lse, alibi = o.alibi, drop, groups](const Tensor& g) mutable {
+                [a, q, k, v, out = out.detach(), lse, alibi = o.alibi, drop, groups,
+                                          blocks](const Tensor& g) mutable {
     // dout is read in out's layout (the usual case: the gradient of the
     // output projection's input arrives in it); else copied into it.
     Tensor dout = g;
@@ -143,6 +157,12 @@ Tensor flash_op(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, cons
         const FlashArgs ga = group_args(a, group);
         const int64_t at_q = group.first_head * a.q_at.head;
         const int64_t kv0 = group.first_head / (a.heads / a.kv_heads);
+        if (blocks) {
+          backend_for(q.device()).block_sparse_flash_backward(
+              ga, blocks->list(), dout.data<float>(), dq.data<float>(), dk.data<float>(),
+              dv.data<float>(), drop.p > 0 ? &drop : nullptr);
+          continue;
+        }
         backend_for(q.device()).flash_attention_backward(
             ga, dout.data<float>() + at_q, dq.data<float>() + at_q,
             dk.data<float>() + kv0 * a.k_at.head, dv.data<float>() + kv0 * a.v_at.head,

@@ -4,6 +4,7 @@
 #include <functional>
 #include <vector>
 
+#include "attention/block_sparsity.h"
 #include "attention/kernel.h"
 #include "core/backend.h"
 
@@ -18,6 +19,10 @@ struct FlashOptions {
   // Attention dropout (p = 0: none), regenerated in the backward; not with
   // a forward kernel passed in (chapter 14's has no dropout).
   AttentionDropoutArgs dropout;
+  // A sparse pattern compiled to blocks (attention/block_sparsity.h), for
+  // these very Tq, Tk and offset: only its blocks are visited, and it alone
+  // masks (causal and window are ignored). CPU only for now; null = dense.
+  std::shared_ptr<const BlockSparsity> blocks;
 };
 
 // A forward kernel: fills a.out and a.lse from a.q, a.k, a.v (FlashArgs in

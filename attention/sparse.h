@@ -25,10 +25,19 @@
 //                                                     "sink" every query reads
 //   At most 3B keys per query: O(T * B) pairs.
 //
-// Here the patterns are applied as masks (attention/pattern.h), which is
-// exact and differentiable but still O(T^2): it shows *what* is computed,
-// not the speed-up, which needs a kernel that skips masked blocks.
+// Two ways to run them. As masks (attention/pattern.h): exact and
+// differentiable but O(T^2), it shows *what* is computed. As block lists
+// (attention/block_sparsity.h) through the block-skipping flash kernel: the
+// same numbers at the cost of the 64 x 64 blocks the pattern touches. The
+// variants take the second on the CPU and the first elsewhere (and when the
+// caller wants the weights).
+//
+// Note what the blocks make of the strided pattern: a summary column every
+// S keys touches every key block when S <= 64, so without more work the
+// kernel skips only the blocks past the diagonal; block-sparse patterns
+// skip all but ~3 blocks per row.
 #pragma once
+#include "attention/block_sparsity.h"
 #include "attention/kernel.h"
 
 namespace attn {
@@ -40,6 +49,14 @@ Tensor strided_sparse_mask(int64_t tq, int64_t tk, int64_t offset, int64_t local
                            const Device& device = Device::cpu());
 Tensor block_sparse_mask(int64_t tq, int64_t tk, int64_t offset, int64_t block,
                          const Device& device = Device::cpu());
+
+// The blocks the kernels visit (blocks of `block` queries and keys), for
+// tests and benchmarks to count and expand.
+constexpr int64_t kSparseBlock = 64;
+BlockSparsity strided_sparse_blocks(int64_t tq, int64_t tk, int64_t offset, int64_t local,
+                                    int64_t stride, int64_t block = kSparseBlock);
+BlockSparsity block_sparse_blocks(int64_t tq, int64_t tk, int64_t offset, int64_t pattern_block,
+                                  int64_t block = kSparseBlock);
 
 // The multi-head kernels of `sparse` and `blocksparse` (K/V cache allowed).
 AttentionKernel strided_sparse_kernel(int64_t local, int64_t stride);

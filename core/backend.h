@@ -93,6 +93,26 @@ struct FlashArgs {
   FlashLayout q_at, k_at, v_at;
 };
 
+// Block-sparse attention: the key blocks each query block visits. Query
+// rows and keys are cut into blocks of `block` (1..64); query block r
+// visits key blocks row_key[row_begin[r] .. row_begin[r + 1]), ascending,
+// and the same entries listed by key block (col_*, query blocks ascending)
+// drive the backward's dK/dV pass. An entry's mask is -1 when the block
+// allows every pair, else the index m of its bits: row t of the block
+// allows key j0 + u when bit u of masks[m * block + t] is set. Pairs in no
+// entry are not allowed; a row with none outputs zeros, as an empty causal
+// row does. Host memory; attention/block_sparsity.h builds it.
+struct BlockList {
+  int64_t block = 0, query_blocks = 0, key_blocks = 0;
+  const int64_t* row_begin = nullptr;  // [query_blocks + 1]
+  const int64_t* row_key = nullptr;    // key block of each entry
+  const int64_t* row_mask = nullptr;
+  const int64_t* col_begin = nullptr;  // [key_blocks + 1]
+  const int64_t* col_query = nullptr;  // query block of each entry
+  const int64_t* col_mask = nullptr;
+  const uint64_t* masks = nullptr;
+};
+
 // Dropout from counter-based random numbers (core/philox.h): element i of a
 // tensor whose rows are samples of `sample_size` elements is element
 // i % sample_size of sample first_sample + i / sample_size, and is kept when
@@ -270,6 +290,15 @@ class Backend {
   virtual void flash_attention_backward(const FlashArgs& args, const float* dout, float* dq,
                                         float* dk, float* dv,
                                         const AttentionDropoutArgs* dropout = nullptr);
+  // The same over the blocks of `blocks` only, which alone say which pairs
+  // are allowed (args.causal false, args.window 0): the time is that of the
+  // blocks visited, not of Tq x Tk. A separate entry point, not a FlashArgs
+  // field, for the reason dropout is one.
+  virtual void block_sparse_flash_forward(const FlashArgs& args, const BlockList& blocks,
+                                          const AttentionDropoutArgs* dropout = nullptr);
+  virtual void block_sparse_flash_backward(const FlashArgs& args, const BlockList& blocks,
+                                           const float* dout, float* dq, float* dk, float* dv,
+                                           const AttentionDropoutArgs* dropout = nullptr);
 };
 
 }  // namespace attn

@@ -25,6 +25,16 @@ void Backend::flash_attention_backward(const FlashArgs&, const float*, float*, f
   fail("flash_attention: this device has no flash attention backward kernel yet");
 }
 
+void Backend::block_sparse_flash_forward(const FlashArgs&, const BlockList&,
+                                         const AttentionDropoutArgs*) {
+  fail("block_sparse_flash: this device has no block-sparse flash kernel yet");
+}
+
+void Backend::block_sparse_flash_backward(const FlashArgs&, const BlockList&, const float*, float*,
+                                          float*, float*, const AttentionDropoutArgs*) {
+  fail("block_sparse_flash: this device has no block-sparse flash backward kernel yet");
+}
+
 Backend& backend_for(const Device& device) {
   if (device.is_cpu()) return cpu_backend();
 #ifdef ATTNLAB_WITH_CUDA

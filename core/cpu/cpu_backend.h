@@ -64,6 +64,11 @@ class CpuBackend final : public Backend {
                                const AttentionDropoutArgs* dropout = nullptr) override;
   void flash_attention_backward(const FlashArgs& args, const float* dout, float* dq, float* dk,
                                 float* dv, const AttentionDropoutArgs* dropout = nullptr) override;
+  void block_sparse_flash_forward(const FlashArgs& args, const BlockList& blocks,
+                                  const AttentionDropoutArgs* dropout = nullptr) override;
+  void block_sparse_flash_backward(const FlashArgs& args, const BlockList& blocks,
+                                   const float* dout, float* dq, float* dk, float* dv,
+                                   const AttentionDropoutArgs* dropout = nullptr) override;
 };
 
 Backend& cpu_backend();

@@ -61,6 +61,15 @@
 // with D_i = dO_i . O_i as before: O is the dropped output, and
 // sum_j P_ij dP_ij = dO_i . sum_j P_ij Z_ij V_j = dO_i . O_i still holds.
 // Nothing T x T is stored: a tile's decisions are 64 x 64 bits of scratch.
+//
+// Block lists (block-sparse attention). A sparse pattern compiled to blocks
+// (BlockList in core/backend.h) replaces the contiguous span: a query block
+// visits exactly the key tiles its list names, in key order, and the dK/dV
+// pass visits the query blocks listed for its key tile. A tile the pattern
+// allows whole needs no mask; a partial one carries one word of bits per
+// row, and hidden pairs get -inf as above. Everything else (online softmax,
+// dropout keyed by (b, h, i, j), the two backward passes, the task order)
+// is the dense kernel's, so the time is that of the tiles visited.
 #include <cblas.h>
 
 #include <algorithm>
@@ -75,6 +84,7 @@
 #include "core/cpu/parallel.h"
 #include "core/cpu/philox_groups.h"
 #include "core/cpu/vmath.h"
+#include "core/error.h"
 
 namespace attn {
 using namespace cpu;
@@ -150,9 +160,8 @@ bool fully_visible(const FlashArgs& a, const Tile& t) {
   return t.j0 >= allowed_keys(a, t.i1 - 1).lo && t.j1 <= allowed_keys(a, t.i0).hi;
 }
 
-// Blocks of a head: how many, and which block task k of a head works on
-// (the zigzag order of the header comment).
-int64_t block_count(int64_t t) { return (t + kBlock - 1) / kBlock; }
+// Which block task k of a head's n works on (the zigzag order of the
+// header comment).
 int64_t zigzag(int64_t k, int64_t n) { return k % 2 == 0 ? k / 2 : n - 1 - k / 2; }
 
 // ---- where a head lives ----
@@ -273,9 +282,24 @@ ATTN_VECTOR_CLONES void drop_row(const AttentionDropoutArgs& d, const FlashArgs&
 
 // ---- one tile ----
 
+// A tile to visit, with its pattern bits under a block list: one word per
+// row of the tile, bit u for key j0 + u (null: every pair the span rule of
+// allowed_keys admits).
+struct Visit {
+  Tile t;
+  const uint64_t* bits;
+};
+
+// Row i sees at least one key of the tile.
+bool row_sees_any(const FlashArgs& a, int64_t i, const Visit& v) {
+  const Span seen = visible_in(a, i, v.t);
+  return seen.lo < seen.hi && (!v.bits || v.bits[i - v.t.i0] != 0);
+}
+
 // s (t.rows() x t.cols(), dense) = the scores of the tile:
 // scale * q_i . k_j - slope |pos_i - j| where key j is visible, -inf where not.
-void tile_scores(const FlashArgs& a, const Head& hd, const Tile& t, float* s) {
+void tile_scores(const FlashArgs& a, const Head& hd, const Visit& v, float* s) {
+  const Tile& t = v.t;
   const int64_t qs = a.q_at.row, ks = a.k_at.row;
   sgemm(false, true, t.rows(), t.cols(), a.dim, a.scale, a.q + hd.q_at + t.i0 * qs, qs,
         a.k + hd.k_at + t.j0 * ks, ks, 0.0f, s, t.cols());
@@ -283,6 +307,11 @@ void tile_scores(const FlashArgs& a, const Head& hd, const Tile& t, float* s) {
   for (int64_t i = t.i0; i < t.i1; ++i) {
     float* row = s + (i - t.i0) * t.cols();
     if (hd.slope != 0) add_alibi(row, t.cols(), hd.slope, a.offset + i - t.j0);
+    if (v.bits) {
+      const uint64_t word = v.bits[i - t.i0];
+      for (int64_t u = 0; u < t.cols(); ++u)
+        if (!(word >> u & 1)) row[u] = kNegInf;
+    }
     if (!masked) continue;
     const Span r = visible_in(a, i, t);
     std::fill(row, row + r.lo, kNegInf);
@@ -294,11 +323,12 @@ void tile_scores(const FlashArgs& a, const Head& hd, const Tile& t, float* s) {
 // probabilities, ds = dS = P * (dO V^T - D) * scale. dout and D are the
 // head's (dout in q's layout, D one float per row). With dropout, p leaves
 // as P * Z and ds as P * (dO V^T * Z - D) * scale (see the header).
-void tile_grads(const FlashArgs& a, const Head& hd, const Tile& t, const float* dout,
+void tile_grads(const FlashArgs& a, const Head& hd, const Visit& v, const float* dout,
                 const float* lse, const float* D, const AttentionDropoutArgs* drop, float* p,
                 float* ds) {
+  const Tile& t = v.t;
   const int64_t qs = a.q_at.row, vs = a.v_at.row;
-  tile_scores(a, hd, t, p);
+  tile_scores(a, hd, v, p);
   for (int64_t i = t.i0; i < t.i1; ++i) probabilities_row(p + (i - t.i0) * t.cols(), t.cols(), lse[i]);
   sgemm(false, true, t.rows(), t.cols(), a.dim, 1.0f, dout + hd.q_at + t.i0 * qs, qs,
         a.v + hd.v_at + t.j0 * vs, vs, 0.0f, ds, t.cols());
@@ -326,32 +356,69 @@ void store_rows(float* dst, int64_t stride, const float* rows, int64_t n, int64_
   for (int64_t r = 0; r < n; ++r) std::copy(rows + r * d, rows + (r + 1) * d, dst + r * stride);
 }
 
+// ---- the tiles a block visits ----
+
+// Calls f(visit) for the key tiles query rows [i0, i1) visit, in key order:
+// the span of block_keys cut into tiles, or the entries of their block.
+template <class F>
+void for_each_key_tile(const FlashArgs& a, const BlockList* list, int64_t i0, int64_t i1, F&& f) {
+  if (!list) {
+    const Span span = block_keys(a, i0, i1);
+    for (int64_t j0 = span.lo; j0 < span.hi; j0 += kBlock)
+      f(Visit{{i0, i1, j0, std::min(j0 + kBlock, span.hi)}, nullptr});
+    return;
+  }
+  const int64_t r = i0 / list->block;
+  for (int64_t e = list->row_begin[r]; e < list->row_begin[r + 1]; ++e) {
+    const int64_t j0 = list->row_key[e] * list->block;
+    const int64_t m = list->row_mask[e];
+    f(Visit{{i0, i1, j0, std::min(j0 + list->block, a.tk)},
+            m < 0 ? nullptr : list->masks + m * list->block});
+  }
+}
+
+// Calls f(visit) for the query tiles that see keys [j0, j1), in query order.
+template <class F>
+void for_each_query_tile(const FlashArgs& a, const BlockList* list, int64_t j0, int64_t j1, F&& f) {
+  if (!list) {
+    const Span span = block_rows(a, j0, j1);
+    for (int64_t i0 = span.lo; i0 < span.hi; i0 += kBlock)
+      f(Visit{{i0, std::min(i0 + kBlock, span.hi), j0, j1}, nullptr});
+    return;
+  }
+  const int64_t c = j0 / list->block;
+  for (int64_t e = list->col_begin[c]; e < list->col_begin[c + 1]; ++e) {
+    const int64_t i0 = list->col_query[e] * list->block;
+    const int64_t m = list->col_mask[e];
+    f(Visit{{i0, std::min(i0 + list->block, a.tq), j0, j1},
+            m < 0 ? nullptr : list->masks + m * list->block});
+  }
+}
+
 // ---- the three kinds of task ----
 
 // Forward of query rows [i0, i1) of one head: out and lse (drop: attention
 // dropout, or null).
-void forward_block(const FlashArgs& a, const Head& hd, int64_t i0, int64_t i1,
-                   const AttentionDropoutArgs* drop) {
+void forward_block(const FlashArgs& a, const BlockList* list, const Head& hd, int64_t i0,
+                   int64_t i1, const AttentionDropoutArgs* drop) {
   const int64_t d = a.dim, rows = i1 - i0, vs = a.v_at.row;
   const auto s = tile_scratch();
   std::vector<float> acc(rows * d, 0.0f), m(rows, kNegInf), l(rows, 0.0f);
-  const Span span = block_keys(a, i0, i1);
-  for (int64_t j0 = span.lo; j0 < span.hi; j0 += kBlock) {
-    const Tile t{i0, i1, j0, std::min(j0 + kBlock, span.hi)};
-    tile_scores(a, hd, t, s.get());
+  for_each_key_tile(a, list, i0, i1, [&](const Visit& v) {
+    const Tile& t = v.t;
+    tile_scores(a, hd, v, s.get());
     for (int64_t r = 0; r < rows; ++r) {
       float* row = s.get() + r * t.cols();
-      const Span seen = visible_in(a, i0 + r, t);
-      if (seen.lo == seen.hi) {  // all hidden: weight 0 (and its max, -inf, would give NaN)
+      if (!row_sees_any(a, i0 + r, v)) {  // all hidden: weight 0 (and its max, -inf, would give NaN)
         std::fill(row, row + t.cols(), 0.0f);
         continue;
       }
       online_softmax_row(row, t.cols(), m[r], l[r], &acc[r * d], d);
-      if (drop) drop_row(*drop, a, hd, i0 + r, j0, row, t.cols());  // after l has summed P
+      if (drop) drop_row(*drop, a, hd, i0 + r, t.j0, row, t.cols());  // after l has summed P
     }
-    sgemm(false, false, rows, d, t.cols(), 1.0f, s.get(), t.cols(), a.v + hd.v_at + j0 * vs, vs,
+    sgemm(false, false, rows, d, t.cols(), 1.0f, s.get(), t.cols(), a.v + hd.v_at + t.j0 * vs, vs,
           1.0f, acc.data(), d);
-  }
+  });
   // A row with no allowed key outputs zeros (and lse = -inf). Any other row
   // has l >= 1 (its largest score adds exp(0)), or NaN, which must show.
   float* lse = a.lse + (hd.b * a.heads + hd.h) * a.tq;
@@ -366,26 +433,25 @@ void forward_block(const FlashArgs& a, const Head& hd, int64_t i0, int64_t i1,
 
 // Backward pass 1 for keys [j0, j1) of kv head kvh: dK and dV, summed over
 // the query heads of its group and their query blocks, in a fixed order.
-void key_tile_grads(const FlashArgs& a, int64_t b, int64_t kvh, int64_t j0, int64_t j1,
-                    const float* dout, const float* D, const AttentionDropoutArgs* drop, float* dk,
-                    float* dv) {
+void key_tile_grads(const FlashArgs& a, const BlockList* list, int64_t b, int64_t kvh, int64_t j0,
+                    int64_t j1, const float* dout, const float* D, const AttentionDropoutArgs* drop,
+                    float* dk, float* dv) {
   const int64_t d = a.dim, cols = j1 - j0, group = a.heads / a.kv_heads, qs = a.q_at.row;
   const auto p = tile_scratch(), ds = tile_scratch();
   std::vector<float> dk_acc(cols * d, 0.0f), dv_acc(cols * d, 0.0f);
-  const Span span = block_rows(a, j0, j1);
   for (int64_t h = kvh * group; h < (kvh + 1) * group; ++h) {
     const Head hd = head_of(a, b, h);
     const float* lse = a.lse + (b * a.heads + h) * a.tq;
     const float* Dh = D + (b * a.heads + h) * a.tq;
-    for (int64_t i0 = span.lo; i0 < span.hi; i0 += kBlock) {
-      const Tile t{i0, std::min(i0 + kBlock, span.hi), j0, j1};
-      tile_grads(a, hd, t, dout, lse, Dh, drop, p.get(), ds.get());
+    for_each_query_tile(a, list, j0, j1, [&](const Visit& v) {
+      const int64_t i0 = v.t.i0;
+      tile_grads(a, hd, v, dout, lse, Dh, drop, p.get(), ds.get());
       // dV += P^T dO (P * Z with dropout) and dK += dS^T Q.
-      sgemm(true, false, cols, d, t.rows(), 1.0f, p.get(), cols, dout + hd.q_at + i0 * qs, qs,
+      sgemm(true, false, cols, d, v.t.rows(), 1.0f, p.get(), cols, dout + hd.q_at + i0 * qs, qs,
             1.0f, dv_acc.data(), d);
-      sgemm(true, false, cols, d, t.rows(), 1.0f, ds.get(), cols, a.q + hd.q_at + i0 * qs, qs,
+      sgemm(true, false, cols, d, v.t.rows(), 1.0f, ds.get(), cols, a.q + hd.q_at + i0 * qs, qs,
             1.0f, dk_acc.data(), d);
-    }
+    });
   }
   store_rows(dk + head_start(a.k_at, b, kvh) + j0 * a.k_at.row, a.k_at.row, dk_acc.data(), cols, d);
   store_rows(dv + head_start(a.v_at, b, kvh) + j0 * a.v_at.row, a.v_at.row, dv_acc.data(), cols, d);
@@ -393,33 +459,31 @@ void key_tile_grads(const FlashArgs& a, int64_t b, int64_t kvh, int64_t j0, int6
 
 // Backward pass 2 for query rows [i0, i1) of one head: dQ = sum over its key
 // tiles of dS K, in key order.
-void query_block_grads(const FlashArgs& a, const Head& hd, int64_t i0, int64_t i1,
-                       const float* dout, const float* D, const AttentionDropoutArgs* drop,
-                       float* dq) {
+void query_block_grads(const FlashArgs& a, const BlockList* list, const Head& hd, int64_t i0,
+                       int64_t i1, const float* dout, const float* D,
+                       const AttentionDropoutArgs* drop, float* dq) {
   const int64_t d = a.dim, rows = i1 - i0, ks = a.k_at.row;
   const auto p = tile_scratch(), ds = tile_scratch();
   std::vector<float> dq_acc(rows * d, 0.0f);
   const float* lse = a.lse + (hd.b * a.heads + hd.h) * a.tq;
   const float* Dh = D + (hd.b * a.heads + hd.h) * a.tq;
-  const Span span = block_keys(a, i0, i1);
-  for (int64_t j0 = span.lo; j0 < span.hi; j0 += kBlock) {
-    const Tile t{i0, i1, j0, std::min(j0 + kBlock, span.hi)};
-    tile_grads(a, hd, t, dout, lse, Dh, drop, p.get(), ds.get());
-    sgemm(false, false, rows, d, t.cols(), 1.0f, ds.get(), t.cols(), a.k + hd.k_at + j0 * ks, ks,
-          1.0f, dq_acc.data(), d);
-  }
+  for_each_key_tile(a, list, i0, i1, [&](const Visit& v) {
+    tile_grads(a, hd, v, dout, lse, Dh, drop, p.get(), ds.get());
+    sgemm(false, false, rows, d, v.t.cols(), 1.0f, ds.get(), v.t.cols(),
+          a.k + hd.k_at + v.t.j0 * ks, ks, 1.0f, dq_acc.data(), d);
+  });
   store_rows(dq + hd.q_at + i0 * a.q_at.row, a.q_at.row, dq_acc.data(), rows, d);
 }
 
-// Calls f(batch, head, block start, block end) for every block of `t` rows
-// of every (batch, head) pair, spread over the pool in zigzag order.
+// Calls f(batch, head, block start, block end) for every block of `size`
+// rows of `t` of every (batch, head) pair, spread over the pool in zigzag order.
 template <class F>
-void for_each_block(int64_t batch, int64_t heads, int64_t t, F&& f) {
-  const int64_t blocks = block_count(t);
+void for_each_block(int64_t batch, int64_t heads, int64_t t, int64_t size, F&& f) {
+  const int64_t blocks = (t + size - 1) / size;
   parallel_for(batch * heads * blocks, 1, [&](int64_t task0, int64_t task1) {
     for (int64_t task = task0; task < task1; ++task) {
-      const int64_t bh = task / blocks, start = zigzag(task % blocks, blocks) * kBlock;
-      f(bh / heads, bh % heads, start, std::min(start + kBlock, t));
+      const int64_t bh = task / blocks, start = zigzag(task % blocks, blocks) * size;
+      f(bh / heads, bh % heads, start, std::min(start + size, t));
     }
   });
 }
@@ -429,17 +493,18 @@ const AttentionDropoutArgs* active(const AttentionDropoutArgs* drop) {
   return drop && drop->p > 0 ? drop : nullptr;
 }
 
-}  // namespace
-
-void CpuBackend::flash_attention_forward(const FlashArgs& a, const AttentionDropoutArgs* dropout) {
+// The forward and backward of both entry points: list null = the dense
+// span rule (causal, window), else the block list's tiles.
+void forward(const FlashArgs& a, const BlockList* list, const AttentionDropoutArgs* dropout) {
   const AttentionDropoutArgs* drop = active(dropout);
-  for_each_block(a.batch, a.heads, a.tq, [&](int64_t b, int64_t h, int64_t i0, int64_t i1) {
-    forward_block(a, head_of(a, b, h), i0, i1, drop);
+  const int64_t size = list ? list->block : kBlock;
+  for_each_block(a.batch, a.heads, a.tq, size, [&](int64_t b, int64_t h, int64_t i0, int64_t i1) {
+    forward_block(a, list, head_of(a, b, h), i0, i1, drop);
   });
 }
 
-void CpuBackend::flash_attention_backward(const FlashArgs& a, const float* dout, float* dq,
-                                          float* dk, float* dv, const AttentionDropoutArgs* dropout) {
+void backward(const FlashArgs& a, const BlockList* list, const float* dout, float* dq, float* dk,
+              float* dv, const AttentionDropoutArgs* dropout) {
   const AttentionDropoutArgs* drop = active(dropout);
   // D_i = dout_i . out_i equals sum_j p_ij dP_ij: the softmax backward's row
   // term, computed without the row of probabilities, once for both passes.
@@ -452,12 +517,48 @@ void CpuBackend::flash_attention_backward(const FlashArgs& a, const float* dout,
       D[r] = static_cast<float>(dot_of(dout + at, a.out + at, a.dim));
     }
   });
-  for_each_block(a.batch, a.kv_heads, a.tk, [&](int64_t b, int64_t kvh, int64_t j0, int64_t j1) {
-    key_tile_grads(a, b, kvh, j0, j1, dout, D.data(), drop, dk, dv);
+  const int64_t size = list ? list->block : kBlock;
+  for_each_block(a.batch, a.kv_heads, a.tk, size, [&](int64_t b, int64_t kvh, int64_t j0, int64_t j1) {
+    key_tile_grads(a, list, b, kvh, j0, j1, dout, D.data(), drop, dk, dv);
   });
-  for_each_block(a.batch, a.heads, a.tq, [&](int64_t b, int64_t h, int64_t i0, int64_t i1) {
-    query_block_grads(a, head_of(a, b, h), i0, i1, dout, D.data(), drop, dq);
+  for_each_block(a.batch, a.heads, a.tq, size, [&](int64_t b, int64_t h, int64_t i0, int64_t i1) {
+    query_block_grads(a, list, head_of(a, b, h), i0, i1, dout, D.data(), drop, dq);
   });
+}
+
+// A block list fits the call: its blocks cut Tq and Tk, at most 64 keys a
+// block (one word of bits per row), and it alone masks.
+void check_block_list(const FlashArgs& a, const BlockList& l) {
+  const char* op = "block_sparse_flash";
+  check(l.block >= 1 && l.block <= kBlock, op, ": block ", l.block, " outside 1..", kBlock);
+  check(l.query_blocks == (a.tq + l.block - 1) / l.block && l.key_blocks == (a.tk + l.block - 1) / l.block,
+        op, ": a list of ", l.query_blocks, " x ", l.key_blocks, " blocks of ", l.block, " for ",
+        a.tq, " queries and ", a.tk, " keys");
+  check(!a.causal && a.window == 0, op, ": the block list alone masks; causal and window must be off");
+}
+
+}  // namespace
+
+void CpuBackend::flash_attention_forward(const FlashArgs& a, const AttentionDropoutArgs* dropout) {
+  forward(a, nullptr, dropout);
+}
+
+void CpuBackend::flash_attention_backward(const FlashArgs& a, const float* dout, float* dq,
+                                          float* dk, float* dv, const AttentionDropoutArgs* dropout) {
+  backward(a, nullptr, dout, dq, dk, dv, dropout);
+}
+
+void CpuBackend::block_sparse_flash_forward(const FlashArgs& a, const BlockList& blocks,
+                                            const AttentionDropoutArgs* dropout) {
+  check_block_list(a, blocks);
+  forward(a, &blocks, dropout);
+}
+
+void CpuBackend::block_sparse_flash_backward(const FlashArgs& a, const BlockList& blocks,
+                                             const float* dout, float* dq, float* dk, float* dv,
+                                             const AttentionDropoutArgs* dropout) {
+  check_block_list(a, blocks);
+  backward(a, &blocks, dout, dq, dk, dv, dropout);
 }
 
 }  // namespace attn
