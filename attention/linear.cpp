@@ -13,10 +13,15 @@
 // that cumsum is a [T, d, d] tensor (T d^2 floats, kept for backward); the
 // chunks keep only T/c states of d x d plus c x c blocks. Time is
 // O(T c d + T d^2), still linear in T.
+//
+// Written chunk by chunk that is a loop of a dozen small ops per chunk
+// (chapter 10's task). The library runs every chunk at once instead: the
+// per-chunk products as batched ones, and the running S and z as one scan
+// over the chunks' Kc^T Vc (linear_chunked.cpp, one autograd op with its
+// own backward).
 #include "attention/linear.h"
 
-#include <algorithm>
-
+#include "attention/linear_chunked.h"
 #include "autograd/ops.h"
 #include "core/error.h"
 
@@ -62,35 +67,9 @@ Tensor linear_attention_causal(const Tensor& q, const Tensor& k, const Tensor& v
   return linear_attention_causal_features(elu_feature_map(q), elu_feature_map(k), v, chunk, eps);
 }
 
-Tensor linear_attention_causal_features(const Tensor& fq, const Tensor& fk_kv, const Tensor& v,
+Tensor linear_attention_causal_features(const Tensor& fq, const Tensor& fk, const Tensor& v,
                                         int64_t chunk, float eps) {
-  const char* op = "linear_attention_causal";
-  check_qkv(op, fq, fk_kv, v);
-  check(chunk >= 1, op, ": chunk must be >= 1, got ", chunk);
-  const int64_t B = fq.shape()[0], H = fq.shape()[1], T = fq.shape()[2], d = fq.shape()[3];
-  const int64_t dv = v.shape()[3];
-  check(fk_kv.shape()[2] == T, op, ": causal linear attention needs as many keys as queries, got ",
-        fk_kv.shape()[2], " keys for ", T, " queries");
-  check(T > 0, op, ": no positions");
-  const Tensor fk = repeat_kv(fk_kv, H);
-  const Tensor vv = repeat_kv(v, H);
-  Tensor state = zeros({B, H, d, dv}, DType::Float32, fq.device());  // S over earlier chunks
-  Tensor norm = zeros({B, H, d, 1}, DType::Float32, fq.device());    // z over earlier chunks
-  std::vector<Tensor> out;
-  for (int64_t s = 0; s < T; s += chunk) {
-    const int64_t n = std::min(chunk, T - s);
-    const Tensor qc = narrow(fq, 2, s, n), kc = narrow(fk, 2, s, n), vc = narrow(vv, 2, s, n);
-    // Inside the chunk the exact causal sum: tril keeps key j <= query i.
-    // Forgetting it (or using the whole chunk) leaks the chunk's future.
-    const Tensor a = tril(matmul(qc, transpose(kc, -2, -1)));  // [B, H, n, n]
-    const Tensor numerator = add(matmul(qc, state), matmul(a, vc));
-    const Tensor denominator = add(matmul(qc, norm), sum(a, {-1}, true));
-    out.push_back(normalise(numerator, denominator, eps));
-    // Only now, after the chunk's queries are done, do its keys join the state.
-    state = add(state, matmul(transpose(kc, -2, -1), vc));
-    norm = add(norm, transpose(sum(kc, {2}, true), -2, -1));
-  }
-  return out.size() == 1 ? out.front() : cat(out, 2);
+  return linear_attention_chunked(fq, fk, v, chunk, eps, "linear_attention_causal");
 }
 
 Tensor linear_attention(const AttentionCall& c) {

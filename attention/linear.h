@@ -20,9 +20,10 @@
 // The causal form is computed in chunks of c positions (see linear.cpp):
 // exact inside a chunk with a small c x c matrix, and through the running
 // state (S, z) for everything before the chunk. Time O(T c d + T d^2).
-// Memory: O(c^2 + c d + d^2) working set on top of the [T, d] inputs and
-// output without a graph; O(T c + T d + d^2 T/c) when training, since the
-// graph keeps every chunk's pieces. Never T x T, never [T, d, d].
+// All chunks go at once, as batched products and one scan over the chunks
+// (linear_chunked.cpp), so the cost per token does not grow with T.
+// Memory: O(T c + T d + d^2 T/c) (the c x c blocks and the T/c states,
+// kept for the backward). Never T x T, never [T, d, d].
 //
 // No softmax means no attention weights (call.weights stays undefined), no
 // 1/sqrt(d) scale (phi is applied to q and k as they are) and no ALiBi

@@ -218,6 +218,28 @@ class Backend {
   // (the backward of cumsum).
   virtual void cumsum(float* out, const float* in, int64_t rows, int64_t cols, bool reverse) = 0;
 
+  // ---- chunkwise causal linear attention (attention/linear_chunked.cpp) ----
+
+  // The scan that carries the state from chunk to chunk. `in` holds `groups`
+  // runs of `steps` blocks of `width` floats; each block gets the sum of the
+  // blocks before it in its run (reverse: after it), not counting itself:
+  //   out[g, s, :] = sum over s' < s (reverse: s' > s) of in[g, s', :]
+  // so the first block (reverse: the last) gets zeros. out may be in.
+  virtual void chunk_scan(float* out, const float* in, int64_t groups, int64_t steps,
+                          int64_t width, bool reverse) = 0;
+  // Zeroes the strict upper triangle (column j > row i) of each of `count`
+  // contiguous size x size matrices, in place: key j after query i.
+  virtual void causal_mask(float* a, int64_t count, int64_t size) = 0;
+  // Rows of u [rows, dv + 1] hold a numerator and, in the last column, its
+  // denominator: out [rows, dv] = u[r, e] / (u[r, dv] + eps).
+  virtual void linear_attention_normalise(float* out, const float* u, int64_t rows, int64_t dv,
+                                          float eps) = 0;
+  // Its backward, for dout [rows, dv]: with den = u[r, dv] + eps,
+  //   du[r, e < dv] = dout[r, e] / den
+  //   du[r, dv]     = -sum_e dout[r, e] u[r, e] / den^2
+  virtual void linear_attention_normalise_backward(float* du, const float* u, const float* dout,
+                                                   int64_t rows, int64_t dv, float eps) = 0;
+
   // ---- fused layers (one pass each; see core/cpu/fused.cpp for the math) ----
 
   // LayerNorm over contiguous rows: y = (x - mean) * rstd * w + b, saving

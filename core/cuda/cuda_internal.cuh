@@ -64,6 +64,13 @@ class CudaBackend final : public Backend {
   void scatter_add_rows(float* table, const int64_t* idx, const float* src, int64_t n,
                         int64_t row_size) override;
   void cumsum(float* out, const float* in, int64_t rows, int64_t cols, bool reverse) override;
+  void chunk_scan(float* out, const float* in, int64_t groups, int64_t steps, int64_t width,
+                  bool reverse) override;
+  void causal_mask(float* a, int64_t count, int64_t size) override;
+  void linear_attention_normalise(float* out, const float* u, int64_t rows, int64_t dv,
+                                  float eps) override;
+  void linear_attention_normalise_backward(float* du, const float* u, const float* dout,
+                                           int64_t rows, int64_t dv, float eps) override;
   void dropout(float* out, const float* in, const float* add, int64_t n,
                const DropoutArgs& args) override;
 
