@@ -51,7 +51,12 @@ std::vector<float> alibi_slopes(int64_t heads) {
 }
 
 Tensor alibi_bias(int64_t heads, int64_t tq, int64_t tk, int64_t offset, const Device& device) {
-  const std::vector<float> m = alibi_slopes(heads);
+  return alibi_bias(alibi_slopes(heads), tq, tk, offset, device);
+}
+
+Tensor alibi_bias(const std::vector<float>& m, int64_t tq, int64_t tk, int64_t offset,
+                  const Device& device) {
+  const int64_t heads = static_cast<int64_t>(m.size());
   std::vector<float> bias(heads * tq * tk);
   for (int64_t h = 0; h < heads; ++h)
     for (int64_t i = 0; i < tq; ++i)

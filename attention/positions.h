@@ -31,5 +31,8 @@ Tensor apply_rope(const Tensor& x, const RopeTables& tables);
 std::vector<float> alibi_slopes(int64_t heads);
 // [H, Tq, Tk] bias for queries at positions offset..offset+Tq-1.
 Tensor alibi_bias(int64_t heads, int64_t tq, int64_t tk, int64_t offset, const Device& device);
+// The same with the given slopes, one per head.
+Tensor alibi_bias(const std::vector<float>& slopes, int64_t tq, int64_t tk, int64_t offset,
+                  const Device& device);
 
 }  // namespace attn

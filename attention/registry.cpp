@@ -143,12 +143,11 @@ void register_builtins(std::map<std::string, Entry>& t) {
                       }};
   t["bigbird"] = {"BigBird-style attention: the last window=W keys, the first global=G positions and "
                   "random=R earlier key blocks per query block; options block=B (tokens per block, "
-                  "default 16), seed=S, kv_heads=N, rope (no alibi, no attention dropout). Block-sparse "
-                  "kernel on the CPU only: with --device cuda it runs the pattern as a dense mask "
-                  "(T x T memory)",
+                  "default 16), seed=S, kv_heads=N. Block-skipping flash kernel on the CPU only: "
+                  "with --device cuda it runs the pattern as a dense mask (T x T memory)",
                   [](const VariantSpec& s, const AttentionConfig& c, Generator& g) {
-                    check_options(s, {"window", "global", "random", "block", "seed", "kv_heads",
-                                      "rope", "rope_base", "ntk"});
+                    check_options(s, with_positions({"window", "global", "random", "block", "seed",
+                                                     "kv_heads"}));
                     for (const char* key : {"window", "global", "random"})
                       check(s.options.count(key), "attention bigbird: needs the option ", key,
                             "=N, e.g. bigbird:window=16,global=2,random=2");
@@ -161,8 +160,7 @@ void register_builtins(std::map<std::string, Entry>& t) {
                     return std::make_shared<MultiHeadAttention>(
                         c, option_int(s, "kv_heads", c.heads), g, position_options(s),
                         bigbird_kernel(pattern));
-                  },
-                  "its block-sparse kernel gathers keys from several places and drops none"};
+                  }};
   t["multiscale"] = {"multi-scale attention: the heads split evenly among windows=W1,W2,... (in order; "
                      "0 = full causal); on the CPU one flash call per group reading its heads in place, "
                      "on CUDA the masked path (dense scores per head)",

@@ -73,7 +73,7 @@ Tensor repeat_kv(const Tensor& kv, int64_t heads) {
 
 Tensor AttentionCall::bias() const {
   if (alibi.empty()) return Tensor();
-  return alibi_bias(q.shape()[1], q.shape()[2], k.shape()[2], offset, q.device());
+  return alibi_bias(alibi, q.shape()[2], k.shape()[2], offset, q.device());
 }
 
 // The same computation as scaled_dot_product_attention with a causal mask

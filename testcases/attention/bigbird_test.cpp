@@ -122,6 +122,29 @@ TEST(BigBird, BlockKernelEqualsTheDenseMaskForwardAndBackward) {
     }
 }
 
+TEST(BigBird, DropoutAndAlibiEqualTheMaskedPath) {
+  // The block kernel draws each kept probability at its (b, h, i, j) as the
+  // mask path does, and ALiBi measures distances between positions.
+  const BigBirdPattern p = make_pattern(9, 4, 2, 16, 5);
+  const int64_t T = 150;
+  Generator g(21);
+  const Tensor q0 = randn({2, 4, T, 8}, g), k0 = randn({2, 2, T, 8}, g), v0 = randn({2, 2, T, 8}, g);
+  const Tensor w = randn({2, 4, T, 8}, g);
+  auto run = [&](bool masked) {
+    Tensor q = q0.detach().set_requires_grad(), k = k0.detach().set_requires_grad(),
+           v = v0.detach().set_requires_grad();
+    AttentionCall c = make_call(q, k, v, 0);
+    c.alibi = {0.5f, 0.25f, 0.125f, 0.0625f};
+    c.dropout = {0x5eed, 4, 17, 0.3f};
+    const Tensor out = masked ? attention_with_pattern(c, bigbird_mask(p, T, T, 0)) : bigbird_attention(c, p);
+    sum(mul(out, w)).backward();
+    return std::vector<Tensor>{out, q.grad(), k.grad(), v.grad()};
+  };
+  const auto blocked = run(false), masked = run(true);
+  const char* names[] = {"out", "q.grad", "k.grad", "v.grad"};
+  for (int n = 0; n < 4; ++n) expect_close(blocked[n], masked[n], names[n]);
+}
+
 TEST(BigBird, Gradcheck) {
   const BigBirdPattern p = make_pattern(2, 1, 1, 2, 3);
   Generator g(3);
@@ -178,11 +201,11 @@ TEST(BigBird, RegistryValidatesItsOptions) {
   has(error_of([&] { make_attention("bigbird:window=2,global=1,random=1,block=0", c, g); }),
       "attention bigbird: block must be >= 1 (tokens per block), got 0");
   has(error_of([&] { make_attention("bigbird:window=2,random=1", c, g); }), "needs the option global=N");
-  has(error_of([&] { make_attention("bigbird:window=2,global=1,random=1,alibi", c, g); }), "unknown option 'alibi'");
+  has(error_of([&] { make_attention("bigbird:window=2,global=1,random=1,nope", c, g); }), "unknown option 'nope'");
+  // ALiBi and attention dropout are the block kernel's, keyed by position.
   AttentionConfig with_dropout = c;
   with_dropout.dropout = 0.1f;
-  has(error_of([&] { make_attention("bigbird:window=2,global=1,random=1", with_dropout, g); }),
-      "attention bigbird: has no attention dropout");
+  EXPECT_NE(make_attention("bigbird:window=2,global=1,random=1,alibi", with_dropout, g), nullptr);
   // Heatmaps: the weights are zero exactly off the pattern.
   auto m = make_attention("bigbird:window=2,global=1,random=1,block=2,seed=3", c, g);
   m->keep_weights = true;

@@ -156,8 +156,7 @@ expect "attnlab: attention bigbird: option random=-1 is not a non-negative integ
 expect "attnlab: attention bigbird: option global=-1 is not a non-negative integer" "${T[@]}" --attention bigbird:window=8,global=-1,random=2
 expect "attnlab: attention bigbird: block must be >= 1 (tokens per block), got 0" "${T[@]}" --attention bigbird:window=8,global=2,random=2,block=0
 expect "attnlab: attention bigbird: needs the option global=N, e.g. bigbird:window=16,global=2,random=2" "${T[@]}" --attention bigbird:window=8,random=2
-expect "attnlab: attention bigbird: unknown option 'alibi'; options: window, global, random, block, seed, kv_heads, rope, rope_base, ntk" "${T[@]}" --attention bigbird:window=8,global=2,random=2,alibi
-expect "attnlab: attention bigbird: has no attention dropout (its block-sparse kernel gathers keys from several places and drops none)" "${T[@]}" --attention bigbird:window=8,global=2,random=2 --attn-dropout 0.1
+expect "attnlab: attention bigbird: unknown option 'nope'; options: window, global, random, block, seed, kv_heads, rope, rope_base, ntk, alibi" "${T[@]}" --attention bigbird:window=8,global=2,random=2,nope
 expect "attnlab: attention: option 'kv_heads' is given twice in 'gqa:kv_heads=2,kv_heads=2'" "${T[@]}" --attention gqa:kv_heads=2,kv_heads=2
 expect "attnlab: attention: bad option 'kv heads=2' at position 4 of 'gqa:kv heads=2'; expected key=value" "${T[@]}" --attention "gqa:kv heads=2"
 expect "attnlab: attention mha: rope_base and ntk only apply together with rope" "${T[@]}" --attention mha:rope_base=5
