@@ -51,6 +51,16 @@ FlashArgs group_args(FlashArgs a, const HeadGroup& g) {
   return a;
 }
 
+// The dropout of one group's kernel call: its heads draw the numbers they
+// have in the whole attention.
+AttentionDropoutArgs group_dropout(AttentionDropoutArgs d, const HeadGroup& g) {
+  d.first_head += g.first_head;
+  return d;
+}
+
+// What a kernel call is given: null when nothing is dropped.
+const AttentionDropoutArgs* dropping(const AttentionDropoutArgs& d) { return d.p > 0 ? &d : nullptr; }
+
 void check_groups(const std::vector<HeadGroup>& groups, int64_t heads, int64_t kv_heads) {
   const char* op = "flash_attention";
   const int64_t per_kv = heads / kv_heads;
@@ -100,8 +110,8 @@ Tensor flash_op(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, cons
         "attention dropout; use dropout 0 with it");
   if (groups.empty()) groups.push_back({0, H, o.blocks ? 0 : o.window});
   check_groups(groups, H, Hkv);
-  check(groups.size() == 1 || (o.dropout.p == 0 && !forward && !lse_out), op,
-        ": head groups run without attention dropout, a forward kernel passed in or lse_out");
+  check(groups.size() == 1 || (!forward && !lse_out), op,
+        ": head groups run without a forward kernel passed in or lse_out");
   // The CUDA backward clears dq as one dense block per call, which would
   // wipe the rows of the groups beside it.
   check(groups.size() == 1 || device.is_cpu(), op, ": head groups run on the CPU only; on ",
@@ -125,15 +135,14 @@ Tensor flash_op(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, cons
   a.alibi = o.alibi.empty() ? nullptr : o.alibi.data();
   // Dropout's parameters travel beside FlashArgs (see core/backend.h).
   const AttentionDropoutArgs drop = o.dropout;
-  const AttentionDropoutArgs* dropping = drop.p > 0 ? &drop : nullptr;
   if (out.numel() > 0) {
     for (const HeadGroup& g : groups) {
       if (forward)
         forward(group_args(a, g));
       else if (blocks)
-        backend_for(device).block_sparse_flash_forward(a, blocks->list(), dropping);
+        backend_for(device).block_sparse_flash_forward(a, blocks->list(), dropping(drop));
       else
-        backend_for(device).flash_attention_forward(group_args(a, g), dropping);
+        backend_for(device).flash_attention_forward(group_args(a, g), dropping(group_dropout(drop, g)));
     }
   }
   if (lse_out) *lse_out = lse;
@@ -160,13 +169,13 @@ Tensor flash_op(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, cons
         if (blocks) {
           backend_for(q.device()).block_sparse_flash_backward(
               ga, blocks->list(), dout.data<float>(), dq.data<float>(), dk.data<float>(),
-              dv.data<float>(), drop.p > 0 ? &drop : nullptr);
+              dv.data<float>(), dropping(drop));
           continue;
         }
         backend_for(q.device()).flash_attention_backward(
             ga, dout.data<float>() + at_q, dq.data<float>() + at_q,
             dk.data<float>() + kv0 * a.k_at.head, dv.data<float>() + kv0 * a.v_at.head,
-            drop.p > 0 ? &drop : nullptr);
+            dropping(group_dropout(drop, group)));
       }
     }
     return std::vector<Tensor>{dq, dk, dv};

@@ -47,9 +47,9 @@ Tensor flash_attention(const Tensor& q, const Tensor& k, const Tensor& v, const 
 // group, each reading its heads where they lie in q, k, v (a head offset,
 // never a copy) and writing them into the one output. The groups must tile
 // heads 0..H-1 in order, each a whole number of K/V groups (H / Hkv query
-// heads); o.window is ignored. No attention dropout: its numbers are keyed
-// by the head index within a call. CPU only: the CUDA backward clears dq as
-// one dense block per call.
+// heads); o.window is ignored. Attention dropout draws each head's numbers
+// as in one call over every head (AttentionDropoutArgs::first_head). CPU
+// only: the CUDA backward clears dq as one dense block per call.
 Tensor flash_attention_groups(const Tensor& q, const Tensor& k, const Tensor& v,
                               const FlashOptions& o, const std::vector<HeadGroup>& groups);
 

@@ -81,6 +81,7 @@ Tensor multiscale_attention(const AttentionCall& c, const std::vector<HeadGroup>
   o.offset = c.offset;
   o.alibi = c.alibi;
   o.scale = c.scale;
+  o.dropout = c.dropout;
   return flash_attention_groups(c.q, c.k, c.v, o, groups);
 }
 

@@ -172,9 +172,7 @@ void register_builtins(std::map<std::string, Entry>& t) {
                         scale_groups(c.heads, windows);  // refuses a bad list before any weight exists
                         return std::make_shared<MultiHeadAttention>(c, c.heads, g, position_options(s),
                                                                     multiscale_kernel(windows));
-                      },
-                      "it runs one flash call per head group, and attention dropout numbers are "
-                      "keyed by the head within a call"};
+                      }};
   t["ring"] = {"ring attention: under mpirun with --data-parallel, each rank holds a part of every sequence "
                "and K/V blocks pass around the ring of ranks; option split=zigzag (default, balanced) or "
                "contiguous; in one process it is flash attention. CPU only when split",

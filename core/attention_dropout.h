@@ -25,15 +25,20 @@ struct AttentionDropoutArgs {
   uint64_t seed = 0, offset = 0;
   int64_t first_sample = 0;  // the data-order index of batch row 0
   float p = 0;
+  // The call's head 0 is head first_head of the attention: a kernel call
+  // over one group of heads (multi-scale attention's, attention/flash.h)
+  // draws the decisions its heads have in the whole attention.
+  int64_t first_head = 0;
 };
 
 namespace attention_dropout {
 
 // The element index of P[., h, i, j] within its sample (64-bit: H Tq Tk
-// passes 2^32 at long sequences).
-ATTN_HOST_DEVICE uint64_t element(int64_t h, int64_t i, int64_t j, int64_t tq, int64_t tk) {
-  return (static_cast<uint64_t>(h) * static_cast<uint64_t>(tq) + static_cast<uint64_t>(i)) *
-             static_cast<uint64_t>(tk) +
+// passes 2^32 at long sequences), h counted within the call.
+ATTN_HOST_DEVICE uint64_t element(const AttentionDropoutArgs& a, int64_t h, int64_t i, int64_t j,
+                                  int64_t tq, int64_t tk) {
+  const uint64_t head = static_cast<uint64_t>(a.first_head + h);
+  return (head * static_cast<uint64_t>(tq) + static_cast<uint64_t>(i)) * static_cast<uint64_t>(tk) +
          static_cast<uint64_t>(j);
 }
 

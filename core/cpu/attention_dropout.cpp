@@ -31,7 +31,7 @@ void CpuBackend::attention_dropout(float* out, const float* in, const Probabilit
     std::vector<float> z(static_cast<size_t>(blk.cols));
     for (int64_t r = r0; r < r1; ++r) {  // r = (b * heads + h) * rows + row
       const int64_t b = r / (blk.heads * blk.rows), h = r / blk.rows % blk.heads, i = r % blk.rows;
-      const uint64_t e0 = attention_dropout::element(h, blk.row0 + i, blk.col0, blk.tq, blk.tk);
+      const uint64_t e0 = attention_dropout::element(a, h, blk.row0 + i, blk.col0, blk.tq, blk.tk);
       keep_scales(a, b, e0, blk.cols, z.data());
       scale_row(out + r * blk.cols, in + r * blk.cols, z.data(), blk.cols);
     }

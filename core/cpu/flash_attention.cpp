@@ -288,11 +288,11 @@ ATTN_VECTOR_CLONES void dropped_softmax_grad_row(float* dp, float* p, int64_t n,
 void row_keep_scales(const AttentionDropoutArgs& d, const FlashArgs& a, const Head& hd, int64_t i,
                      const Visit& v, float* z) {
   if (!v.positions) {
-    keep_scales(d, hd.b, attention_dropout::element(hd.h, i, v.t.j0, a.tq, a.tk), v.t.cols(), z);
+    keep_scales(d, hd.b, attention_dropout::element(d, hd.h, i, v.t.j0, a.tq, a.tk), v.t.cols(), z);
     return;
   }
   for (int64_t u = 0; u < v.t.cols(); ++u)
-    keep_scales(d, hd.b, attention_dropout::element(hd.h, i, v.positions[u], a.tq, v.span), 1, z + u);
+    keep_scales(d, hd.b, attention_dropout::element(d, hd.h, i, v.positions[u], a.tq, v.span), 1, z + u);
 }
 
 // Drops row i's probabilities for the keys of tile v in place.

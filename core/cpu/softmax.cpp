@@ -95,7 +95,7 @@ ATTN_VECTOR_CLONES void causal_softmax_rows(float* y, const float* x, int64_t r0
 void row_keep_scales(const AttentionDropoutArgs& d, int64_t r, int64_t heads, int64_t tq, int64_t tk,
                      int64_t n, float* z) {
   const int64_t i = r % tq, h = r / tq % heads, b = r / tq / heads;
-  keep_scales(d, b, attention_dropout::element(h, i, 0, tq, tk), n, z);
+  keep_scales(d, b, attention_dropout::element(d, h, i, 0, tq, tk), n, z);
 }
 
 // dropped = y * Z over rows r0 .. r1 of the weights just computed.

@@ -21,7 +21,7 @@ __global__ void attention_dropout_kernel(float* out, const float* in, Probabilit
     // t = ((b * heads + h) * rows + r) * cols + c
     const int64_t c = t % blk.cols, row = t / blk.cols;
     const int64_t r = row % blk.rows, h = row / blk.rows % blk.heads, b = row / (blk.rows * blk.heads);
-    const uint64_t e = attention_dropout::element(h, blk.row0 + r, blk.col0 + c, blk.tq, blk.tk);
+    const uint64_t e = attention_dropout::element(a, h, blk.row0 + r, blk.col0 + c, blk.tq, blk.tk);
     out[t] = attention_dropout::keep(a, b, e) ? in[t] * scale : 0.0f;
   }
 }

@@ -172,7 +172,7 @@ __device__ __forceinline__ void draw_keep_bits(uint32_t* bits, const AttentionDr
                                                int64_t j0) {
   static_assert(kBlock == kKeepWords, "one thread per word of decisions");
   const int row = threadIdx.x / 2, half = threadIdx.x % 2;
-  const uint64_t e0 = attention_dropout::element(h, i0 + row, j0 + 32 * half, a.tq, a.tk);
+  const uint64_t e0 = attention_dropout::element(d, h, i0 + row, j0 + 32 * half, a.tq, a.tk);
   bits[threadIdx.x] = attention_dropout::keep_bits32(d, b, e0);
 }
 

@@ -95,7 +95,7 @@ __device__ __forceinline__ RowDropout row_dropout(const AttentionDropoutArgs& d,
                                                   int64_t tq, int64_t tk) {
   const int64_t i = r % tq, h = r / tq % heads, b = r / tq / heads;
   return {{d.seed, d.offset}, static_cast<uint64_t>(d.first_sample + b),
-          attention_dropout::element(h, i, 0, tq, tk), d.p, attention_dropout::keep_scale(d)};
+          attention_dropout::element(d, h, i, 0, tq, tk), d.p, attention_dropout::keep_scale(d)};
 }
 
 // Calls f(j, z) for this lane's keys j < n of the row, z = the key's

@@ -238,7 +238,28 @@ TEST(Multiscale, BadWindowsNameTheOptionTheValueAndTheRule) {
   EXPECT_NE(error_of([] { scale_groups(4, {}); }).find("attention multiscale: windows is empty"),
             std::string::npos);
   EXPECT_NE(error_of([] { scale_groups(4, {2, -3}); }).find("every window must be >= 0"), std::string::npos);
-  // Dropout numbers are keyed per call's heads: the variant refuses them.
-  c.dropout = 0.1f;
-  EXPECT_NE(error("multiscale:windows=2,0").find("has no attention dropout"), std::string::npos);
+}
+
+TEST(Multiscale, AttentionDropoutEqualsTheMaskedPath) {
+  // One flash call per group, each head drawing the numbers it has in the
+  // whole attention (AttentionDropoutArgs::first_head): the same decisions
+  // as the masked path's one dropout over [B, H, Tq, Tk].
+  const Case c{2, 6, 3, 40, 8, 0, {4, 0, 9}, false};
+  Generator g(6);
+  const Tensor q0 = randn({2, 6, 40, 8}, g), k0 = randn({2, 3, 40, 8}, g), v0 = randn({2, 3, 40, 8}, g);
+  const Tensor w = randn({2, 6, 40, 8}, g);
+  std::vector<std::vector<float>> got[2];
+  for (int path = 0; path < 2; ++path) {
+    Tensor q = q0.clone().set_requires_grad(), k = k0.clone().set_requires_grad(), v = v0.clone().set_requires_grad();
+    AttentionCall call = call_of(c, q, k, v);
+    call.dropout = {0xfeed, 3, 7, 0.3f};
+    const auto groups = scale_groups(c.H, c.windows);
+    const Tensor out = path == 0 ? multiscale_attention(call, groups) : multiscale_attention_masked(call, groups);
+    sum(mul(out, w)).backward();
+    got[path] = {out.to_vector(), q.grad().to_vector(), k.grad().to_vector(), v.grad().to_vector()};
+  }
+  const char* names[4] = {"out", "dq", "dk", "dv"};
+  for (int t = 0; t < 4; ++t)
+    for (std::size_t i = 0; i < got[0][t].size(); ++i)
+      ASSERT_NEAR(got[0][t][i], got[1][t][i], 1e-4) << names[t] << " element " << i;
 }

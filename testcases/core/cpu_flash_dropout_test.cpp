@@ -41,20 +41,27 @@ TEST(AttentionDropoutKeying, HelpersMatchTheOracle) {
         // Every start within a group of four, so unaligned words are covered.
         for (int64_t j0 = 0; j0 < 8; ++j0) {
           const uint32_t bits =
-              attention_dropout::keep_bits32(d, b, attention_dropout::element(h, i, j0, tq, tk));
+              attention_dropout::keep_bits32(d, b, attention_dropout::element(d, h, i, j0, tq, tk));
           for (int k = 0; k < 32 && j0 + k < tk; ++k)
             ASSERT_EQ((bits >> k) & 1u, philox_oracle::keep(d, b, h, i, j0 + k, tq, tk) ? 1u : 0u)
                 << "b " << b << " h " << h << " i " << i << " j " << j0 + k;
         }
         for (int64_t j = 0; j < tk; ++j)
-          ASSERT_EQ(attention_dropout::keep(d, b, attention_dropout::element(h, i, j, tq, tk)),
+          ASSERT_EQ(attention_dropout::keep(d, b, attention_dropout::element(d, h, i, j, tq, tk)),
                     philox_oracle::keep(d, b, h, i, j, tq, tk));
       }
 }
 
 TEST(AttentionDropoutKeying, ElementIndicesAre64Bit) {
   // H Tq Tk passes 2^32 at long sequences (8 heads, T = 32768: 2^33).
-  EXPECT_EQ(attention_dropout::element(7, 32767, 32767, 32768, 32768), (uint64_t{1} << 33) - 1);
+  EXPECT_EQ(attention_dropout::element({}, 7, 32767, 32767, 32768, 32768), (uint64_t{1} << 33) - 1);
+}
+
+TEST(AttentionDropoutKeying, ACallOverAGroupOfHeadsDrawsItsHeadsOwnNumbers) {
+  // Head 1 of a call whose head 0 is the attention's head 4 is head 5.
+  AttentionDropoutArgs group;
+  group.first_head = 4;
+  EXPECT_EQ(attention_dropout::element(group, 1, 3, 2, 10, 20), attention_dropout::element({}, 5, 3, 2, 10, 20));
 }
 
 // ---- the flash kernels with dropout ----

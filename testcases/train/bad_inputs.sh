@@ -167,7 +167,6 @@ expect "attnlab: attention multiscale: windows=8,-1 has '-1'; expected a comma-s
 expect "attnlab: attention multiscale: windows=true has 'true'; expected a comma-separated list of integers >= 0" "${T[@]}" --attention multiscale:windows
 expect "attnlab: attention: bad option 'windows=' at position 11 of 'multiscale:windows='; expected key=value" "${T[@]}" --attention multiscale:windows=
 expect "attnlab: attention: bad option '32' at position 4 of 'mha:32'; a bare number continues the list of the key=value before it" "${T[@]}" --attention mha:32
-expect "attnlab: attention multiscale: has no attention dropout (it runs one flash call per head group" "${T[@]}" --attention multiscale:windows=2,0 --attn-dropout 0.1
 expect "attnlab: attention ring: split=diagonal is not a split; expected zigzag or contiguous" "${T[@]}" --attention ring:split=diagonal
 expect "attnlab: attention ring: has no attention dropout (its blocks are folded on several ranks" "${T[@]}" --attention ring --attn-dropout 0.1
 expect "attnlab: attention performer: features=0: expected a positive count, e.g. performer:features=64" "${T[@]}" --attention performer:features=0
