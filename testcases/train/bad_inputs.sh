@@ -111,6 +111,8 @@ expect "attnlab: sample: --stream: model: attention 'linear' has no KV cache to 
 expect "attnlab: convert: --finetune-steps must be >= 1, got 0" convert --ckpt "$run" --to mqa --out "$dir/cv" --finetune-steps 0
 expect "attnlab: bench attention: lengths must be >= 1, got 0" bench attention --lengths 0 --out "$dir/bench"
 expect "attnlab: bench attention: --heads must be >= 1, got 0" bench attention --heads 0 --out "$dir/bench"
+expect "attnlab: bench attention: --sparse-stride must be >= 1, got 0" bench attention --sparse-stride 0 --out "$dir/bench"
+expect "attnlab: bench attention: --sparse-local must be >= 0 (0 = --window), got -1" bench attention --sparse-local -1 --out "$dir/bench"
 expect "attnlab: bench attention: method multiscale gives half the heads --window and half the full context, so --heads must be even, got 3" bench attention --heads 3 --lengths 8 --out "$dir/bench"
 expect "attnlab: demo: --steps must be in 1..1000000, got 0" demo --steps 0
 
