@@ -102,9 +102,8 @@ Tensor flash_op(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, cons
     check(o.blocks->tq() == Tq && o.blocks->tk() == Tk && o.blocks->offset() == o.offset, op,
           ": a block list made for ", o.blocks->tq(), " queries at offset ", o.blocks->offset(),
           " over ", o.blocks->tk(), " keys, called with ", Tq, " at offset ", o.offset, " over ", Tk);
-    check(groups.empty() && !forward && device.is_cpu(), op,
-          ": a block list runs on the CPU kernel alone, without head groups or a forward passed in "
-          "(got ", device.str(), ")");
+    check(groups.empty() && !forward, op,
+          ": a block list runs without head groups or a forward kernel passed in");
   }
   check(!forward || o.dropout.p == 0, op, ": the forward kernel passed in (chapter 14's) has no "
         "attention dropout; use dropout 0 with it");

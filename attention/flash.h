@@ -21,7 +21,7 @@ struct FlashOptions {
   AttentionDropoutArgs dropout;
   // A sparse pattern compiled to blocks (attention/block_sparsity.h), for
   // these very Tq, Tk and offset: only its blocks are visited, and it alone
-  // masks (causal and window are ignored). CPU only for now; null = dense.
+  // masks (causal and window are ignored). null = dense.
   std::shared_ptr<const BlockSparsity> blocks;
 };
 

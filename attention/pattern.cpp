@@ -31,8 +31,9 @@ double pattern_density(const Tensor& keep) {
 AttentionKernel pattern_kernel(BlockSparsityCache::Compile compile, MaskOf mask, GatherKeys gather) {
   auto cache = std::make_shared<BlockSparsityCache>(std::move(compile));
   return [cache, mask, gather](const AttentionCall& c) {
-    // The flash kernel reads one head dim for q, k and v.
-    const bool flash_fits = c.q.device().is_cpu() && !c.want_weights && c.v.shape()[3] == c.q.shape()[3];
+    // The flash kernels read one head dim for q, k and v (the CUDA one up to 128).
+    const int64_t d = c.q.shape()[3];
+    const bool flash_fits = !c.want_weights && c.v.shape()[3] == d && (c.q.device().is_cpu() || d <= 128);
     if (!flash_fits) return attention_with_pattern(c, mask(c));
     FlashOptions o;
     o.offset = c.offset;

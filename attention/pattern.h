@@ -26,12 +26,12 @@ Tensor attention_with_pattern(const AttentionCall& call, const Tensor& keep);
 // pattern is worth it when its density falls far below that.
 double pattern_density(const Tensor& keep);
 
-// The kernel of a pattern: on the CPU, the block-skipping flash kernel
-// (attention/flash.h) over the blocks `compile` makes for each (Tq, Tk,
-// offset), compiled once per shape, with K and V laid out by `gather`
-// (identity unless the blocks run over gathered keys); elsewhere, when the
-// caller wants the weights, or when v's head dim is not q's, attention
-// through `mask`.
+// The kernel of a pattern: the block-skipping flash kernel (attention/flash.h,
+// CPU or CUDA) over the blocks `compile` makes for each (Tq, Tk, offset),
+// compiled once per shape, with K and V laid out by `gather` (identity
+// unless the blocks run over gathered keys); when the caller wants the
+// weights, or when v's head dim is not q's (or above 128 on CUDA),
+// attention through `mask`.
 using MaskOf = std::function<Tensor(const AttentionCall&)>;
 using GatherKeys = std::function<Tensor(const Tensor& kv)>;
 AttentionKernel pattern_kernel(BlockSparsityCache::Compile compile, MaskOf mask,

@@ -39,7 +39,6 @@ struct Method {
   std::string name;
   bool quadratic;  // materialises T x T
   std::function<AttentionKernel(const BenchAttentionOptions&)> make;
-  bool masked_off_cpu = false;  // runs as a dense mask on a GPU
 };
 
 AttentionKernel fixed(AttentionKernel k) { return k; }
@@ -57,12 +56,12 @@ const std::vector<Method>& methods() {
          return fixed([w = o.window](const AttentionCall& c) { return window_attention_banded(c, w); });
        }},
       // BigBird: the last --window keys, 16 global tokens and 2 random
-      // blocks of 64 per query block of 64 (on a GPU it runs as a mask).
+      // blocks of 64 per query block of 64.
       {"bigbird", false, [](const O& o) {
          BigBirdPattern p;
          p.window = o.window, p.global = 16, p.random = 2, p.block = 64;
          return bigbird_kernel(p);
-       }, true},
+       }},
       // Half the heads with the window, half full: one flash call per group.
       {"multiscale", false, [](const O& o) { return multiscale_kernel({o.window, 0}); }},
       {"linear", false, [](const O&) { return fixed(linear_attention); }},
@@ -72,11 +71,11 @@ const std::vector<Method>& methods() {
            return performer_attention(c.q, c.k, c.v, performer_projection(64, c.q.shape()[3], true, 0), true);
          });
        }},
-      // Sparse patterns through the block-skipping flash kernel (CPU; on a
-      // GPU they run as masks), and the same patterns as masks over dense
-      // attention: the reference, labelled as such.
-      {"sparse", false, [](const O& o) { return strided_sparse_kernel(sparse_local(o), o.sparse_stride); }, true},
-      {"blocksparse", false, [](const O& o) { return block_sparse_kernel(o.sparse_block); }, true},
+      // Sparse patterns through the block-skipping flash kernel, and the
+      // same patterns as masks over dense attention: the reference,
+      // labelled as such.
+      {"sparse", false, [](const O& o) { return strided_sparse_kernel(sparse_local(o), o.sparse_stride); }},
+      {"blocksparse", false, [](const O& o) { return block_sparse_kernel(o.sparse_block); }},
       {"sparse-masked", true, [](const O& o) {
          return fixed([l = sparse_local(o), s = o.sparse_stride](const AttentionCall& c) {
            return attention_with_pattern(
@@ -97,7 +96,6 @@ const std::vector<Method>& methods() {
 // T (T + 64) / 2 / 64^2 or so that causal attention visits.
 std::string kept_blocks(const std::string& method, int64_t t, const BenchAttentionOptions& o) {
   if (method != "sparse" && method != "blocksparse") return "";
-  if (!Device::parse(o.device).is_cpu()) return "a dense mask on this device";
   const int64_t visited = method == "sparse"
                               ? strided_sparse_blocks(t, t, 0, sparse_local(o), o.sparse_stride).entries()
                               : block_sparse_blocks(t, t, 0, o.sparse_block).entries();
@@ -171,11 +169,9 @@ std::vector<BenchRow> bench_attention(const BenchAttentionOptions& o) {
       BenchRow row;
       row.method = m->name;
       row.length = T;
-      // Dense attention keeps scores, weights and their gradients: ~4 T x T
-      // floats per head. Off the CPU the sparse patterns run as masks: T x T too.
+      // Dense attention keeps scores, weights and their gradients: ~4 T x T floats per head.
       const double dense_gib = 4.0 * o.heads * static_cast<double>(T) * T * 4 / (1 << 30);
-      const bool quadratic = m->quadratic || (!device.is_cpu() && m->masked_off_cpu);
-      if (quadratic && dense_gib > o.max_dense_gib) {
+      if (m->quadratic && dense_gib > o.max_dense_gib) {
         char note[96];
         std::snprintf(note, sizeof note, "skipped: needs ~%.1f GiB of T x T buffers", dense_gib);
         row.note = note;

@@ -95,6 +95,11 @@ class CudaBackend final : public Backend {
                                const AttentionDropoutArgs* dropout = nullptr) override;
   void flash_attention_backward(const FlashArgs& args, const float* dout, float* dq, float* dk,
                                 float* dv, const AttentionDropoutArgs* dropout = nullptr) override;
+  void block_sparse_flash_forward(const FlashArgs& args, const BlockList& blocks,
+                                  const AttentionDropoutArgs* dropout = nullptr) override;
+  void block_sparse_flash_backward(const FlashArgs& args, const BlockList& blocks,
+                                   const float* dout, float* dq, float* dk, float* dv,
+                                   const AttentionDropoutArgs* dropout = nullptr) override;
 
   CachingAllocator& allocator() { return *allocator_; }
   int device() const { return device_; }

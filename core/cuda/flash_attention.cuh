@@ -62,6 +62,16 @@
 // skips the test; fully disallowed tiles are never visited; only the tiles
 // on the diagonal (and the window's edge, and the ragged last tile) test
 // each pair. A row with no allowed key ends with output 0 and lse = -inf.
+//
+// BLOCK LISTS (block-sparse attention; BlockList in core/backend.h, copied
+// to the device as DeviceBlocks)
+//
+// The list's blocks are these 64 x 64 tiles. A forward block walks the key
+// tiles its query block lists instead of a span, a backward block the query
+// tiles listed for its keys. A partial entry's bits (a 64-bit word per query
+// row, read from global memory, where every lane of a quad reads the same
+// word) join the MASKED test; gathered keys (key_position) take their
+// position for ALiBi and draw their dropout decisions one by one.
 #pragma once
 #include <cstdint>
 
@@ -134,9 +144,43 @@ __device__ __forceinline__ void mma3(float (&c)[4], const FragA& a, float b0, fl
 
 // ---- masks, biases, staging ----
 
+// A block list in device memory (all null: none). See BlockList.
+struct DeviceBlocks {
+  const int64_t* row_begin = nullptr;
+  const int64_t* row_key = nullptr;
+  const int64_t* row_mask = nullptr;
+  const int64_t* col_begin = nullptr;
+  const int64_t* col_query = nullptr;
+  const int64_t* col_mask = nullptr;
+  const uint64_t* masks = nullptr;
+  const int64_t* key_position = nullptr;
+  int64_t key_span = 0;
+  __device__ bool on() const { return row_begin != nullptr; }
+  // The bits of entry mask m (null: the entry allows every pair).
+  __device__ const uint64_t* bits(int64_t m) const { return m < 0 ? nullptr : masks + m * kRows; }
+};
+
+// One visited tile's pattern: its bits (row i - i0, bit j - j0) and where
+// its keys stand (both null: every pair the span rule allows, key j at j).
+struct TileMask {
+  const uint64_t* bits;
+  const int64_t* key_position;
+  int64_t i0, j0;
+};
+
+// Key j's position: what ALiBi measures and dropout draws at.
+__device__ __forceinline__ int64_t key_position(const TileMask& m, int64_t j, int64_t tk) {
+  return m.key_position && j < tk ? m.key_position[j] : j;
+}
+
 __device__ __forceinline__ bool allowed(const FlashArgs& a, int64_t i, int64_t j) {
   const int64_t pos = a.offset + i;
   return j < a.tk && (!a.causal || j <= pos) && (a.window <= 0 || j > pos - a.window);
+}
+
+// The same under a tile's pattern bits.
+__device__ __forceinline__ bool allowed(const FlashArgs& a, const TileMask& m, int64_t i, int64_t j) {
+  return allowed(a, i, j) && (!m.bits || ((m.bits[i - m.i0] >> (j - m.j0)) & 1u));
 }
 
 // The keys query i may see: [lo, hi) (see the CPU's allowed_keys). Both
@@ -174,6 +218,21 @@ __device__ __forceinline__ void draw_keep_bits(uint32_t* bits, const AttentionDr
   const int row = threadIdx.x / 2, half = threadIdx.x % 2;
   const uint64_t e0 = attention_dropout::element(d, h, i0 + row, j0 + 32 * half, a.tq, a.tk);
   bits[threadIdx.x] = attention_dropout::keep_bits32(d, b, e0);
+}
+
+// The same for gathered keys: each key draws at its position, one by one.
+__device__ __forceinline__ void draw_keep_bits_at(uint32_t* bits, const AttentionDropoutArgs& d,
+                                                  const FlashArgs& a, const TileMask& m, int64_t span,
+                                                  int64_t b, int64_t h, int64_t i0, int64_t j0) {
+  const int row = threadIdx.x / 2, half = threadIdx.x % 2;
+  uint32_t word = 0;
+  for (int k = 0; k < 32; ++k) {
+    const int64_t j = j0 + 32 * half + k;
+    if (j >= a.tk) break;
+    const uint64_t e = attention_dropout::element(d, h, i0 + row, key_position(m, j, a.tk), a.tq, span);
+    if (attention_dropout::keep(d, b, e)) word |= 1u << k;
+  }
+  bits[threadIdx.x] = word;
 }
 
 // Whether the entry (row, key) of the tile (both counted from the tile's
@@ -222,10 +281,12 @@ __device__ __forceinline__ void stage_tile(float* dst, const float* src, int64_t
 
 // Launchers (flash_forward.cu, flash_backward.cu). `a.alibi` is a device
 // pointer here.
-// `drop` (null = none) is attention dropout.
-void flash_forward_launch(const FlashArgs& a, const AttentionDropoutArgs* drop = nullptr);
+// `drop` (null = none) is attention dropout; `blocks` a block list (default: none).
+void flash_forward_launch(const FlashArgs& a, const AttentionDropoutArgs* drop = nullptr,
+                          const flash::DeviceBlocks& blocks = {});
 void flash_backward_launch(const FlashArgs& a, const float* dout, float* delta, float* dq,
-                           float* dk, float* dv, const AttentionDropoutArgs* drop = nullptr);
+                           float* dk, float* dv, const AttentionDropoutArgs* drop = nullptr,
+                           const flash::DeviceBlocks& blocks = {});
 
 }  // namespace cuda
 }  // namespace attn

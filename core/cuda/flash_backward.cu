@@ -61,7 +61,8 @@ struct BackwardSmem {
 template <int DP, bool MASKED, bool DROP>
 __device__ __forceinline__ void backward_tile(const FlashArgs& a, const float* Ks, const float* Vs,
                                               const float* Qs, const float* Gs, const float* Ls,
-                                              const float* Ds, const uint32_t* keep_bits,
+                                              const float* Ds, const TileMask& mask,
+                                              const uint32_t* keep_bits,
                                               float keep_scale, float* dSs, int64_t i0, int64_t j0,
                                               float scale2, float slope2, float (&dk)[DP / 8][4],
                                               float (&dv)[DP / 8][4]) {
@@ -101,9 +102,9 @@ __device__ __forceinline__ void backward_tile(const FlashArgs& a, const float* K
       const int qi = n * 8 + 2 * t + (e & 1);
       const int64_t i = i0 + qi, j = j0 + warp_row + g + (e >> 1) * 8;
       float x = s[n][e] * scale2;
-      if (slope2 != 0.0f) x -= alibi_bias2(slope2, a.offset + i, j);
+      if (slope2 != 0.0f) x -= alibi_bias2(slope2, a.offset + i, key_position(mask, j, a.tk));
       float p = fast_exp2(x - Ls[qi]);
-      if (MASKED && !allowed(a, i, j)) p = 0.0f;
+      if (MASKED && !allowed(a, mask, i, j)) p = 0.0f;
       if (DROP) {  // z = Z_ij: 1 / (1 - p) kept, 0 dropped
         const float z = kept(keep_bits, qi, warp_row + g + (e >> 1) * 8) ? keep_scale : 0.0f;
         s[n][e] = p * z;
@@ -193,7 +194,7 @@ __device__ __forceinline__ void backward_dq(const FlashArgs& a, const float* Ks,
 template <int DP, bool DROP>
 __global__ void __launch_bounds__(kBlock, DP <= 64 ? 3 : 1)
     flash_backward_kernel(FlashArgs a, const float* dout, const float* delta, float* dq, float* dk,
-                          float* dv, AttentionDropoutArgs drop) {
+                          float* dv, AttentionDropoutArgs drop, DeviceBlocks blocks) {
   extern __shared__ float smem[];
   constexpr int ld = ld_for(DP);
   float* Ks = smem;
@@ -234,7 +235,17 @@ __global__ void __launch_bounds__(kBlock, DP <= 64 ? 3 : 1)
     const int64_t q_head = head_start(a.q_at, b, h);  // of q, dout and dq
     const float scale2 = a.scale * kLog2e;
     const float slope2 = a.alibi ? a.alibi[h] * kLog2e : 0.0f;
-    for (int64_t i0 = i_begin; i0 < i_end; i0 += kCols) {
+    // The query tiles: the span's, or those listed for this block's keys (a
+    // plain loop over either, so dK and dV stay in registers).
+    const int64_t kb = j0 / kRows;
+    const int64_t first = blocks.on() ? blocks.col_begin[kb] : 0;
+    const int64_t tiles = blocks.on() ? blocks.col_begin[kb + 1] - first
+                                      : (i_end > i_begin ? (i_end - i_begin + kCols - 1) / kCols : 0);
+    for (int64_t n = 0; n < tiles; ++n) {
+      const int64_t e = first + n;
+      const int64_t i0 = blocks.on() ? blocks.col_query[e] * kCols : i_begin + n * kCols;
+      const TileMask mask = blocks.on() ? TileMask{blocks.bits(blocks.col_mask[e]), blocks.key_position, i0, j0}
+                                        : TileMask{nullptr, nullptr, i0, j0};
       __syncthreads();  // the previous tile (and its dS^T) is consumed
       stage_tile<DP, ld>(Qs, a.q + q_head, a.q_at.row, i0, a.tq, d);
       stage_tile<DP, ld>(Gs, dout + q_head, a.q_at.row, i0, a.tq, d);
@@ -244,14 +255,17 @@ __global__ void __launch_bounds__(kBlock, DP <= 64 ? 3 : 1)
         Ls[threadIdx.x] = lse == -INFINITY ? INFINITY : lse * kLog2e;
         Ds[threadIdx.x] = i < a.tq ? delta[qrow0 + i] : 0.0f;
       }
-      if (DROP) draw_keep_bits(keep_bits, drop, a, b, h, i0, j0);
+      if (DROP && mask.key_position)
+        draw_keep_bits_at(keep_bits, drop, a, mask, blocks.key_span, b, h, i0, j0);
+      else if (DROP)
+        draw_keep_bits(keep_bits, drop, a, b, h, i0, j0);
       __syncthreads();
-      if (tile_is_full(a, i0, j0))
-        backward_tile<DP, false, DROP>(a, Ks, Vs, Qs, Gs, Ls, Ds, keep_bits, keep_scale, dSs, i0,
-                                       j0, scale2, slope2, dk_acc, dv_acc);
+      if (!mask.bits && tile_is_full(a, i0, j0))
+        backward_tile<DP, false, DROP>(a, Ks, Vs, Qs, Gs, Ls, Ds, mask, keep_bits, keep_scale, dSs,
+                                       i0, j0, scale2, slope2, dk_acc, dv_acc);
       else
-        backward_tile<DP, true, DROP>(a, Ks, Vs, Qs, Gs, Ls, Ds, keep_bits, keep_scale, dSs, i0,
-                                      j0, scale2, slope2, dk_acc, dv_acc);
+        backward_tile<DP, true, DROP>(a, Ks, Vs, Qs, Gs, Ls, Ds, mask, keep_bits, keep_scale, dSs,
+                                      i0, j0, scale2, slope2, dk_acc, dv_acc);
       __syncthreads();  // all of dS^T is written
       backward_dq<DP>(a, Ks, dSs, i0, dq + q_head);
     }
@@ -274,7 +288,7 @@ __global__ void __launch_bounds__(kBlock, DP <= 64 ? 3 : 1)
 
 template <int DP, bool DROP>
 void launch_kernel(const FlashArgs& a, const float* dout, const float* delta, float* dq, float* dk,
-                   float* dv, const AttentionDropoutArgs& drop) {
+                   float* dv, const AttentionDropoutArgs& drop, const DeviceBlocks& blocks) {
   const int shared = BackwardSmem<DP>::kBytes;
   ATTN_CUDA_CHECK(cudaFuncSetAttribute(flash_backward_kernel<DP, DROP>,
                                        cudaFuncAttributeMaxDynamicSharedMemorySize, shared));
@@ -283,23 +297,24 @@ void launch_kernel(const FlashArgs& a, const float* dout, const float* delta, fl
                                        cudaSharedmemCarveoutMaxShared));
   const dim3 grid(static_cast<unsigned>((a.tk + kRows - 1) / kRows),
                   static_cast<unsigned>(a.batch * a.kv_heads));
-  flash_backward_kernel<DP, DROP><<<grid, kBlock, shared>>>(a, dout, delta, dq, dk, dv, drop);
+  flash_backward_kernel<DP, DROP><<<grid, kBlock, shared>>>(a, dout, delta, dq, dk, dv, drop, blocks);
   ATTN_CUDA_LAUNCHED("flash_backward_kernel");
 }
 
 template <int DP>
 void launch(const FlashArgs& a, const float* dout, const float* delta, float* dq, float* dk,
-            float* dv, const AttentionDropoutArgs* drop) {
+            float* dv, const AttentionDropoutArgs* drop, const DeviceBlocks& blocks) {
   if (drop && drop->p > 0)
-    launch_kernel<DP, true>(a, dout, delta, dq, dk, dv, *drop);
+    launch_kernel<DP, true>(a, dout, delta, dq, dk, dv, *drop, blocks);
   else
-    launch_kernel<DP, false>(a, dout, delta, dq, dk, dv, AttentionDropoutArgs{});
+    launch_kernel<DP, false>(a, dout, delta, dq, dk, dv, AttentionDropoutArgs{}, blocks);
 }
 
 }  // namespace
 
 void flash_backward_launch(const FlashArgs& a, const float* dout, float* delta, float* dq,
-                           float* dk, float* dv, const AttentionDropoutArgs* drop) {
+                           float* dk, float* dv, const AttentionDropoutArgs* drop,
+                           const DeviceBlocks& blocks) {
   const int64_t q_rows = a.batch * a.heads * a.tq;
   const int d = static_cast<int>(a.dim);
   // dq is dense (its B*H*Tq*d floats from dq on, in q's layout) and summed into.
@@ -312,9 +327,9 @@ void flash_backward_launch(const FlashArgs& a, const float* dout, float* delta, 
   }
   if (a.tk <= 0) return;
   if (d <= 64)
-    launch<64>(a, dout, delta, dq, dk, dv, drop);
+    launch<64>(a, dout, delta, dq, dk, dv, drop, blocks);
   else
-    launch<128>(a, dout, delta, dq, dk, dv, drop);
+    launch<128>(a, dout, delta, dq, dk, dv, drop, blocks);
 }
 
 }  // namespace cuda

@@ -18,6 +18,7 @@
 #include "autograd/engine.h"
 #include "autograd/gradcheck.h"
 #include "autograd/ops.h"
+#include "core/dispatch.h"
 #include "core/error.h"
 #include "core/threads.h"
 #include "testcases/error_of.h"
@@ -302,4 +303,37 @@ TEST(BlockSparsity, BadInputsSayWhatIsWrong) {
   EXPECT_EQ(error_of([&] { blocked(in.q, in.k, in.v, 0, false, {}, blocks); }),
             "flash_attention: a block list made for 16 queries at offset 0 over 16 keys, called "
             "with 8 at offset 0 over 8");
+}
+
+TEST(BlockSparsityCuda, TheGpuKernelEqualsTheCpuKernel) {
+  if (!cuda_available()) GTEST_SKIP() << "no CUDA device: block-sparse flash runs on the CPU here";
+  // Every pattern kind (partial and full blocks, gathered keys with their
+  // positions), GQA, ALiBi and attention dropout, forward and backward: the
+  // CUDA kernel's 3xTF32 products and atomic dq sums against the CPU's fp32.
+  const int64_t T = 300;
+  const Inputs in = inputs(2, 4, 2, T, T, 32, 17);
+  BigBirdPattern pat;
+  pat.window = 40, pat.global = 8, pat.random = 2, pat.block = 32, pat.seed = 3;
+  const std::vector<std::pair<std::string, AttentionKernel>> kernels = {
+      {"sparse:local=40,stride=16", strided_sparse_kernel(40, 16)},
+      {"blocksparse:block=32", block_sparse_kernel(32)},
+      {"bigbird", bigbird_kernel(pat)}};
+  for (const auto& named : kernels) {
+    const AttentionKernel& kernel = named.second;
+    for (float p : {0.0f, 0.2f}) {
+      const std::string what = named.first + " p " + std::to_string(p);
+      const AttentionDropoutArgs drop{0x77, 1, 3, p};
+      auto on = [&](const Device& dev) {
+        const Inputs x{in.q.to(dev), in.k.to(dev), in.v.to(dev), in.dout.to(dev)};
+        return run_with_grads(x, [&](const Tensor& q, const Tensor& k, const Tensor& v) {
+          return kernel(call_of(q, k, v, 0, true, drop));
+        });
+      };
+      const Grads cpu = on(Device::cpu()), gpu = on(Device::cuda(0));
+      expect_near(gpu.out, cpu.out, 1e-4, "out, " + what);
+      expect_near(gpu.dq, cpu.dq, 2e-4, "dq, " + what);
+      expect_near(gpu.dk, cpu.dk, 2e-4, "dk, " + what);
+      expect_near(gpu.dv, cpu.dv, 2e-4, "dv, " + what);
+    }
+  }
 }
