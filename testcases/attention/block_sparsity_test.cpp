@@ -337,3 +337,37 @@ TEST(BlockSparsityCuda, TheGpuKernelEqualsTheCpuKernel) {
     }
   }
 }
+
+TEST(BlockSparsityCuda, ListsRunOnTheGpuKernelAsOnTheCpu) {
+  if (!cuda_available()) GTEST_SKIP() << "no CUDA device: block-sparse flash runs on the CPU here";
+  // The block lists themselves through flash_attention on both devices:
+  // full and partial blocks, rows that see nothing, a KV cache offset.
+  const int64_t T = 200;
+  BigBirdPattern pat;
+  pat.window = 20, pat.global = 3, pat.random = 1, pat.block = 64, pat.seed = 9;
+  struct Named {
+    std::string name;
+    int64_t tq, offset;
+    std::shared_ptr<const BlockSparsity> blocks;
+  };
+  const std::vector<Named> lists = {
+      {"blocksparse", T, 0, std::make_shared<const BlockSparsity>(block_sparse_blocks(T, T, 0, 48))},
+      {"bigbird", T, 0, std::make_shared<const BlockSparsity>(bigbird_blocks(pat, T, T, 0))},
+      {"late even keys", T, 0, std::make_shared<const BlockSparsity>(T, T, 0, 64, late_even_rule())},
+      {"late even keys after a cache", 70, 130,
+       std::make_shared<const BlockSparsity>(70, T, 130, 64, late_even_rule())}};
+  for (const Named& l : lists) {
+    const Inputs in = inputs(1, 4, 2, l.tq, T, 64, 23);
+    auto on = [&](const Device& dev) {
+      const Inputs x{in.q.to(dev), in.k.to(dev), in.v.to(dev), in.dout.to(dev)};
+      return run_with_grads(x, [&](const Tensor& q, const Tensor& k, const Tensor& v) {
+        return blocked(q, k, v, l.offset, true, {5, 0, 0, 0.1f}, l.blocks);
+      });
+    };
+    const Grads cpu = on(Device::cpu()), gpu = on(Device::cuda(0));
+    expect_near(gpu.out, cpu.out, 1e-4, "out, " + l.name);
+    expect_near(gpu.dq, cpu.dq, 2e-4, "dq, " + l.name);
+    expect_near(gpu.dk, cpu.dk, 2e-4, "dk, " + l.name);
+    expect_near(gpu.dv, cpu.dv, 2e-4, "dv, " + l.name);
+  }
+}
