@@ -144,6 +144,11 @@ __device__ __forceinline__ void mma3(float (&c)[4], const FragA& a, float b0, fl
 
 // ---- masks, biases, staging ----
 
+// How a kernel finds its tiles, fixed at compile time so that the dense
+// kernels carry none of the block lists' code: the span (0), a block list
+// (1), a block list over gathered keys (2).
+enum ListMode : int { kSpan = 0, kListed = 1, kListedGathered = 2 };
+
 // A block list in device memory (all null: none). See BlockList.
 struct DeviceBlocks {
   const int64_t* row_begin = nullptr;
@@ -160,12 +165,13 @@ struct DeviceBlocks {
   __device__ const uint64_t* bits(int64_t m) const { return m < 0 ? nullptr : masks + m * kRows; }
 };
 
-// One visited tile's pattern: its bits (row i - i0, bit j - j0) and where
-// its keys stand (both null: every pair the span rule allows, key j at j).
+// One visited tile's pattern: its bits (a word per row of the tile, a bit
+// per key) and where its keys stand (both null: every pair the span rule
+// allows, key j at j). Two pointers only: the kernels are short of
+// registers, and the tile's corner (i0, j0) they already hold.
 struct TileMask {
   const uint64_t* bits;
   const int64_t* key_position;
-  int64_t i0, j0;
 };
 
 // Key j's position: what ALiBi measures and dropout draws at.
@@ -178,9 +184,10 @@ __device__ __forceinline__ bool allowed(const FlashArgs& a, int64_t i, int64_t j
   return j < a.tk && (!a.causal || j <= pos) && (a.window <= 0 || j > pos - a.window);
 }
 
-// The same under a tile's pattern bits.
-__device__ __forceinline__ bool allowed(const FlashArgs& a, const TileMask& m, int64_t i, int64_t j) {
-  return allowed(a, i, j) && (!m.bits || ((m.bits[i - m.i0] >> (j - m.j0)) & 1u));
+// The same under the pattern bits of the tile whose corner is (i0, j0).
+__device__ __forceinline__ bool allowed(const FlashArgs& a, const TileMask& m, int64_t i0,
+                                        int64_t j0, int64_t i, int64_t j) {
+  return allowed(a, i, j) && (!m.bits || ((m.bits[i - i0] >> (j - j0)) & 1u));
 }
 
 // The keys query i may see: [lo, hi) (see the CPU's allowed_keys). Both
@@ -221,7 +228,7 @@ __device__ __forceinline__ void draw_keep_bits(uint32_t* bits, const AttentionDr
 }
 
 // The same for gathered keys: each key draws at its position, one by one.
-__device__ __forceinline__ void draw_keep_bits_at(uint32_t* bits, const AttentionDropoutArgs& d,
+__device__ __noinline__ void draw_keep_bits_at(uint32_t* bits, const AttentionDropoutArgs& d,
                                                   const FlashArgs& a, const TileMask& m, int64_t span,
                                                   int64_t b, int64_t h, int64_t i0, int64_t j0) {
   const int row = threadIdx.x / 2, half = threadIdx.x % 2;

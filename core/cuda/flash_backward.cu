@@ -58,7 +58,7 @@ struct BackwardSmem {
 // One query tile against the warp's 16 keys: updates dK, dV in registers and
 // writes dS^T to shared memory. MASKED tests every (query, key) pair; DROP
 // applies the tile's dropout decisions `keep_bits` ([query][key] bits).
-template <int DP, bool MASKED, bool DROP>
+template <int DP, bool MASKED, bool DROP, bool GATHER>
 __device__ __forceinline__ void backward_tile(const FlashArgs& a, const float* Ks, const float* Vs,
                                               const float* Qs, const float* Gs, const float* Ls,
                                               const float* Ds, const TileMask& mask,
@@ -102,9 +102,9 @@ __device__ __forceinline__ void backward_tile(const FlashArgs& a, const float* K
       const int qi = n * 8 + 2 * t + (e & 1);
       const int64_t i = i0 + qi, j = j0 + warp_row + g + (e >> 1) * 8;
       float x = s[n][e] * scale2;
-      if (slope2 != 0.0f) x -= alibi_bias2(slope2, a.offset + i, key_position(mask, j, a.tk));
+      if (slope2 != 0.0f) x -= alibi_bias2(slope2, a.offset + i, GATHER ? key_position(mask, j, a.tk) : j);
       float p = fast_exp2(x - Ls[qi]);
-      if (MASKED && !allowed(a, mask, i, j)) p = 0.0f;
+      if (MASKED && !allowed(a, mask, i0, j0, i, j)) p = 0.0f;
       if (DROP) {  // z = Z_ij: 1 / (1 - p) kept, 0 dropped
         const float z = kept(keep_bits, qi, warp_row + g + (e >> 1) * 8) ? keep_scale : 0.0f;
         s[n][e] = p * z;
@@ -191,7 +191,7 @@ __device__ __forceinline__ void backward_dq(const FlashArgs& a, const float* Ks,
 
 // d <= 64: at most 168 registers a thread, so that three blocks (12 warps)
 // share an SM, as their shared memory allows.
-template <int DP, bool DROP>
+template <int DP, bool DROP, int LIST>
 __global__ void __launch_bounds__(kBlock, DP <= 64 ? 3 : 1)
     flash_backward_kernel(FlashArgs a, const float* dout, const float* delta, float* dq, float* dk,
                           float* dv, AttentionDropoutArgs drop, DeviceBlocks blocks) {
@@ -205,6 +205,7 @@ __global__ void __launch_bounds__(kBlock, DP <= 64 ? 3 : 1)
   float* Ls = Gs + kCols * ld;
   float* Ds = Ls + kCols;
   uint32_t* keep_bits = reinterpret_cast<uint32_t*>(smem + BackwardSmem<DP>::kFloats);
+  constexpr bool listed = LIST != kSpan, GATHER = LIST == kListedGathered;
   const float keep_scale = DROP ? attention_dropout::keep_scale(drop) : 1.0f;
   const int d = static_cast<int>(a.dim);
   const int lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
@@ -235,17 +236,10 @@ __global__ void __launch_bounds__(kBlock, DP <= 64 ? 3 : 1)
     const int64_t q_head = head_start(a.q_at, b, h);  // of q, dout and dq
     const float scale2 = a.scale * kLog2e;
     const float slope2 = a.alibi ? a.alibi[h] * kLog2e : 0.0f;
-    // The query tiles: the span's, or those listed for this block's keys (a
-    // plain loop over either, so dK and dV stay in registers).
-    const int64_t kb = j0 / kRows;
-    const int64_t first = blocks.on() ? blocks.col_begin[kb] : 0;
-    const int64_t tiles = blocks.on() ? blocks.col_begin[kb + 1] - first
-                                      : (i_end > i_begin ? (i_end - i_begin + kCols - 1) / kCols : 0);
-    for (int64_t n = 0; n < tiles; ++n) {
-      const int64_t e = first + n;
-      const int64_t i0 = blocks.on() ? blocks.col_query[e] * kCols : i_begin + n * kCols;
-      const TileMask mask = blocks.on() ? TileMask{blocks.bits(blocks.col_mask[e]), blocks.key_position, i0, j0}
-                                        : TileMask{nullptr, nullptr, i0, j0};
+    // One query tile against this block's keys; then the tiles to visit:
+    // the span's, or those listed for this block's keys (`if constexpr`: the
+    // span kernels compile to the loop they had before block lists existed).
+    auto visit = [&](int64_t i0, const TileMask& mask) {
       __syncthreads();  // the previous tile (and its dS^T) is consumed
       stage_tile<DP, ld>(Qs, a.q + q_head, a.q_at.row, i0, a.tq, d);
       stage_tile<DP, ld>(Gs, dout + q_head, a.q_at.row, i0, a.tq, d);
@@ -255,19 +249,26 @@ __global__ void __launch_bounds__(kBlock, DP <= 64 ? 3 : 1)
         Ls[threadIdx.x] = lse == -INFINITY ? INFINITY : lse * kLog2e;
         Ds[threadIdx.x] = i < a.tq ? delta[qrow0 + i] : 0.0f;
       }
-      if (DROP && mask.key_position)
+      if (DROP && GATHER)
         draw_keep_bits_at(keep_bits, drop, a, mask, blocks.key_span, b, h, i0, j0);
       else if (DROP)
         draw_keep_bits(keep_bits, drop, a, b, h, i0, j0);
       __syncthreads();
       if (!mask.bits && tile_is_full(a, i0, j0))
-        backward_tile<DP, false, DROP>(a, Ks, Vs, Qs, Gs, Ls, Ds, mask, keep_bits, keep_scale, dSs,
+        backward_tile<DP, false, DROP, GATHER>(a, Ks, Vs, Qs, Gs, Ls, Ds, mask, keep_bits, keep_scale, dSs,
                                        i0, j0, scale2, slope2, dk_acc, dv_acc);
       else
-        backward_tile<DP, true, DROP>(a, Ks, Vs, Qs, Gs, Ls, Ds, mask, keep_bits, keep_scale, dSs,
+        backward_tile<DP, true, DROP, GATHER>(a, Ks, Vs, Qs, Gs, Ls, Ds, mask, keep_bits, keep_scale, dSs,
                                       i0, j0, scale2, slope2, dk_acc, dv_acc);
       __syncthreads();  // all of dS^T is written
       backward_dq<DP>(a, Ks, dSs, i0, dq + q_head);
+    };
+    if constexpr (listed) {  // the query tiles listed for this block's keys
+      const int64_t kb = j0 / kRows;
+      for (int64_t e = blocks.col_begin[kb]; e < blocks.col_begin[kb + 1]; ++e)
+        visit(blocks.col_query[e] * kCols, TileMask{blocks.bits(blocks.col_mask[e]), blocks.key_position});
+    } else {
+      for (int64_t i0 = i_begin; i0 < i_end; i0 += kCols) visit(i0, TileMask{nullptr, nullptr});
     }
   }
 
@@ -286,28 +287,39 @@ __global__ void __launch_bounds__(kBlock, DP <= 64 ? 3 : 1)
   }
 }
 
-template <int DP, bool DROP>
+template <int DP, bool DROP, int LIST>
 void launch_kernel(const FlashArgs& a, const float* dout, const float* delta, float* dq, float* dk,
                    float* dv, const AttentionDropoutArgs& drop, const DeviceBlocks& blocks) {
   const int shared = BackwardSmem<DP>::kBytes;
-  ATTN_CUDA_CHECK(cudaFuncSetAttribute(flash_backward_kernel<DP, DROP>,
+  ATTN_CUDA_CHECK(cudaFuncSetAttribute(flash_backward_kernel<DP, DROP, LIST>,
                                        cudaFuncAttributeMaxDynamicSharedMemorySize, shared));
-  ATTN_CUDA_CHECK(cudaFuncSetAttribute(flash_backward_kernel<DP, DROP>,
+  ATTN_CUDA_CHECK(cudaFuncSetAttribute(flash_backward_kernel<DP, DROP, LIST>,
                                        cudaFuncAttributePreferredSharedMemoryCarveout,
                                        cudaSharedmemCarveoutMaxShared));
   const dim3 grid(static_cast<unsigned>((a.tk + kRows - 1) / kRows),
                   static_cast<unsigned>(a.batch * a.kv_heads));
-  flash_backward_kernel<DP, DROP><<<grid, kBlock, shared>>>(a, dout, delta, dq, dk, dv, drop, blocks);
+  flash_backward_kernel<DP, DROP, LIST><<<grid, kBlock, shared>>>(a, dout, delta, dq, dk, dv, drop, blocks);
   ATTN_CUDA_LAUNCHED("flash_backward_kernel");
+}
+
+template <int DP, int LIST>
+void launch(const FlashArgs& a, const float* dout, const float* delta, float* dq, float* dk,
+            float* dv, const AttentionDropoutArgs* drop, const DeviceBlocks& blocks) {
+  if (drop && drop->p > 0)
+    launch_kernel<DP, true, LIST>(a, dout, delta, dq, dk, dv, *drop, blocks);
+  else
+    launch_kernel<DP, false, LIST>(a, dout, delta, dq, dk, dv, AttentionDropoutArgs{}, blocks);
 }
 
 template <int DP>
 void launch(const FlashArgs& a, const float* dout, const float* delta, float* dq, float* dk,
             float* dv, const AttentionDropoutArgs* drop, const DeviceBlocks& blocks) {
-  if (drop && drop->p > 0)
-    launch_kernel<DP, true>(a, dout, delta, dq, dk, dv, *drop, blocks);
+  if (!blocks.row_begin)
+    launch<DP, kSpan>(a, dout, delta, dq, dk, dv, drop, blocks);
+  else if (!blocks.key_position)
+    launch<DP, kListed>(a, dout, delta, dq, dk, dv, drop, blocks);
   else
-    launch_kernel<DP, false>(a, dout, delta, dq, dk, dv, AttentionDropoutArgs{}, blocks);
+    launch<DP, kListedGathered>(a, dout, delta, dq, dk, dv, drop, blocks);
 }
 
 }  // namespace

@@ -30,8 +30,10 @@ struct ForwardSmem {
 };
 
 // One tile of 64 keys for one warp. MASKED tests every (query, key) pair;
-// DROP applies the tile's dropout decisions `keep_bits`.
-template <int DP, bool MASKED, bool DROP>
+// DROP applies the tile's dropout decisions `keep_bits`; GATHER: the keys
+// were gathered and stand at mask.key_position (only a block list's
+// kernels are compiled with it, so the others carry none of its code).
+template <int DP, bool MASKED, bool DROP, bool GATHER>
 __device__ __forceinline__ void forward_tile(const FlashArgs& a, const TileMask& mask, const float* Qs,
                                              const float* Ks, const float* Vs,
                                              const uint32_t* keep_bits, float keep_scale, int64_t j0,
@@ -71,8 +73,8 @@ __device__ __forceinline__ void forward_tile(const FlashArgs& a, const TileMask&
     for (int e = 0; e < 4; ++e) {
       const int64_t i = i_row0 + (e >> 1) * 8, j = j0 + n * 8 + 2 * t + (e & 1);
       float x = s[n][e] * scale2;
-      if (slope2 != 0.0f) x -= alibi_bias2(slope2, a.offset + i, key_position(mask, j, a.tk));
-      if (MASKED && !allowed(a, mask, i, j)) x = -INFINITY;
+      if (slope2 != 0.0f) x -= alibi_bias2(slope2, a.offset + i, GATHER ? key_position(mask, j, a.tk) : j);
+      if (MASKED && !allowed(a, mask, i_row0 - warp_row - g, j0, i, j)) x = -INFINITY;
       s[n][e] = x;
       mx[e >> 1] = max_keep(mx[e >> 1], x);
     }
@@ -124,7 +126,7 @@ __device__ __forceinline__ void forward_tile(const FlashArgs& a, const TileMask&
 // Capping it at 128 registers (4 blocks, 16 warps; the shared tiles of 4
 // blocks still fit in an H100's 228 KB) spills 24 bytes and measured
 // 1.25x faster at T = 256..4096. d = 128 would spill 200 bytes: left as is.
-template <int DP, bool DROP>
+template <int DP, bool DROP, int LIST>
 __global__ void __launch_bounds__(kBlock, DP <= 64 ? 4 : 1)
     flash_forward_kernel(FlashArgs a, AttentionDropoutArgs drop, DeviceBlocks blocks) {
   extern __shared__ float smem[];
@@ -159,31 +161,32 @@ __global__ void __launch_bounds__(kBlock, DP <= 64 ? 4 : 1)
   for (int c = 0; c < DP / 8; ++c) o[c][0] = o[c][1] = o[c][2] = o[c][3] = 0.0f;
 
   const int64_t i_row0 = i0 + warp_row + g;
-  // The key tiles: the span's, or those the query block's list names (a
-  // plain loop over either, not a lambda, so m, l and O stay in registers).
-  const int64_t qb = i0 / kRows;
-  const int64_t first = blocks.on() ? blocks.row_begin[qb] : 0;
-  const int64_t tiles = blocks.on() ? blocks.row_begin[qb + 1] - first
-                                    : (j_end > j_begin ? (j_end - j_begin + kCols - 1) / kCols : 0);
-  for (int64_t n = 0; n < tiles; ++n) {
-    const int64_t e = first + n;
-    const int64_t j0 = blocks.on() ? blocks.row_key[e] * kCols : j_begin + n * kCols;
-    const TileMask mask = blocks.on() ? TileMask{blocks.bits(blocks.row_mask[e]), blocks.key_position, i0, j0}
-                                      : TileMask{nullptr, nullptr, i0, j0};
+  // One key tile, folded into m, l and O; then the tiles to visit: the
+  // span's, or those the query block's list names (`if constexpr`: the span
+  // kernels compile to the loop they had before block lists existed).
+  constexpr bool listed = LIST != kSpan, GATHER = LIST == kListedGathered;
+  auto visit = [&](int64_t j0, const TileMask& mask) {
     __syncthreads();  // the previous tile is consumed
     stage_tile<DP, ld>(Ks, k, a.k_at.row, j0, a.tk, d);
     stage_tile<DP, ldv>(Vs, v, a.v_at.row, j0, a.tk, d);
-    if (DROP && mask.key_position)
+    if (DROP && GATHER)
       draw_keep_bits_at(keep_bits, drop, a, mask, blocks.key_span, b, h, i0, j0);
     else if (DROP)
       draw_keep_bits(keep_bits, drop, a, b, h, i0, j0);
     __syncthreads();
     if (!mask.bits && tile_is_full(a, i0, j0))
-      forward_tile<DP, false, DROP>(a, mask, Qs, Ks, Vs, keep_bits, keep_scale, j0, i_row0, scale2,
+      forward_tile<DP, false, DROP, GATHER>(a, mask, Qs, Ks, Vs, keep_bits, keep_scale, j0, i_row0, scale2,
                                     slope2, m, l, o);
     else
-      forward_tile<DP, true, DROP>(a, mask, Qs, Ks, Vs, keep_bits, keep_scale, j0, i_row0, scale2,
+      forward_tile<DP, true, DROP, GATHER>(a, mask, Qs, Ks, Vs, keep_bits, keep_scale, j0, i_row0, scale2,
                                    slope2, m, l, o);
+  };
+  if constexpr (listed) {  // the key tiles the query block's list names
+    const int64_t qb = i0 / kRows;
+    for (int64_t e = blocks.row_begin[qb]; e < blocks.row_begin[qb + 1]; ++e)
+      visit(blocks.row_key[e] * kCols, TileMask{blocks.bits(blocks.row_mask[e]), blocks.key_position});
+  } else {
+    for (int64_t j0 = j_begin; j0 < j_end; j0 += kCols) visit(j0, TileMask{nullptr, nullptr});
   }
 
   // out = O / l, lse = m + log l (back to natural log units).
@@ -205,23 +208,33 @@ __global__ void __launch_bounds__(kBlock, DP <= 64 ? 4 : 1)
   }
 }
 
-template <int DP, bool DROP>
+template <int DP, bool DROP, int LIST>
 void launch_kernel(const FlashArgs& a, const AttentionDropoutArgs& drop, const DeviceBlocks& blocks) {
   const int shared = ForwardSmem<DP>::kBytes;
-  ATTN_CUDA_CHECK(cudaFuncSetAttribute(flash_forward_kernel<DP, DROP>,
+  ATTN_CUDA_CHECK(cudaFuncSetAttribute(flash_forward_kernel<DP, DROP, LIST>,
                                        cudaFuncAttributeMaxDynamicSharedMemorySize, shared));
   const dim3 grid(static_cast<unsigned>((a.tq + kRows - 1) / kRows),
                   static_cast<unsigned>(a.batch * a.heads));
-  flash_forward_kernel<DP, DROP><<<grid, kBlock, shared>>>(a, drop, blocks);
+  flash_forward_kernel<DP, DROP, LIST><<<grid, kBlock, shared>>>(a, drop, blocks);
   ATTN_CUDA_LAUNCHED("flash_forward_kernel");
+}
+
+template <int DP, int LIST>
+void launch(const FlashArgs& a, const AttentionDropoutArgs* drop, const DeviceBlocks& blocks) {
+  if (drop && drop->p > 0)
+    launch_kernel<DP, true, LIST>(a, *drop, blocks);
+  else
+    launch_kernel<DP, false, LIST>(a, AttentionDropoutArgs{}, blocks);
 }
 
 template <int DP>
 void launch(const FlashArgs& a, const AttentionDropoutArgs* drop, const DeviceBlocks& blocks) {
-  if (drop && drop->p > 0)
-    launch_kernel<DP, true>(a, *drop, blocks);
+  if (!blocks.row_begin)
+    launch<DP, kSpan>(a, drop, blocks);
+  else if (!blocks.key_position)
+    launch<DP, kListed>(a, drop, blocks);
   else
-    launch_kernel<DP, false>(a, AttentionDropoutArgs{}, blocks);
+    launch<DP, kListedGathered>(a, drop, blocks);
 }
 
 }  // namespace
