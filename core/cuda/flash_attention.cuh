@@ -228,7 +228,7 @@ __device__ __forceinline__ void draw_keep_bits(uint32_t* bits, const AttentionDr
 }
 
 // The same for gathered keys: each key draws at its position, one by one.
-__device__ __noinline__ void draw_keep_bits_at(uint32_t* bits, const AttentionDropoutArgs& d,
+static __device__ __noinline__ void draw_keep_bits_at(uint32_t* bits, const AttentionDropoutArgs& d,
                                                   const FlashArgs& a, const TileMask& m, int64_t span,
                                                   int64_t b, int64_t h, int64_t i0, int64_t j0) {
   const int row = threadIdx.x / 2, half = threadIdx.x % 2;
