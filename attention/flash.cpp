@@ -6,6 +6,7 @@
 #include "autograd/node.h"
 #include "autograd/ops.h"
 #include "core/dispatch.h"
+#include "core/stream.h"
 
 namespace attn {
 
@@ -136,8 +137,8 @@ Tensor flash_op(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, cons
   const AttentionDropoutArgs drop = o.dropout;
   if (out.numel() > 0) {
     for (const HeadGroup& g : groups) {
-      if (forward)
-        forward(group_args(a, g));
+      if (forward)  // code of its own, which may know nothing of streams
+        call_on_default_stream(device, [&] { forward(group_args(a, g)); });
       else if (blocks)
         backend_for(device).block_sparse_flash_forward(a, blocks->list(), dropping(drop));
       else

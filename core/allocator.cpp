@@ -1,5 +1,6 @@
 #include "core/allocator.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <new>
 
@@ -7,8 +8,8 @@
 
 namespace attn {
 
-CachingAllocator::CachingAllocator(RawAlloc raw_alloc, RawFree raw_free)
-    : raw_alloc_(std::move(raw_alloc)), raw_free_(std::move(raw_free)) {}
+CachingAllocator::CachingAllocator(RawAlloc raw_alloc, RawFree raw_free, StreamEvents events)
+    : raw_alloc_(std::move(raw_alloc)), raw_free_(std::move(raw_free)), events_(std::move(events)) {}
 
 CachingAllocator::~CachingAllocator() { empty_cache(); }
 
@@ -25,12 +26,13 @@ std::size_t CachingAllocator::round_size(std::size_t bytes) {
   return (bytes + step - 1) / step * step;
 }
 
-void* CachingAllocator::allocate(std::size_t bytes) {
+void* CachingAllocator::allocate(std::size_t bytes, StreamId stream) {
   const std::size_t size = round_size(bytes);
   std::lock_guard<std::mutex> lock(mutex_);
   if (limit_ > 0 && stats_.current + size > limit_) throw std::bad_alloc();
+  if (!waiting_.empty()) collect_passed();
   void* ptr = nullptr;
-  auto it = free_.find(size);
+  auto it = free_.find({stream, size});
   if (it != free_.end() && !it->second.empty()) {
     ptr = it->second.back();
     it->second.pop_back();
@@ -39,15 +41,13 @@ void* CachingAllocator::allocate(std::size_t bytes) {
     ptr = raw_alloc_(size);
     if (!ptr) {
       // Drop the cache and try once more before giving up.
-      for (auto& [s, blocks] : free_)
-        for (void* p : blocks) raw_free_(p);
-      free_.clear();
-      stats_.cached = 0;
+      release_free_lists();
       ptr = raw_alloc_(size);
       if (!ptr) throw std::bad_alloc();
     }
     ++stats_.system_allocations;
   }
+  if (stream != 0) live_[ptr] = Live{stream, {}};
   ++stats_.allocations;
   stats_.current += size;
   if (stats_.current > stats_.peak) stats_.peak = stats_.current;
@@ -58,9 +58,50 @@ void CachingAllocator::deallocate(void* ptr, std::size_t bytes) {
   if (!ptr) return;
   const std::size_t size = round_size(bytes);
   std::lock_guard<std::mutex> lock(mutex_);
-  free_[size].push_back(ptr);
   stats_.current -= size;
-  stats_.cached += size;
+  Live live{0, {}};
+  if (auto it = live_.find(ptr); it != live_.end()) {
+    live = std::move(it->second);
+    live_.erase(it);
+  }
+  if (live.used_on.empty()) {
+    free_[{live.stream, size}].push_back(ptr);
+    stats_.cached += size;
+    return;
+  }
+  Waiting w{ptr, size, live.stream, {}};
+  for (StreamId s : live.used_on) w.events.push_back(events_.record(s));
+  waiting_.push_back(std::move(w));
+  stats_.waiting += size;
+}
+
+void CachingAllocator::record_use(void* ptr, StreamId stream) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto it = live_.find(ptr);
+  if (it == live_.end() || it->second.stream == stream) return;
+  check(static_cast<bool>(events_.record), "record_use: this allocator has no stream events");
+  auto& used = it->second.used_on;
+  if (std::find(used.begin(), used.end(), stream) == used.end()) used.push_back(stream);
+}
+
+void CachingAllocator::collect_passed() {
+  auto done = [this](Waiting& w) {
+    for (void* e : w.events)
+      if (!events_.passed(e)) return false;
+    for (void* e : w.events) events_.destroy(e);
+    free_[{w.stream, w.size}].push_back(w.ptr);
+    stats_.waiting -= w.size;
+    stats_.cached += w.size;
+    return true;
+  };
+  waiting_.erase(std::remove_if(waiting_.begin(), waiting_.end(), done), waiting_.end());
+}
+
+void CachingAllocator::release_free_lists() {
+  for (auto& [key, blocks] : free_)
+    for (void* p : blocks) raw_free_(p);
+  free_.clear();
+  stats_.cached = 0;
 }
 
 MemoryStats CachingAllocator::stats() const {
@@ -75,10 +116,8 @@ void CachingAllocator::reset_peak() {
 
 void CachingAllocator::empty_cache() {
   std::lock_guard<std::mutex> lock(mutex_);
-  for (auto& [size, blocks] : free_)
-    for (void* p : blocks) raw_free_(p);
-  free_.clear();
-  stats_.cached = 0;
+  if (!waiting_.empty()) collect_passed();
+  release_free_lists();
 }
 
 void CachingAllocator::set_limit(std::size_t bytes) {

@@ -148,6 +148,10 @@ class Backend {
   // Memory, through the device's caching allocator.
   virtual void* allocate(std::size_t bytes) = 0;
   virtual void deallocate(void* ptr, std::size_t bytes) = 0;
+  // Work queued on `stream` (core/stream.h) uses the block at ptr: when it
+  // is freed it waits for that work before anyone reuses it. Devices whose
+  // work is done when the call returns have nothing to wait for.
+  virtual void record_stream(void* /*ptr*/, std::uintptr_t /*stream*/) {}
   virtual void copy_from_host(void* dst, const void* src, std::size_t bytes) = 0;
   virtual void copy_to_host(void* dst, const void* src, std::size_t bytes) = 0;
 

@@ -33,8 +33,8 @@ void CudaBackend::attention_dropout(float* out, const float* in, const Probabili
   const int64_t n = blk.batch * blk.heads * blk.rows * blk.cols;
   if (n == 0) return;
   activate();
-  attention_dropout_kernel<<<blocks_for(n), kThreads>>>(out, in, blk, a,
-                                                         attention_dropout::keep_scale(a), n);
+  attention_dropout_kernel<<<blocks_for(n), kThreads, 0, stream()>>>(
+      out, in, blk, a, attention_dropout::keep_scale(a), n);
   ATTN_CUDA_LAUNCHED("attention_dropout_kernel");
 }
 

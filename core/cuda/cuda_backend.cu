@@ -3,9 +3,11 @@
 // elementwise.cu, reduce.cu, softmax.cu, index.cu, fused.cu,
 // flash_attention.cu.
 //
-// Everything runs on the legacy default stream, so kernels, cuBLAS calls and
-// cudaMemcpy are ordered with each other; host results (copy_to_host, the
-// "first bad index" of gather_rows / cross_entropy) synchronise.
+// Everything a thread asks of a device is queued on one stream
+// (cuda::stream(): the device's compute stream unless a StreamGuard chose
+// another), so kernels, cuBLAS calls and copies are ordered with each other;
+// host results (copy_to_host, the "first bad index" of gather_rows /
+// cross_entropy) wait for that stream only.
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
@@ -115,8 +117,13 @@ void hook_blas_release() {
 std::atomic<bool> g_tf32{false};
 
 // The device this thread last made current through a backend (saves a
-// cudaSetDevice per op).
+// cudaSetDevice per op), and the stream its work goes to.
 thread_local int t_current_device = -1;
+thread_local cudaStream_t t_stream = nullptr;
+// The stream a StreamGuard chose on this thread, and for which device
+// (-1: none; see set_chosen_stream).
+thread_local cudaStream_t t_chosen = nullptr;
+thread_local int t_chosen_device = -1;
 
 }  // namespace
 
@@ -152,6 +159,20 @@ void cuda_synchronize(int index) {
   ATTN_CUDA_CHECK(cudaDeviceSynchronize());
 }
 
+namespace cuda {
+
+cudaStream_t stream() { return t_stream; }
+
+cudaStream_t chosen_stream(int device) { return t_chosen_device == device ? t_chosen : nullptr; }
+
+void set_chosen_stream(int device, cudaStream_t s) {
+  t_chosen = s;
+  t_chosen_device = s ? device : -1;
+  t_current_device = -1;  // the next activate() sets t_stream again
+}
+
+}  // namespace cuda
+
 void set_cuda_tf32(bool on) { g_tf32.store(on); }
 bool cuda_tf32() { return g_tf32.load(); }
 
@@ -160,7 +181,26 @@ bool cuda_tf32() { return g_tf32.load(); }
 CudaBackend::CudaBackend(int device) : device_(device) {
   activate();
   ATTN_CUDA_CHECK(cudaDeviceGetAttribute(&sm_count_, cudaDevAttrMultiProcessorCount, device_));
+  ATTN_CUDA_CHECK(cudaStreamCreateWithFlags(&compute_, cudaStreamNonBlocking));
+  t_current_device = -1;  // activate() again, now that the stream exists
+  activate();
   const int dev = device_;
+  // Blocks are reused across streams only after the events of the streams
+  // that used them have passed (core/allocator.h).
+  StreamEvents events;
+  events.record = [](StreamId s) -> void* {
+    cudaEvent_t e = nullptr;
+    ATTN_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+    ATTN_CUDA_CHECK(cudaEventRecord(e, reinterpret_cast<cudaStream_t>(s)));
+    return e;
+  };
+  events.passed = [](void* e) {
+    const cudaError_t err = cudaEventQuery(static_cast<cudaEvent_t>(e));
+    if (err == cudaErrorNotReady) return false;
+    cuda::check_cuda(err, "cudaEventQuery");
+    return true;
+  };
+  events.destroy = [](void* e) { cudaEventDestroy(static_cast<cudaEvent_t>(e)); };
   allocator_ = new CachingAllocator(
       [dev](std::size_t n) -> void* {
         int current = -1;
@@ -175,7 +215,7 @@ CudaBackend::CudaBackend(int device) : device_(device) {
         cuda::check_cuda(err, "cudaMalloc");
         return p;
       },
-      [](void* p) { cudaFree(p); });
+      [](void* p) { cudaFree(p); }, std::move(events));
 }
 
 CudaBackend::~CudaBackend() = default;  // never called: see cuda_backend()
@@ -187,6 +227,7 @@ void CudaBackend::release_cached() {
     cudaGetLastError();
     return;
   }
+  cudaDeviceSynchronize();  // every stream's events pass: no block is left waiting
   allocator_->empty_cache();
   if (flag_) cudaFree(flag_);
   flag_ = nullptr;
@@ -212,6 +253,7 @@ void CudaBackend::activate() {
   if (t_current_device != device_) {
     ATTN_CUDA_CHECK(cudaSetDevice(device_));
     t_current_device = device_;
+    t_stream = t_chosen_device == device_ ? t_chosen : compute_;
   }
 }
 
@@ -220,8 +262,8 @@ cublasHandle_t CudaBackend::blas() {
     const cuda::CublasLibrary& lib = cuda::cublas_library();
     hook_blas_release();  // after the library is open: see release_blas_at_exit
     ATTN_CUBLAS_CHECK(lib.cublasCreate(&blas_));
-    ATTN_CUBLAS_CHECK(lib.cublasSetStream(blas_, 0));
   }
+  ATTN_CUBLAS_CHECK(cuda::cublas_library().cublasSetStream(blas_, cuda::stream()));
   return blas_;
 }
 
@@ -237,7 +279,7 @@ cublasLtHandle_t CudaBackend::blas_lt() {
 void* CudaBackend::allocate(std::size_t bytes) {
   activate();
   try {
-    return allocator_->allocate(bytes);
+    return allocator_->allocate(bytes, reinterpret_cast<StreamId>(cuda::stream()));
   } catch (const std::bad_alloc&) {
     const MemoryStats s = allocator_->stats();
     std::size_t free_bytes = 0, total_bytes = 0;
@@ -249,29 +291,35 @@ void* CudaBackend::allocate(std::size_t bytes) {
 
 void CudaBackend::deallocate(void* ptr, std::size_t bytes) { allocator_->deallocate(ptr, bytes); }
 
+void CudaBackend::record_stream(void* ptr, std::uintptr_t stream) {
+  allocator_->record_use(ptr, stream);
+}
+
 void CudaBackend::copy_from_host(void* dst, const void* src, std::size_t bytes) {
   if (bytes == 0) return;
   activate();
-  ATTN_CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice));
+  // From pageable memory: the source is staged before the call returns.
+  ATTN_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, cuda::stream()));
 }
 
 void CudaBackend::copy_to_host(void* dst, const void* src, std::size_t bytes) {
   if (bytes == 0) return;
   activate();
-  ATTN_CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost));
+  ATTN_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, cuda::stream()));
+  ATTN_CUDA_CHECK(cudaStreamSynchronize(cuda::stream()));
 }
 
 unsigned long long* CudaBackend::flag_reset() {
   activate();
   // One word for the backend's lifetime (outside the counted tensor memory).
   if (!flag_) ATTN_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&flag_), sizeof(*flag_)));
-  ATTN_CUDA_CHECK(cudaMemsetAsync(flag_, 0xff, sizeof(*flag_), 0));
+  ATTN_CUDA_CHECK(cudaMemsetAsync(flag_, 0xff, sizeof(*flag_), cuda::stream()));
   return flag_;
 }
 
 int64_t CudaBackend::flag_read() {
   unsigned long long v = 0;
-  ATTN_CUDA_CHECK(cudaMemcpy(&v, flag_, sizeof(v), cudaMemcpyDeviceToHost));
+  copy_to_host(&v, flag_, sizeof(v));
   return v == ~0ull ? -1 : static_cast<int64_t>(v);
 }
 
@@ -312,7 +360,7 @@ void CudaBackend::gemm(const GemmArgs& g) {
 void CudaBackend::gemm_blas(const GemmArgs& g) {
   if (g.k <= 0) {  // an empty sum: C = beta * C
     const int64_t n = g.batch * g.m * g.n;
-    scale_kernel<<<cuda::blocks_for(n), cuda::kThreads>>>(g.c, n, g.beta);
+    scale_kernel<<<cuda::blocks_for(n), cuda::kThreads, 0, cuda::stream()>>>(g.c, n, g.beta);
     ATTN_CUDA_LAUNCHED("scale_kernel");
     return;
   }
@@ -352,8 +400,7 @@ void CudaBackend::gemm_blas(const GemmArgs& g) {
     ptrs[2 * g.batch + b] = g.c + b * c_step;
   }
   Buffer dev(this, ptrs.size() * sizeof(float*));
-  ATTN_CUDA_CHECK(cudaMemcpy(dev.ptr, ptrs.data(), ptrs.size() * sizeof(float*),
-                             cudaMemcpyHostToDevice));
+  copy_from_host(dev.ptr, ptrs.data(), ptrs.size() * sizeof(float*));
   const float* const* dptrs = dev.as<const float*>();
   for (int64_t b0 = 0; b0 < g.batch; b0 += kChunk) {
     const int count = static_cast<int>(std::min(kChunk, g.batch - b0));
@@ -463,7 +510,7 @@ bool CudaBackend::gemm_lt(const GemmArgs& g) {
   Buffer ws(this, std::max<std::size_t>(best.workspaceSize, 16));
   ATTN_CUBLAS_CHECK(lib.cublasLtMatmul(blas_lt(), call.op, &g.alpha, lt_a, call.a, lt_b, call.b,
                                        &g.beta, g.c, call.c, d, call.c, &best.algo, ws.ptr,
-                                       best.workspaceSize, 0));
+                                       best.workspaceSize, cuda::stream()));
   if (g.gelu_aux) unary(UnaryOp::Gelu, output_view(g, g.c), output_view(g, g.gelu_aux), 0.0f);
   return true;
 }

@@ -25,6 +25,16 @@ namespace cuda {
 void check_cuda(cudaError_t err, const char* what);
 void check_cublas(cublasStatus_t status, const char* what);
 
+// The stream this thread queues work on, on the device the last
+// CudaBackend::activate() made current: that device's compute stream, or
+// the stream a StreamGuard (core/stream.h) chose. Every kernel, copy and
+// product goes there, so work on one device is ordered as the calls were.
+cudaStream_t stream();
+// The stream a StreamGuard chose on this thread for `device` (null: none),
+// and choosing one (null: back to the compute stream).
+cudaStream_t chosen_stream(int device);
+void set_chosen_stream(int device, cudaStream_t s);
+
 }  // namespace cuda
 
 #define ATTN_CUDA_CHECK(call) ::attn::cuda::check_cuda((call), #call)
@@ -101,10 +111,16 @@ class CudaBackend final : public Backend {
                                    const float* dout, float* dq, float* dk, float* dv,
                                    const AttentionDropoutArgs* dropout = nullptr) override;
 
+  void record_stream(void* ptr, std::uintptr_t stream) override;
+
   CachingAllocator& allocator() { return *allocator_; }
   int device() const { return device_; }
   int sm_count() const { return sm_count_; }
-  // Makes this backend's device current on the calling thread.
+  // The device's own stream: non-blocking, so it never waits for work that
+  // other code queues on the legacy default stream, nor that work for it.
+  cudaStream_t compute_stream() const { return compute_; }
+  // Makes this backend's device current on the calling thread, and its
+  // stream (cuda::stream()) this thread's.
   void activate();
   // Gives cached blocks and the flag word back to CUDA
   // (at exit; the backend stays usable and re-creates them on demand).
@@ -112,7 +128,8 @@ class CudaBackend final : public Backend {
   void release_blas();  // the cuBLAS handles, at exit (cuda_backend.cu says when)
 
   // A device buffer from the caching allocator, given back when it goes out
-  // of scope (stream order keeps queued kernels safe: one stream).
+  // of scope (queued kernels are safe: the block is reused only by work
+  // queued behind them on the same stream; see core/allocator.h).
   struct Buffer {
     CudaBackend* owner = nullptr;
     void* ptr = nullptr;
@@ -143,6 +160,7 @@ class CudaBackend final : public Backend {
 
   int device_;
   int sm_count_ = 0;
+  cudaStream_t compute_ = nullptr;  // never destroyed, like the backend
   CachingAllocator* allocator_ = nullptr;  // never destroyed (tensors may outlive main)
   cublasHandle_t blas_ = nullptr;
   cublasLtHandle_t blas_lt_ = nullptr;

@@ -59,9 +59,11 @@ void CudaBackend::dropout(float* out, const float* in, const float* add, int64_t
   const int64_t groups = samples * groups_per_sample;
   const float scale = 1.0f / (1.0f - a.p);
   if (a.sample_size % 4 == 0 && aligned16(out) && aligned16(in) && (!add || aligned16(add)))
-    dropout_kernel<true><<<blocks_for(groups), kThreads>>>(out, in, add, groups, groups_per_sample, a, scale);
+    dropout_kernel<true><<<blocks_for(groups), kThreads, 0, stream()>>>(
+        out, in, add, groups, groups_per_sample, a, scale);
   else
-    dropout_kernel<false><<<blocks_for(groups), kThreads>>>(out, in, add, groups, groups_per_sample, a, scale);
+    dropout_kernel<false><<<blocks_for(groups), kThreads, 0, stream()>>>(
+        out, in, add, groups, groups_per_sample, a, scale);
   ATTN_CUDA_LAUNCHED("dropout_kernel");
 }
 

@@ -281,12 +281,12 @@ void launch_unary(const Prepared<2>& p, float s) {
   const unsigned blocks = blocks_for(p.n);
   const UnaryF<OP> f{s};
   if (p.dense) {
-    unary_dense<<<blocks, kThreads>>>(static_cast<V*>(p.vs.v[0].data),
-                                      static_cast<const V*>(p.vs.v[1].data), p.n, f);
+    unary_dense<<<blocks, kThreads, 0, stream()>>>(static_cast<V*>(p.vs.v[0].data),
+                                                   static_cast<const V*>(p.vs.v[1].data), p.n, f);
   } else if (p.small) {
-    unary_strided<uint32_t, V><<<blocks, kThreads>>>(p.vs, p.n, f);
+    unary_strided<uint32_t, V><<<blocks, kThreads, 0, stream()>>>(p.vs, p.n, f);
   } else {
-    unary_strided<int64_t, V><<<blocks, kThreads>>>(p.vs, p.n, f);
+    unary_strided<int64_t, V><<<blocks, kThreads, 0, stream()>>>(p.vs, p.n, f);
   }
 }
 
@@ -305,13 +305,13 @@ void launch_binary(const Prepared<3>& p) {
   const unsigned blocks = blocks_for(p.n);
   const BinaryF<OP> f{};
   if (p.dense) {
-    binary_dense<<<blocks, kThreads>>>(static_cast<V*>(p.vs.v[0].data),
-                                       static_cast<const V*>(p.vs.v[1].data),
-                                       static_cast<const V*>(p.vs.v[2].data), p.n, f);
+    binary_dense<<<blocks, kThreads, 0, stream()>>>(static_cast<V*>(p.vs.v[0].data),
+                                                    static_cast<const V*>(p.vs.v[1].data),
+                                                    static_cast<const V*>(p.vs.v[2].data), p.n, f);
   } else if (p.small) {
-    binary_strided<uint32_t, V><<<blocks, kThreads>>>(p.vs, p.n, f);
+    binary_strided<uint32_t, V><<<blocks, kThreads, 0, stream()>>>(p.vs, p.n, f);
   } else {
-    binary_strided<int64_t, V><<<blocks, kThreads>>>(p.vs, p.n, f);
+    binary_strided<int64_t, V><<<blocks, kThreads, 0, stream()>>>(p.vs, p.n, f);
   }
 }
 
@@ -332,12 +332,14 @@ void run_compare(const View& out, const View& a, const View& b) {
   if (p.n == 0) return;
   const int i64 = static_cast<int>(DType::Int64);
   if (a.dtype == i64 && b.dtype == i64) {
-    if (p.small) compare_i64_strided<uint32_t, OP><<<blocks_for(p.n), kThreads>>>(p.vs, p.n);
-    else compare_i64_strided<int64_t, OP><<<blocks_for(p.n), kThreads>>>(p.vs, p.n);
+    if (p.small)
+      compare_i64_strided<uint32_t, OP><<<blocks_for(p.n), kThreads, 0, stream()>>>(p.vs, p.n);
+    else
+      compare_i64_strided<int64_t, OP><<<blocks_for(p.n), kThreads, 0, stream()>>>(p.vs, p.n);
   } else if (p.small) {
-    compare_strided<uint32_t, OP><<<blocks_for(p.n), kThreads>>>(p.vs, p.n);
+    compare_strided<uint32_t, OP><<<blocks_for(p.n), kThreads, 0, stream()>>>(p.vs, p.n);
   } else {
-    compare_strided<int64_t, OP><<<blocks_for(p.n), kThreads>>>(p.vs, p.n);
+    compare_strided<int64_t, OP><<<blocks_for(p.n), kThreads, 0, stream()>>>(p.vs, p.n);
   }
   ATTN_CUDA_LAUNCHED("compare");
 }
@@ -350,12 +352,12 @@ void CudaBackend::fill(const View& out, double value) {
   Prepared<1> p = prepare<1>(v);
   if (p.n == 0) return;
   if (p.dense && out.dtype == static_cast<int>(DType::Float32)) {
-    fill_dense_f32<<<blocks_for(p.n), kThreads>>>(static_cast<float*>(p.vs.v[0].data), p.n,
-                                                  static_cast<float>(value));
+    fill_dense_f32<<<blocks_for(p.n), kThreads, 0, stream()>>>(static_cast<float*>(p.vs.v[0].data),
+                                                               p.n, static_cast<float>(value));
   } else if (p.small) {
-    fill_strided<uint32_t><<<blocks_for(p.n), kThreads>>>(p.vs, p.n, value);
+    fill_strided<uint32_t><<<blocks_for(p.n), kThreads, 0, stream()>>>(p.vs, p.n, value);
   } else {
-    fill_strided<int64_t><<<blocks_for(p.n), kThreads>>>(p.vs, p.n, value);
+    fill_strided<int64_t><<<blocks_for(p.n), kThreads, 0, stream()>>>(p.vs, p.n, value);
   }
   ATTN_CUDA_LAUNCHED("fill");
 }
@@ -367,39 +369,51 @@ void CudaBackend::copy(const View& out, const View& in) {
   if (p.n == 0) return;
   const unsigned blocks = blocks_for(p.n);
   if (out.dtype != in.dtype) {
-    if (p.small) convert_strided<uint32_t><<<blocks, kThreads>>>(p.vs, p.n);
-    else convert_strided<int64_t><<<blocks, kThreads>>>(p.vs, p.n);
+    if (p.small)
+      convert_strided<uint32_t><<<blocks, kThreads, 0, stream()>>>(p.vs, p.n);
+    else
+      convert_strided<int64_t><<<blocks, kThreads, 0, stream()>>>(p.vs, p.n);
     ATTN_CUDA_LAUNCHED("copy (convert)");
     return;
   }
   const std::size_t size = dtype_size(static_cast<DType>(out.dtype));
   if (p.dense) {
     ATTN_CUDA_CHECK(cudaMemcpyAsync(p.vs.v[0].data, p.vs.v[1].data, p.n * size,
-                                    cudaMemcpyDeviceToDevice, 0));
+                                    cudaMemcpyDeviceToDevice, stream()));
     return;
   }
   if (size == 4 && to_vec4(p, size)) {  // float and int32 copies, 16 bytes at a time
-    if (p.small) copy_strided<uint32_t, uint4><<<blocks_for(p.n), kThreads>>>(p.vs, p.n);
-    else copy_strided<int64_t, uint4><<<blocks_for(p.n), kThreads>>>(p.vs, p.n);
+    if (p.small)
+      copy_strided<uint32_t, uint4><<<blocks_for(p.n), kThreads, 0, stream()>>>(p.vs, p.n);
+    else
+      copy_strided<int64_t, uint4><<<blocks_for(p.n), kThreads, 0, stream()>>>(p.vs, p.n);
     ATTN_CUDA_LAUNCHED("copy");
     return;
   }
   switch (size) {
     case 1:
-      if (p.small) copy_strided<uint32_t, uint8_t><<<blocks, kThreads>>>(p.vs, p.n);
-      else copy_strided<int64_t, uint8_t><<<blocks, kThreads>>>(p.vs, p.n);
+      if (p.small)
+        copy_strided<uint32_t, uint8_t><<<blocks, kThreads, 0, stream()>>>(p.vs, p.n);
+      else
+        copy_strided<int64_t, uint8_t><<<blocks, kThreads, 0, stream()>>>(p.vs, p.n);
       break;
     case 2:
-      if (p.small) copy_strided<uint32_t, uint16_t><<<blocks, kThreads>>>(p.vs, p.n);
-      else copy_strided<int64_t, uint16_t><<<blocks, kThreads>>>(p.vs, p.n);
+      if (p.small)
+        copy_strided<uint32_t, uint16_t><<<blocks, kThreads, 0, stream()>>>(p.vs, p.n);
+      else
+        copy_strided<int64_t, uint16_t><<<blocks, kThreads, 0, stream()>>>(p.vs, p.n);
       break;
     case 4:
-      if (p.small) copy_strided<uint32_t, uint32_t><<<blocks, kThreads>>>(p.vs, p.n);
-      else copy_strided<int64_t, uint32_t><<<blocks, kThreads>>>(p.vs, p.n);
+      if (p.small)
+        copy_strided<uint32_t, uint32_t><<<blocks, kThreads, 0, stream()>>>(p.vs, p.n);
+      else
+        copy_strided<int64_t, uint32_t><<<blocks, kThreads, 0, stream()>>>(p.vs, p.n);
       break;
     default:
-      if (p.small) copy_strided<uint32_t, uint64_t><<<blocks, kThreads>>>(p.vs, p.n);
-      else copy_strided<int64_t, uint64_t><<<blocks, kThreads>>>(p.vs, p.n);
+      if (p.small)
+        copy_strided<uint32_t, uint64_t><<<blocks, kThreads, 0, stream()>>>(p.vs, p.n);
+      else
+        copy_strided<int64_t, uint64_t><<<blocks, kThreads, 0, stream()>>>(p.vs, p.n);
       break;
   }
   ATTN_CUDA_LAUNCHED("copy");
@@ -420,8 +434,10 @@ void CudaBackend::unary(UnaryOp op, const View& out, const View& in, float s) {
       const View* v[2] = {&out, &in};
       Prepared<2> p = prepare<2>(v);
       if (p.n == 0) return;
-      if (p.small) logical_not_strided<uint32_t><<<blocks_for(p.n), kThreads>>>(p.vs, p.n);
-      else logical_not_strided<int64_t><<<blocks_for(p.n), kThreads>>>(p.vs, p.n);
+      if (p.small)
+        logical_not_strided<uint32_t><<<blocks_for(p.n), kThreads, 0, stream()>>>(p.vs, p.n);
+      else
+        logical_not_strided<int64_t><<<blocks_for(p.n), kThreads, 0, stream()>>>(p.vs, p.n);
       ATTN_CUDA_LAUNCHED("logical_not");
       return;
     }
@@ -457,8 +473,10 @@ void CudaBackend::where(const View& out, const View& cond, const View& a, const 
   const View* v[4] = {&out, &cond, &a, &b};
   Prepared<4> p = prepare<4>(v);
   if (p.n == 0) return;
-  if (p.small) where_strided<uint32_t><<<blocks_for(p.n), kThreads>>>(p.vs, p.n);
-  else where_strided<int64_t><<<blocks_for(p.n), kThreads>>>(p.vs, p.n);
+  if (p.small)
+    where_strided<uint32_t><<<blocks_for(p.n), kThreads, 0, stream()>>>(p.vs, p.n);
+  else
+    where_strided<int64_t><<<blocks_for(p.n), kThreads, 0, stream()>>>(p.vs, p.n);
   ATTN_CUDA_LAUNCHED("where");
 }
 

@@ -29,7 +29,7 @@ struct DeviceSlopes {
   CudaBackend::Buffer buffer;
   DeviceSlopes(CudaBackend* owner, FlashArgs& a) : buffer(owner, a.alibi ? a.heads * sizeof(float) : 1) {
     if (!a.alibi) return;
-    ATTN_CUDA_CHECK(cudaMemcpy(buffer.ptr, a.alibi, a.heads * sizeof(float), cudaMemcpyHostToDevice));
+    owner->copy_from_host(buffer.ptr, a.alibi, a.heads * sizeof(float));
     a.alibi = buffer.as<float>();
   }
 };
@@ -61,7 +61,7 @@ struct UploadedBlocks {
     put(l.col_mask, entries);
     for (int64_t w = 0; w < partial * l.block; ++w) host.push_back(static_cast<int64_t>(l.masks[w]));
     if (l.key_position) put(l.key_position, a.tk);
-    ATTN_CUDA_CHECK(cudaMemcpy(buffer.ptr, host.data(), host.size() * sizeof(int64_t), cudaMemcpyHostToDevice));
+    owner->copy_from_host(buffer.ptr, host.data(), host.size() * sizeof(int64_t));
     const int64_t* at = buffer.as<int64_t>();
     auto take = [&at](int64_t n) {
       const int64_t* p = at;

@@ -298,7 +298,8 @@ void launch_kernel(const FlashArgs& a, const float* dout, const float* delta, fl
                                        cudaSharedmemCarveoutMaxShared));
   const dim3 grid(static_cast<unsigned>((a.tk + kRows - 1) / kRows),
                   static_cast<unsigned>(a.batch * a.kv_heads));
-  flash_backward_kernel<DP, DROP, LIST><<<grid, kBlock, shared>>>(a, dout, delta, dq, dk, dv, drop, blocks);
+  flash_backward_kernel<DP, DROP, LIST>
+      <<<grid, kBlock, shared, stream()>>>(a, dout, delta, dq, dk, dv, drop, blocks);
   ATTN_CUDA_LAUNCHED("flash_backward_kernel");
 }
 
@@ -330,11 +331,11 @@ void flash_backward_launch(const FlashArgs& a, const float* dout, float* delta, 
   const int64_t q_rows = a.batch * a.heads * a.tq;
   const int d = static_cast<int>(a.dim);
   // dq is dense (its B*H*Tq*d floats from dq on, in q's layout) and summed into.
-  ATTN_CUDA_CHECK(cudaMemsetAsync(dq, 0, q_rows * d * sizeof(float)));
+  ATTN_CUDA_CHECK(cudaMemsetAsync(dq, 0, q_rows * d * sizeof(float), stream()));
   if (q_rows > 0) {
     const int per_block = kThreads / 32;
-    flash_delta_kernel<<<static_cast<unsigned>((q_rows + per_block - 1) / per_block), kThreads>>>(
-        delta, dout, a.out, a);
+    flash_delta_kernel<<<static_cast<unsigned>((q_rows + per_block - 1) / per_block), kThreads, 0,
+                         stream()>>>(delta, dout, a.out, a);
     ATTN_CUDA_LAUNCHED("flash_delta_kernel");
   }
   if (a.tk <= 0) return;

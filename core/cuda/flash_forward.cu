@@ -215,7 +215,7 @@ void launch_kernel(const FlashArgs& a, const AttentionDropoutArgs& drop, const D
                                        cudaFuncAttributeMaxDynamicSharedMemorySize, shared));
   const dim3 grid(static_cast<unsigned>((a.tq + kRows - 1) / kRows),
                   static_cast<unsigned>(a.batch * a.heads));
-  flash_forward_kernel<DP, DROP, LIST><<<grid, kBlock, shared>>>(a, drop, blocks);
+  flash_forward_kernel<DP, DROP, LIST><<<grid, kBlock, shared, stream()>>>(a, drop, blocks);
   ATTN_CUDA_LAUNCHED("flash_forward_kernel");
 }
 

@@ -167,9 +167,9 @@ void param_grads(CudaBackend& be, float* dw, float* db, const float* dy, const f
   CudaBackend::Buffer pw(&be, dw ? slices * cols * sizeof(double) : 1);
   CudaBackend::Buffer pb(&be, db ? slices * cols * sizeof(double) : 1);
   norm_param_grad_kernel<<<dim3(static_cast<unsigned>(col_blocks), static_cast<unsigned>(slices)),
-                           dim3(kColTile, kRowLanes)>>>(dw ? pw.as<double>() : nullptr,
-                                                        db ? pb.as<double>() : nullptr, dy, x,
-                                                        mean, rstd, rows, cols, chunk);
+                           dim3(kColTile, kRowLanes), 0, stream()>>>(
+      dw ? pw.as<double>() : nullptr, db ? pb.as<double>() : nullptr, dy, x, mean, rstd, rows, cols,
+      chunk);
   ATTN_CUDA_LAUNCHED("norm_param_grad_kernel");
   if (dw) sum_partials(dw, pw.as<double>(), slices, cols);
   if (db) sum_partials(db, pb.as<double>(), slices, cols);
@@ -264,8 +264,8 @@ void norm_backward_one_pass(CudaBackend& be, float* dx, float* dw, float* db, co
   double* part_w = dw ? pw.as<double>() : nullptr;
   double* part_b = db ? pb.as<double>() : nullptr;
   auto run = [&](auto kernel) {
-    kernel<<<static_cast<unsigned>(blocks), kThreads, shared>>>(dx, part_w, part_b, dy, x, mean,
-                                                                rstd, w, rows, c, chunk);
+    kernel<<<static_cast<unsigned>(blocks), kThreads, shared, stream()>>>(
+        dx, part_w, part_b, dy, x, mean, rstd, w, rows, c, chunk);
     ATTN_CUDA_LAUNCHED("norm_backward_kernel");
   };
   // Columns a lane holds: the smallest bucket that fits (384, a GPT width,
@@ -304,16 +304,16 @@ __global__ void adamw_kernel(AdamWBatch batch, Backend::AdamW h) {
   }
 }
 
-#define ATTN_ROW_LAUNCH(kernel, rows, cols, ...)                                        \
-  do {                                                                                  \
-    if ((cols) <= 1024) {                                                               \
-      const int64_t per_block = kThreads / 32;                                          \
-      kernel<32><<<static_cast<unsigned>(((rows) + per_block - 1) / per_block), kThreads>>>( \
-          __VA_ARGS__);                                                                 \
-    } else {                                                                            \
-      kernel<kThreads><<<static_cast<unsigned>(rows), kThreads>>>(__VA_ARGS__);         \
-    }                                                                                   \
-    ATTN_CUDA_LAUNCHED(#kernel);                                                        \
+#define ATTN_ROW_LAUNCH(kernel, rows, cols, ...)                                             \
+  do {                                                                                       \
+    if ((cols) <= 1024) {                                                                    \
+      const int64_t per_block = kThreads / 32;                                               \
+      kernel<32><<<static_cast<unsigned>(((rows) + per_block - 1) / per_block), kThreads, 0, \
+                   stream()>>>(__VA_ARGS__);                                                 \
+    } else {                                                                                 \
+      kernel<kThreads><<<static_cast<unsigned>(rows), kThreads, 0, stream()>>>(__VA_ARGS__); \
+    }                                                                                        \
+    ATTN_CUDA_LAUNCHED(#kernel);                                                             \
   } while (0)
 
 }  // namespace
@@ -331,8 +331,8 @@ void CudaBackend::layer_norm_backward(float* dx, float* dw, float* db, const flo
   if (cols <= 0) return;
   activate();
   if (rows <= 0) {  // no rows: the parameter gradients are zero
-    if (dw) ATTN_CUDA_CHECK(cudaMemsetAsync(dw, 0, cols * sizeof(float), 0));
-    if (db) ATTN_CUDA_CHECK(cudaMemsetAsync(db, 0, cols * sizeof(float), 0));
+    if (dw) ATTN_CUDA_CHECK(cudaMemsetAsync(dw, 0, cols * sizeof(float), stream()));
+    if (db) ATTN_CUDA_CHECK(cudaMemsetAsync(db, 0, cols * sizeof(float), stream()));
     return;
   }
   if (cols <= kOnePassCols)
@@ -354,7 +354,7 @@ void CudaBackend::rms_norm_backward(float* dx, float* dw, const float* dy, const
   if (cols <= 0) return;
   activate();
   if (rows <= 0) {
-    if (dw) ATTN_CUDA_CHECK(cudaMemsetAsync(dw, 0, cols * sizeof(float), 0));
+    if (dw) ATTN_CUDA_CHECK(cudaMemsetAsync(dw, 0, cols * sizeof(float), stream()));
     return;
   }
   if (cols <= kOnePassCols)
@@ -377,7 +377,7 @@ void CudaBackend::adamw(const AdamWTensor* tensors, int count, const AdamW& h) {
     // Blocks enough for the largest tensor, at most ~4 per SM and row (the
     // loop strides over the rest); smaller tensors' extra blocks exit at once.
     const unsigned x = std::min(blocks_for(most), 512u);
-    adamw_kernel<<<dim3(x, static_cast<unsigned>(k)), kThreads>>>(batch, h);
+    adamw_kernel<<<dim3(x, static_cast<unsigned>(k)), kThreads, 0, stream()>>>(batch, h);
     ATTN_CUDA_LAUNCHED("adamw_kernel");
   }
 }

@@ -70,10 +70,11 @@ int64_t CudaBackend::gather_rows(float* out, const float* table, const int64_t* 
   if (n <= 0) return -1;
   activate();
   unsigned long long* bad = flag_reset();
-  check_indices_kernel<<<blocks_for(n), kThreads>>>(idx, n, table_rows, bad);
+  check_indices_kernel<<<blocks_for(n), kThreads, 0, stream()>>>(idx, n, table_rows, bad);
   ATTN_CUDA_LAUNCHED("check_indices_kernel");
   if (row > 0) {
-    gather_rows_kernel<<<blocks_for(n * row), kThreads>>>(out, table, idx, n, row, table_rows);
+    gather_rows_kernel<<<blocks_for(n * row), kThreads, 0, stream()>>>(out, table, idx, n, row,
+                                                                       table_rows);
     ATTN_CUDA_LAUNCHED("gather_rows_kernel");
   }
   return flag_read();
@@ -83,7 +84,7 @@ void CudaBackend::scatter_add_rows(float* table, const int64_t* idx, const float
                                    int64_t row) {
   if (n <= 0 || row <= 0) return;
   activate();
-  scatter_add_rows_kernel<<<blocks_for(n * row), kThreads>>>(table, idx, src, n, row);
+  scatter_add_rows_kernel<<<blocks_for(n * row), kThreads, 0, stream()>>>(table, idx, src, n, row);
   ATTN_CUDA_LAUNCHED("scatter_add_rows_kernel");
 }
 
@@ -91,8 +92,8 @@ void CudaBackend::cumsum(float* out, const float* in, int64_t rows, int64_t cols
   if (rows <= 0 || cols <= 0) return;
   activate();
   const int64_t per_block = kThreads / 32;
-  cumsum_kernel<<<static_cast<unsigned>((rows + per_block - 1) / per_block), kThreads>>>(
-      out, in, rows, cols, reverse);
+  cumsum_kernel<<<static_cast<unsigned>((rows + per_block - 1) / per_block), kThreads, 0,
+                  stream()>>>(out, in, rows, cols, reverse);
   ATTN_CUDA_LAUNCHED("cumsum_kernel");
 }
 

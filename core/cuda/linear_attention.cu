@@ -84,15 +84,15 @@ void CudaBackend::chunk_scan(float* out, const float* in, int64_t groups, int64_
                              int64_t width, bool reverse) {
   if (groups <= 0 || steps <= 0 || width <= 0) return;
   activate();
-  chunk_scan_kernel<<<blocks_for(groups * width), kThreads>>>(out, in, groups, steps, width,
-                                                              reverse);
+  chunk_scan_kernel<<<blocks_for(groups * width), kThreads, 0, stream()>>>(out, in, groups, steps,
+                                                                           width, reverse);
   ATTN_CUDA_LAUNCHED("chunk_scan_kernel");
 }
 
 void CudaBackend::causal_mask(float* a, int64_t count, int64_t size) {
   if (count <= 0 || size <= 1) return;
   activate();
-  causal_mask_kernel<<<blocks_for(count * size * size), kThreads>>>(a, count, size);
+  causal_mask_kernel<<<blocks_for(count * size * size), kThreads, 0, stream()>>>(a, count, size);
   ATTN_CUDA_LAUNCHED("causal_mask_kernel");
 }
 
@@ -100,7 +100,7 @@ void CudaBackend::linear_attention_normalise(float* out, const float* u, int64_t
                                              int64_t dv, float eps) {
   if (rows <= 0 || dv <= 0) return;
   activate();
-  normalise_kernel<<<blocks_for(rows * dv), kThreads>>>(out, u, rows, dv, eps);
+  normalise_kernel<<<blocks_for(rows * dv), kThreads, 0, stream()>>>(out, u, rows, dv, eps);
   ATTN_CUDA_LAUNCHED("normalise_kernel");
 }
 
@@ -110,8 +110,8 @@ void CudaBackend::linear_attention_normalise_backward(float* du, const float* u,
   if (rows <= 0) return;
   activate();
   const int64_t per_block = kThreads / 32;
-  normalise_backward_kernel<<<static_cast<unsigned>((rows + per_block - 1) / per_block),
-                              kThreads>>>(du, u, dout, rows, dv, eps);
+  normalise_backward_kernel<<<static_cast<unsigned>((rows + per_block - 1) / per_block), kThreads,
+                              0, stream()>>>(du, u, dout, rows, dv, eps);
   ATTN_CUDA_LAUNCHED("normalise_backward_kernel");
 }
 

@@ -245,9 +245,11 @@ void dense_col_sums(CudaBackend& be, float* out, const float* in, int64_t rows, 
                   static_cast<unsigned>(slices));
   const dim3 block(kColThreads, kRowLanes);
   if (cols % kGroup == 0 && reinterpret_cast<uintptr_t>(in) % 16 == 0)
-    dense_col_sums_kernel<true><<<grid, block>>>(part.as<double>(), in, rows, cols, chunk);
+    dense_col_sums_kernel<true>
+        <<<grid, block, 0, stream()>>>(part.as<double>(), in, rows, cols, chunk);
   else
-    dense_col_sums_kernel<false><<<grid, block>>>(part.as<double>(), in, rows, cols, chunk);
+    dense_col_sums_kernel<false>
+        <<<grid, block, 0, stream()>>>(part.as<double>(), in, rows, cols, chunk);
   ATTN_CUDA_LAUNCHED("dense_col_sums_kernel");
   sum_partials(out, part.as<double>(), slices, cols);
 }
@@ -311,15 +313,16 @@ void run_reduce(CudaBackend& be, ReduceArgs a) {
     CudaBackend::Buffer part(&be, splits > 1 ? splits * a.n_out * sizeof(Acc) : 1);
     a.partial = part.as<Acc>();
     if (block_per_row) {
-      reduce_rows_kernel<kThreads, K><<<dim3(static_cast<unsigned>(a.n_out), splits), kThreads>>>(a);
+      reduce_rows_kernel<kThreads, K>
+          <<<dim3(static_cast<unsigned>(a.n_out), splits), kThreads, 0, stream()>>>(a);
     } else {
       const int per_block = kThreads / 32;
       const unsigned blocks = static_cast<unsigned>((a.n_out + per_block - 1) / per_block);
-      reduce_rows_kernel<32, K><<<dim3(blocks, splits), kThreads>>>(a);
+      reduce_rows_kernel<32, K><<<dim3(blocks, splits), kThreads, 0, stream()>>>(a);
     }
     ATTN_CUDA_LAUNCHED("reduce_rows_kernel");
     if (splits > 1) {
-      reduce_finish_kernel<K><<<finish_blocks(a.n_out), kFinishWarps * 32>>>(
+      reduce_finish_kernel<K><<<finish_blocks(a.n_out), kFinishWarps * 32, 0, stream()>>>(
           a.partial, static_cast<int>(splits), a.n_out, a.out, a.arg);
       ATTN_CUDA_LAUNCHED("reduce_finish_kernel");
     }
@@ -334,10 +337,10 @@ void run_reduce(CudaBackend& be, ReduceArgs a) {
   CudaBackend::Buffer part(&be, splits > 1 ? splits * a.n_out * sizeof(Acc) : 1);
   a.partial = part.as<Acc>();
   const unsigned blocks = static_cast<unsigned>((a.n_out + kThreads - 1) / kThreads);
-  reduce_cols_kernel<K><<<dim3(blocks, splits), kThreads>>>(a);
+  reduce_cols_kernel<K><<<dim3(blocks, splits), kThreads, 0, stream()>>>(a);
   ATTN_CUDA_LAUNCHED("reduce_cols_kernel");
   if (splits > 1) {
-    reduce_finish_kernel<K><<<finish_blocks(a.n_out), kFinishWarps * 32>>>(
+    reduce_finish_kernel<K><<<finish_blocks(a.n_out), kFinishWarps * 32, 0, stream()>>>(
         a.partial, static_cast<int>(splits), a.n_out, a.out, a.arg);
     ATTN_CUDA_LAUNCHED("reduce_finish_kernel");
   }
@@ -348,7 +351,7 @@ void run_reduce(CudaBackend& be, ReduceArgs a) {
 void cuda::sum_partials(float* out, const double* part, int64_t splits, int64_t n) {
   if (n <= 0) return;
   sum_partials_kernel<<<static_cast<unsigned>((n + kColThreads - 1) / kColThreads),
-                        dim3(kColThreads, kSplitLanes)>>>(out, part, splits, n);
+                        dim3(kColThreads, kSplitLanes), 0, stream()>>>(out, part, splits, n);
   ATTN_CUDA_LAUNCHED("sum_partials_kernel");
 }
 

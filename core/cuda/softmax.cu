@@ -221,16 +221,16 @@ __global__ void cross_entropy_backward_kernel(float* dz, const float* logits, co
 }
 
 // Launches kernel<G> with a warp per row (short rows) or a block per row.
-#define ATTN_ROW_LAUNCH(kernel, rows, cols, ...)                                        \
-  do {                                                                                  \
-    if ((cols) <= 1024) {                                                               \
-      const int64_t per_block = kThreads / 32;                                          \
-      kernel<32><<<static_cast<unsigned>(((rows) + per_block - 1) / per_block), kThreads>>>( \
-          __VA_ARGS__);                                                                 \
-    } else {                                                                            \
-      kernel<kThreads><<<static_cast<unsigned>(rows), kThreads>>>(__VA_ARGS__);         \
-    }                                                                                   \
-    ATTN_CUDA_LAUNCHED(#kernel);                                                        \
+#define ATTN_ROW_LAUNCH(kernel, rows, cols, ...)                                             \
+  do {                                                                                       \
+    if ((cols) <= 1024) {                                                                    \
+      const int64_t per_block = kThreads / 32;                                               \
+      kernel<32><<<static_cast<unsigned>(((rows) + per_block - 1) / per_block), kThreads, 0, \
+                   stream()>>>(__VA_ARGS__);                                                 \
+    } else {                                                                                 \
+      kernel<kThreads><<<static_cast<unsigned>(rows), kThreads, 0, stream()>>>(__VA_ARGS__); \
+    }                                                                                        \
+    ATTN_CUDA_LAUNCHED(#kernel);                                                             \
   } while (0)
 
 }  // namespace
@@ -254,15 +254,15 @@ void CudaBackend::causal_softmax(float* y, const float* x, int64_t rows, int64_t
   if (rows <= 0 || tk <= 0) return;
   activate();
   Buffer slopes(this, alibi ? heads * sizeof(float) : 1);
-  if (alibi)
-    ATTN_CUDA_CHECK(cudaMemcpy(slopes.ptr, alibi, heads * sizeof(float), cudaMemcpyHostToDevice));
+  if (alibi) copy_from_host(slopes.ptr, alibi, heads * sizeof(float));
   const unsigned blocks = static_cast<unsigned>((rows + kThreads / 32 - 1) / (kThreads / 32));
   const float* s = alibi ? slopes.as<float>() : nullptr;
   if (dropout)
-    causal_softmax_kernel<true><<<blocks, kThreads>>>(y, x, rows, heads, tq, tk, offset, scale, s, *dropout,
-                                                      dropped);
+    causal_softmax_kernel<true><<<blocks, kThreads, 0, stream()>>>(
+        y, x, rows, heads, tq, tk, offset, scale, s, *dropout, dropped);
   else
-    causal_softmax_kernel<false><<<blocks, kThreads>>>(y, x, rows, heads, tq, tk, offset, scale, s, {}, nullptr);
+    causal_softmax_kernel<false><<<blocks, kThreads, 0, stream()>>>(y, x, rows, heads, tq, tk,
+                                                                    offset, scale, s, {}, nullptr);
   ATTN_CUDA_LAUNCHED("causal_softmax_kernel");
 }
 
@@ -273,11 +273,11 @@ void CudaBackend::causal_softmax_backward(float* dx, const float* y, const float
   activate();
   const unsigned blocks = static_cast<unsigned>((rows + kThreads / 32 - 1) / (kThreads / 32));
   if (dropout)
-    causal_softmax_backward_kernel<true><<<blocks, kThreads>>>(dx, y, dy, rows, heads, tq, tk, offset, scale,
-                                                               *dropout);
+    causal_softmax_backward_kernel<true><<<blocks, kThreads, 0, stream()>>>(
+        dx, y, dy, rows, heads, tq, tk, offset, scale, *dropout);
   else
-    causal_softmax_backward_kernel<false><<<blocks, kThreads>>>(dx, y, dy, rows, heads, tq, tk, offset, scale,
-                                                                {});
+    causal_softmax_backward_kernel<false>
+        <<<blocks, kThreads, 0, stream()>>>(dx, y, dy, rows, heads, tq, tk, offset, scale, {});
   ATTN_CUDA_LAUNCHED("causal_softmax_backward_kernel");
 }
 
@@ -296,8 +296,8 @@ void CudaBackend::cross_entropy_backward(float* dz, const float* logits, const f
   const int64_t n = rows * cols;
   if (n <= 0) return;
   activate();
-  cross_entropy_backward_kernel<<<blocks_for(n), kThreads>>>(dz, logits, lse, targets, dloss, rows,
-                                                             cols);
+  cross_entropy_backward_kernel<<<blocks_for(n), kThreads, 0, stream()>>>(dz, logits, lse, targets,
+                                                                          dloss, rows, cols);
   ATTN_CUDA_LAUNCHED("cross_entropy_backward_kernel");
 }
 
