@@ -5,6 +5,7 @@
 //
 // The transposes in the backward are free views: the kernel hands
 // "transposed" to BLAS instead of copying.
+#include "autograd/autocast.h"
 #include "autograd/checks.h"
 #include "autograd/node.h"
 #include "autograd/ops.h"
@@ -84,6 +85,25 @@ Tensor matmul_forward(Tensor a, Tensor b) {
   return out;
 }
 
+// C [m, n] = op(A) op(B) for two contiguous 2-D bfloat16 tensors, op a
+// transpose where asked; C is float32, summed in float32. A raw product
+// (linear's backward under bfloat16 autocast), not a recorded op.
+Tensor product_bf16(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b) {
+  const int64_t m = a.shape()[trans_a ? 1 : 0], k = a.shape()[trans_a ? 0 : 1];
+  const int64_t n = b.shape()[trans_b ? 0 : 1];
+  Tensor c = empty({m, n}, DType::Float32, a.device());
+  if (c.numel() == 0) return c;
+  const int64_t zero = 0;
+  GemmArgs g;
+  g.m = m, g.n = n, g.k = k;
+  g.a_bf16 = a.data<uint16_t>(), g.lda = a.shape()[1], g.trans_a = trans_a;
+  g.b_bf16 = b.data<uint16_t>(), g.ldb = b.shape()[1], g.trans_b = trans_b;
+  g.a_offsets = g.b_offsets = &zero;
+  g.c = c.data<float>();
+  backend_for(a.device()).gemm(g);
+  return c;
+}
+
 }  // namespace
 
 Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
@@ -130,6 +150,41 @@ Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
 //   dz = g * gelu'(z)   (one pass; dz = g without GELU)
 //   dx = dz @ w         dw = dz^T @ x   (already [out, in]: nothing to transpose back)
 //   db = sum of dz over rows
+// Under bfloat16 autocast (autograd/autocast.h) the three products take
+// bfloat16 operands, x, w and dz rounded, as bfloat16 tensors: the tensor
+// cores' format on a GPU, half the bytes kept for the backward. Their
+// gradients pass straight through the rounding, and are not themselves
+// differentiable (no second derivatives under autocast).
+
+namespace {
+
+// dz from the upstream gradient: g, or g * gelu'(z) when z was kept.
+Tensor pre_activation_grad(const Tensor& g, const Tensor& z) {
+  if (!z.defined()) return g;
+  Tensor dz = empty(g.shape(), DType::Float32, g.device());
+  backend_for(g.device()).binary(BinaryOp::GeluBackward, dz.view_desc(), g.view_desc(), z.view_desc());
+  return dz;
+}
+
+// linear's node under bfloat16 autocast: it keeps the bfloat16 copies of x
+// and w, and rounds dz before the two products.
+Tensor record_linear_bf16(const Tensor& y, const Tensor& x_in, const Tensor& w_in, const Tensor& b_in,
+                          const Tensor& x16, const Tensor& w16, const Tensor& z) {
+  const bool need_dx = x_in.requires_grad(), need_dw = w_in.requires_grad();
+  const bool need_db = b_in.defined() && b_in.requires_grad();
+  return record(y, "linear", {x_in, w_in, b_in},
+                [x16, w16, z, x_shape = x_in.shape(), need_dx, need_dw, need_db](const Tensor& g_in) {
+    const Tensor g = reshape(g_in.contiguous(), {x16.shape()[0], w16.shape()[0]});
+    const Tensor dz = pre_activation_grad(g, z);
+    const Tensor dz16 = need_dx || need_dw ? dz.to(DType::BFloat16) : Tensor();
+    return std::vector<Tensor>{
+        need_dx ? reshape(product_bf16(dz16, false, w16, false), x_shape) : Tensor(),
+        need_dw ? product_bf16(dz16, true, x16, false) : Tensor(),
+        need_db ? sum(dz, {0}) : Tensor()};
+  });
+}
+
+}  // namespace
 
 Tensor linear(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, LinearActivation act) {
   require_defined("linear", x_in);
@@ -154,6 +209,9 @@ Tensor linear(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, Linear
   const Tensor w = w_in.detach().contiguous();
   const Tensor b = b_in.defined() ? b_in.detach().contiguous() : Tensor();
   const bool gelu = act == LinearActivation::Gelu;
+  const bool bf16 = autocast_dtype() == DType::BFloat16;
+  const Tensor x16 = bf16 ? x.to(DType::BFloat16) : Tensor();
+  const Tensor w16 = bf16 ? w.to(DType::BFloat16) : Tensor();
   Backend& be = backend_for(x.device());
   Tensor y = empty({rows, out}, DType::Float32, x.device());
   Tensor z = gelu ? empty({rows, out}, DType::Float32, x.device()) : Tensor();
@@ -167,19 +225,16 @@ Tensor linear(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, Linear
     args.a_offsets = &zero, args.b_offsets = &zero;
     args.bias = b.defined() ? b.data<float>() : nullptr;
     args.gelu_aux = gelu ? z.data<float>() : nullptr;
+    if (bf16) args.a_bf16 = x16.data<uint16_t>(), args.b_bf16 = w16.data<uint16_t>();
     be.gemm(args);
   }
+  if (bf16) return record_linear_bf16(reshape(y, y_shape), x_in, w_in, b_in, x16, w16, z);
   const bool need_dx = x_in.requires_grad(), need_dw = w_in.requires_grad();
   const bool need_db = b_in.defined() && b_in.requires_grad();
   y = record(reshape(y, y_shape), "linear", {x_in, w_in, b_in},
              [x, w, z, x_shape = x_in.shape(), need_dx, need_dw, need_db](const Tensor& g_in) {
     const Tensor g = reshape(g_in.contiguous(), {x.shape()[0], w.shape()[0]});
-    Tensor dz = g;
-    if (z.defined()) {
-      dz = empty(g.shape(), DType::Float32, g.device());
-      backend_for(g.device()).binary(BinaryOp::GeluBackward, dz.view_desc(), g.view_desc(),
-                                     z.view_desc());
-    }
+    const Tensor dz = pre_activation_grad(g, z);
     return std::vector<Tensor>{
         need_dx ? reshape(matmul(dz, w), x_shape) : Tensor(),
         need_dw ? matmul(transpose(dz, 0, 1), x) : Tensor(),

@@ -1,6 +1,6 @@
 """PyTorch peer of bench/train_step_bench.cpp: one nanoGPT-char training step.
 
-A straightforward nanoGPT-style model (eager PyTorch, no torch.compile) with
+A straightforward nanoGPT-style model (eager PyTorch; --compile for torch.compile) with
 the shape and initialisation of attnlab's GPT: learned positions, pre-norm
 blocks with LayerNorm (bias), GELU MLP (4x), tied LM head; weights N(0, 0.02),
 the two projections into the residual stream N(0, 0.02 / sqrt(2 layers)),
@@ -166,7 +166,10 @@ def main():
                     help="CPU: intra-op threads (torch.set_num_threads); 0 keeps torch's default")
     ap.add_argument("--attention", default="mha,flash")
     ap.add_argument("--precision", default=None,
-                    help="fp32 and/or tf32 (CUDA only); default fp32,tf32 on CUDA, fp32 on the CPU")
+                    help="fp32, tf32 and/or bf16 (CUDA only: bf16 autocast around the forward and the "
+                         "loss, as nanoGPT's); default fp32,tf32 on CUDA, fp32 on the CPU")
+    ap.add_argument("--compile", action="store_true",
+                    help="torch.compile the model (compiled during the warmup steps)")
     ap.add_argument("--dropout", type=float, default=0.0,
                     help="after the embeddings and on each residual branch (nanoGPT's dropout)")
     ap.add_argument("--attn-dropout", type=float, default=0.0, help="on the attention probabilities")
@@ -185,8 +188,8 @@ def main():
     dev = torch.device(a.device)
     precisions = (a.precision or ("fp32" if on_cpu else "fp32,tf32")).split(",")
     for p in precisions:
-        if p not in ("fp32", "tf32") or (on_cpu and p == "tf32"):
-            ap.error(f"--precision {p}: fp32 or tf32 on CUDA, fp32 on the CPU")
+        if p not in ("fp32", "tf32", "bf16") or (on_cpu and p != "fp32"):
+            ap.error(f"--precision {p}: fp32, tf32 or bf16 on CUDA, fp32 on the CPU")
 
     threads = {}
     if on_cpu:
@@ -208,6 +211,8 @@ def main():
             model = GPT(a.vocab, a.block, a.layers, a.heads, a.embd, impl,
                         a.dropout, a.attn_dropout).to(dev)
             model.train()  # dropout active: the step is a training step
+            run = torch.compile(model) if a.compile else model
+            bf16 = precision == "bf16"
             decay = [p for p in model.parameters() if p.dim() >= 2]
             no_decay = [p for p in model.parameters() if p.dim() < 2]
             opt, adamw_kind = make_adamw(
@@ -226,8 +231,9 @@ def main():
                         split[i] = (t - t0) * 1e3
                         t0 = t
 
-                logits = model(x)
-                loss = F.cross_entropy(logits.view(-1, logits.size(-1)), y.view(-1))
+                with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=bf16):
+                    logits = run(x)
+                    loss = F.cross_entropy(logits.view(-1, logits.size(-1)), y.view(-1))
                 lap(0)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -276,7 +282,7 @@ def main():
                 print(prof.key_averages().table(sort_by="self_cpu_time_total" if on_cpu else "cuda_time_total",
                                                 row_limit=30, max_name_column_width=70))
             print(json.dumps({
-                "impl": "torch eager", "attention": attention, "precision": precision,
+                "impl": "torch compile" if a.compile else "torch eager", "attention": attention, "precision": precision,
                 "torch_attention": impl, "device": device_name, "torch": torch.__version__,
                 "threads": threads.get("threads"), "blas": threads.get("blas"),
                 "blas_threads": threads.get("blas_threads"), "omp_wait_policy": threads.get("omp_wait_policy"),
@@ -288,7 +294,7 @@ def main():
                 "opt_ms": round(statistics.median(upd), 3), "peak_mib": peak,
                 "params": sum(p.numel() for p in model.parameters()), "loss": round(loss.item(), 4),
                 "steps": a.steps}), flush=True)
-            del model, opt
+            del model, run, opt
             if not on_cpu:
                 torch.cuda.empty_cache()
 

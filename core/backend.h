@@ -60,6 +60,11 @@ struct GemmArgs {
   //                              backward), then C = gelu(C) (tanh form)
   const float* bias = nullptr;
   float* gelu_aux = nullptr;
+  // bfloat16 operands (batch 1 only): when set, A and B are read from these
+  // (same layout and offsets) instead of a and b; C stays float32 and the
+  // products are summed in float32, as bfloat16 tensor cores do.
+  const uint16_t* a_bf16 = nullptr;
+  const uint16_t* b_bf16 = nullptr;
 };
 
 // Where the rows of a [B, H, T, d] operand of flash attention live, in

@@ -1,6 +1,5 @@
 #include "nn/linear.h"
 
-#include "autograd/autocast.h"
 #include "autograd/ops.h"
 #include "core/dispatch.h"
 #include "core/error.h"
@@ -24,9 +23,9 @@ Linear::Linear(int64_t in, int64_t out, bool bias, Generator& gen, float init_st
 Tensor Linear::forward(const Tensor& x) const {
   check(x.dim() >= 1 && x.shape().back() == in_, "Linear: input of shape ", shape_str(x.shape()),
         " does not end in in_features=", in_);
-  // One product with the bias added in its epilogue (autograd/ops_matmul.cpp);
-  // under bfloat16 autocast its operands are rounded first (autograd/autocast.h).
-  return linear(autocast_operand(x), autocast_operand(*weight_), bias_ ? *bias_ : Tensor());
+  // One product with the bias added in its epilogue (autograd/ops_matmul.cpp;
+  // under bfloat16 autocast, a product of bfloat16 operands).
+  return linear(x, *weight_, bias_ ? *bias_ : Tensor());
 }
 
 }  // namespace attn

@@ -16,7 +16,9 @@
 #include <cblas.h>
 
 #include <algorithm>
+#include <vector>
 
+#include "core/bfloat16.h"
 #include "core/cpu/cpu_backend.h"
 #include "core/cpu/parallel.h"
 #include "core/cpu/vmath.h"
@@ -60,11 +62,36 @@ void sgemm(const GemmArgs& g, int64_t m, int64_t n, const float* a, const float*
               static_cast<int>(g.ldb), g.beta, c, static_cast<int>(g.n));
 }
 
+// A bfloat16 operand widened to float32 (exactly: bfloat16 is float32's
+// top half), over the span its layout touches: `rows` stored rows of
+// `cols` values, `ld` apart. The product is then float32 sgemm on the same
+// values, which is what bfloat16 tensor cores compute too.
+std::vector<float> widen(const uint16_t* from, int64_t rows, int64_t cols, int64_t ld) {
+  const int64_t n = rows > 0 && cols > 0 ? (rows - 1) * ld + cols : 0;
+  std::vector<float> out(static_cast<std::size_t>(n));
+  parallel_for(n, int64_t{1} << 16, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) out[i] = bf16_to_float(from[i]);
+  });
+  return out;
+}
+
 }  // namespace
 
 void CpuBackend::gemm(const GemmArgs& g) {
   const bool has_epilogue = g.bias || g.gelu_aux;
   check(g.batch == 1 || !has_epilogue, "gemm: a bias or GELU epilogue needs batch 1, got ", g.batch);
+  if (g.a_bf16 || g.b_bf16) {
+    check(g.a_bf16 && g.b_bf16 && g.batch == 1, "gemm: bfloat16 operands come in pairs, batch 1");
+    const std::vector<float> a = widen(g.a_bf16 + g.a_offsets[0], g.trans_a ? g.k : g.m,
+                                       g.trans_a ? g.m : g.k, g.lda);
+    const std::vector<float> b = widen(g.b_bf16 + g.b_offsets[0], g.trans_b ? g.n : g.k,
+                                       g.trans_b ? g.k : g.n, g.ldb);
+    GemmArgs f = g;
+    f.a = a.data(), f.b = b.data(), f.a_bf16 = f.b_bf16 = nullptr;
+    const int64_t zero = 0;
+    f.a_offsets = f.b_offsets = &zero;
+    return gemm(f);
+  }
   const int64_t work = g.m * g.n * g.k;
   if (g.batch > 1) {
     // Small products (attention's per-head ones) are grouped so a piece is

@@ -51,6 +51,7 @@ const CublasLibrary& cublas_library() {
   lib->fn = reinterpret_cast<decltype(lib->fn)>(dlsym(handle, ATTN_SYMBOL_OF(fn))); \
   if (!lib->fn) fail("cuBLAS: the loaded libcublas has no ", ATTN_SYMBOL_OF(fn));
     ATTN_CUBLAS_FUNCTIONS(ATTN_CUBLAS_LOAD)
+    ATTN_CUBLAS_LOAD(cublasGemmEx)
 #undef ATTN_CUBLAS_LOAD
     return lib.release();
   }();

@@ -29,6 +29,13 @@ struct CublasLibrary {
 #define ATTN_CUBLAS_POINTER(fn) decltype(&::fn) fn = nullptr;
   ATTN_CUBLAS_FUNCTIONS(ATTN_CUBLAS_POINTER)
 #undef ATTN_CUBLAS_POINTER
+  // The mixed-type product (bfloat16 operands). cublas_api.h overloads its
+  // name with an inline C++ wrapper, so the exported function's type is
+  // spelled out.
+  cublasStatus_t (*cublasGemmEx)(cublasHandle_t, cublasOperation_t, cublasOperation_t, int, int, int,
+                                 const void*, const void*, cudaDataType, int, const void*, cudaDataType,
+                                 int, const void*, void*, cudaDataType, int, cublasComputeType_t,
+                                 cublasGemmAlgo_t) = nullptr;
 };
 
 // Opens libcublas on the first call (thread-safe; it stays open until the

@@ -352,9 +352,28 @@ void CudaBackend::gemm(const GemmArgs& g) {
   activate();
   const bool epilogue = g.bias || g.gelu_aux;
   check(!epilogue || g.batch == 1, "gemm: a bias or GELU epilogue needs batch 1, got ", g.batch);
-  if (epilogue && g.k > 0 && gemm_lt(g)) return;
-  gemm_blas(g);
+  const bool bf16 = g.a_bf16 || g.b_bf16;
+  check(!bf16 || (g.a_bf16 && g.b_bf16 && g.batch == 1), "gemm: bfloat16 operands come in pairs, batch 1");
+  if ((epilogue || bf16) && g.k > 0 && gemm_lt(g)) return;
+  if (bf16 && g.k > 0)
+    gemm_bf16(g);
+  else
+    gemm_blas(g);
   if (epilogue) gemm_epilogue_passes(g);
+}
+
+// bfloat16 operands where cuBLASLt has no kernel for the layout: cuBLAS's
+// mixed-type product, float32 sums and output.
+void CudaBackend::gemm_bf16(const GemmArgs& g) {
+  cublasHandle_t h = blas();
+  const cuda::CublasLibrary& lib = cuda::cublas_library();
+  const cublasOperation_t op_b = g.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
+  const cublasOperation_t op_a = g.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
+  const int m = static_cast<int>(g.n), n = static_cast<int>(g.m), k = static_cast<int>(g.k);
+  ATTN_CUBLAS_CHECK(lib.cublasGemmEx(h, op_b, op_a, m, n, k, &g.alpha, g.b_bf16 + g.b_offsets[0], CUDA_R_16BF,
+                                     static_cast<int>(g.ldb), g.a_bf16 + g.a_offsets[0], CUDA_R_16BF,
+                                     static_cast<int>(g.lda), &g.beta, g.c, CUDA_R_32F, m,
+                                     CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
 }
 
 void CudaBackend::gemm_blas(const GemmArgs& g) {
@@ -465,9 +484,13 @@ bool CudaBackend::gemm_lt(const GemmArgs& g) {
   // Column-major as in gemm_blas: D (n x m here) = op(B) op(A), so cuBLASLt's
   // "A" is our B and its "B" our A. Its kernels load 16 bytes at a time:
   // other alignments take the plain path.
-  const float* lt_a = g.b + g.b_offsets[0];
-  const float* lt_b = g.a + g.a_offsets[0];
-  if (!aligned16(lt_a) || !aligned16(lt_b) || !aligned16(g.c) || g.lda % 4 || g.ldb % 4 ||
+  // bfloat16 operands: 2-byte elements (16 bytes = 8 of them), float32 sums.
+  const bool bf16 = g.a_bf16 != nullptr;
+  const void* lt_a = bf16 ? static_cast<const void*>(g.b_bf16 + g.b_offsets[0]) : g.b + g.b_offsets[0];
+  const void* lt_b = bf16 ? static_cast<const void*>(g.a_bf16 + g.a_offsets[0]) : g.a + g.a_offsets[0];
+  const int64_t per16 = bf16 ? 8 : 4;
+  const cudaDataType_t ab_type = bf16 ? CUDA_R_16BF : CUDA_R_32F;
+  if (!aligned16(lt_a) || !aligned16(lt_b) || !aligned16(g.c) || g.lda % per16 || g.ldb % per16 ||
       g.n % 4 || (g.bias && !aligned16(g.bias)) ||
       (g.gelu_aux && !aligned16(g.gelu_aux)))
     return false;
@@ -477,7 +500,7 @@ bool CudaBackend::gemm_lt(const GemmArgs& g) {
   const cuda::CublasLibrary& lib = cuda::cublas_library();
   LtCall call;
   ATTN_CUBLAS_CHECK(lib.cublasLtMatmulDescCreate(
-      &call.op, cuda_tf32() ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F, CUDA_R_32F));
+      &call.op, cuda_tf32() && !bf16 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F, CUDA_R_32F));
   set_attr(call.op, CUBLASLT_MATMUL_DESC_TRANSA, op_a);
   set_attr(call.op, CUBLASLT_MATMUL_DESC_TRANSB, op_b);
   set_attr(call.op, CUBLASLT_MATMUL_DESC_EPILOGUE,
@@ -486,9 +509,9 @@ bool CudaBackend::gemm_lt(const GemmArgs& g) {
   float* d = g.gelu_aux ? g.gelu_aux : g.c;  // with GELU, the product goes to the pre-activation
   const bool ta = op_a == CUBLAS_OP_T, tb = op_b == CUBLAS_OP_T;
   ATTN_CUBLAS_CHECK(
-      lib.cublasLtMatrixLayoutCreate(&call.a, CUDA_R_32F, ta ? k : m, ta ? m : k, g.ldb));
+      lib.cublasLtMatrixLayoutCreate(&call.a, ab_type, ta ? k : m, ta ? m : k, g.ldb));
   ATTN_CUBLAS_CHECK(
-      lib.cublasLtMatrixLayoutCreate(&call.b, CUDA_R_32F, tb ? n : k, tb ? k : n, g.lda));
+      lib.cublasLtMatrixLayoutCreate(&call.b, ab_type, tb ? n : k, tb ? k : n, g.lda));
   ATTN_CUBLAS_CHECK(lib.cublasLtMatrixLayoutCreate(&call.c, CUDA_R_32F, m, n, m));
   ATTN_CUBLAS_CHECK(lib.cublasLtMatmulPreferenceCreate(&call.pref));
   const uint64_t workspace = kLtWorkspace;

@@ -151,10 +151,12 @@ class CudaBackend final : public Backend {
  private:
   cublasHandle_t blas();
   cublasLtHandle_t blas_lt();
-  // gemm's parts (cuda_backend.cu): the product through cuBLAS; the product
-  // with its epilogue fused through cuBLASLt (false when cuBLASLt has no
-  // kernel for the layout); the epilogue as separate passes.
+  // gemm's parts (cuda_backend.cu): the product through cuBLAS (float32
+  // operands, or bfloat16 ones); the product with its epilogue, or with
+  // bfloat16 operands, through cuBLASLt (false when cuBLASLt has no kernel
+  // for the layout); the epilogue as separate passes.
   void gemm_blas(const GemmArgs& args);
+  void gemm_bf16(const GemmArgs& args);
   bool gemm_lt(const GemmArgs& args);
   void gemm_epilogue_passes(const GemmArgs& args);
 

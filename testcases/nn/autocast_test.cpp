@@ -4,13 +4,16 @@
 // rounded operands.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <tuple>
 #include <vector>
 
 #include "autograd/autocast.h"
 #include "autograd/engine.h"
 #include "autograd/ops.h"
 #include "core/bfloat16.h"
+#include "core/dispatch.h"
 #include "core/random.h"
 #include "nn/linear.h"
 #include "testcases/error_of.h"
@@ -86,4 +89,107 @@ TEST(Autocast, LinearMultipliesRoundedOperands) {
       far = std::max(far, std::fabs(double(full[i * 8 + o]) - want));
     }
   EXPECT_GT(far, 1e-4) << "the float32 product should differ from the bfloat16 one";
+}
+
+namespace {
+
+// The double-precision product sum_k round(a[i, k]) * round(b[k, j]) of
+// row-major a [m, k] and b [k, n] (element (k, j) of b at b[k * bs0 + j * bs1]).
+std::vector<double> rounded_product(const std::vector<float>& a, const std::vector<float>& b, int m, int k, int n,
+                                    int bs0, int bs1) {
+  std::vector<double> c(static_cast<std::size_t>(m) * n, 0.0);
+  for (int i = 0; i < m; ++i)
+    for (int j = 0; j < n; ++j)
+      for (int t = 0; t < k; ++t)
+        c[i * n + j] += double(rounded(a[i * k + t])) * double(rounded(b[t * bs0 + j * bs1]));
+  return c;
+}
+
+}  // namespace
+
+// The backward's products take bfloat16 operands too: dz (here the
+// upstream gradient, no GELU) rounded, against the rounded w and x; the
+// bias gradient sums the unrounded dz.
+TEST(Autocast, LinearBackwardMultipliesRoundedGradients) {
+  Generator gen(11);
+  const int rows = 6, in = 40, out = 9;
+  Linear layer(in, out, true, gen, 0.5f);
+  Tensor x = randn({rows, in}, gen).set_requires_grad();
+  const Tensor g = randn({rows, out}, gen);
+  {
+    const AutocastGuard on(DType::BFloat16);
+    sum(layer.forward(x) * g).backward();
+  }
+  const std::vector<float> xs = x.to_vector(), ws = layer.weight().to_vector(), gs = g.to_vector();
+  std::vector<float> gt(gs.size());  // g^T [out, rows]
+  for (int r = 0; r < rows; ++r)
+    for (int o = 0; o < out; ++o) gt[o * rows + r] = gs[r * out + o];
+  const std::vector<double> dx = rounded_product(gs, ws, rows, out, in, in, 1);   // g [rows, out] @ w [out, in]
+  const std::vector<double> dw = rounded_product(gt, xs, out, rows, in, in, 1);   // g^T @ x
+  const std::vector<float> got_dx = x.grad().to_vector(), got_dw = layer.weight().grad().to_vector();
+  const std::vector<float> got_db = layer.bias()->grad().to_vector();
+  double off_full = 0;
+  for (std::size_t i = 0; i < dx.size(); ++i) {
+    EXPECT_NEAR(got_dx[i], dx[i], 1e-5 * (1 + std::fabs(dx[i]))) << "dx " << i;
+    double full = 0;  // the float32 gradient without rounding
+    for (int o = 0; o < out; ++o) full += double(gs[(i / in) * out + o]) * ws[o * in + i % in];
+    off_full = std::max(off_full, std::fabs(full - dx[i]));
+  }
+  EXPECT_GT(off_full, 1e-4) << "dx must come from the rounded operands";
+  for (std::size_t i = 0; i < dw.size(); ++i) EXPECT_NEAR(got_dw[i], dw[i], 1e-5 * (1 + std::fabs(dw[i]))) << "dw " << i;
+  for (int o = 0; o < out; ++o) {
+    double want = 0;
+    for (int r = 0; r < rows; ++r) want += gs[r * out + o];
+    EXPECT_NEAR(got_db[o], want, 1e-5) << "db sums the float32 gradient, " << o;
+  }
+}
+
+// The MLP's first layer (linear with GELU in its epilogue) is under autocast
+// like every Linear: gelu(round(x) round(w)^T + b).
+TEST(Autocast, LinearWithGeluMultipliesRoundedOperands) {
+  Generator gen(12);
+  const int rows = 4, in = 32, out = 16;
+  const Tensor x = randn({rows, in}, gen), w = randn({out, in}, gen), b = randn({out}, gen);
+  Tensor y;
+  {
+    const AutocastGuard on(DType::BFloat16);
+    y = linear(x, w, b, LinearActivation::Gelu);
+  }
+  const std::vector<float> xs = x.to_vector(), ws = w.to_vector(), bs = b.to_vector(), got = y.to_vector();
+  const std::vector<double> z = rounded_product(xs, ws, rows, in, out, 1, in);  // x @ w^T
+  for (int i = 0; i < rows; ++i)
+    for (int o = 0; o < out; ++o) {
+      const double u = z[i * out + o] + bs[o];
+      const double want = 0.5 * u * (1 + std::tanh(0.7978845608028654 * (u + 0.044715 * u * u * u)));
+      EXPECT_NEAR(got[i * out + o], want, 2e-5 * (1 + std::fabs(want))) << i << "," << o;
+    }
+}
+
+// On a GPU the products run on bfloat16 tensor cores (cuBLASLt, or cuBLAS's
+// mixed-type product where the layout has no cuBLASLt kernel: in = 61): the
+// same products as the CPU's, summed in another order.
+TEST(Autocast, GpuLinearMatchesTheCpu) {
+  if (!cuda_available()) GTEST_SKIP() << "no CUDA device";
+  for (const auto& [in, out, gelu] : std::vector<std::tuple<int, int, bool>>{{64, 48, true}, {61, 7, false}}) {
+    Generator gen(13);
+    const Tensor x = randn({33, in}, gen), w = randn({out, in}, gen), b = randn({out}, gen);
+    const Tensor g = randn({33, out}, gen);
+    const LinearActivation act = gelu ? LinearActivation::Gelu : LinearActivation::None;
+    std::vector<std::vector<float>> results[2];
+    for (int d = 0; d < 2; ++d) {
+      const Device dev = d == 0 ? Device::cpu() : Device::cuda();
+      Tensor xd = x.to(dev).set_requires_grad(), wd = w.to(dev).set_requires_grad(), bd = b.to(dev).set_requires_grad();
+      {
+        const AutocastGuard on(DType::BFloat16);
+        const Tensor y = linear(xd, wd, bd, act);
+        sum(y * g.to(dev)).backward();
+        results[d] = {y.to_vector(), xd.grad().to_vector(), wd.grad().to_vector(), bd.grad().to_vector()};
+      }
+    }
+    const char* names[] = {"y", "dx", "dw", "db"};
+    for (int r = 0; r < 4; ++r)
+      for (std::size_t i = 0; i < results[0][r].size(); ++i)
+        EXPECT_NEAR(results[1][r][i], results[0][r][i], 1e-4 * (1 + std::fabs(results[0][r][i])))
+            << names[r] << " " << i << " (in " << in << ")";
+  }
 }
