@@ -5,11 +5,14 @@
 // weights and the optimizer's moments (a small update added to a bfloat16
 // weight would round away), norms, softmax, attention scores, the loss.
 //
-// The rounding is an op of its own (round_to_bfloat16) whose gradient passes
-// straight through: the derivative of "the same number, rounded" is taken
-// as 1, and the gradients stay float32. On the CPU the rounded operands are
-// float32 tensors holding bfloat16 values, so the products are the library's
-// float32 ones: the numbers of bfloat16 training, not its speed.
+// Linear layers (autograd/ops_matmul.cpp, linear()) read the guard
+// themselves: their three products (forward, dx, dw) multiply bfloat16
+// tensors, the output gradient rounded too, as PyTorch's bfloat16 backward
+// does; on the GPU those are bfloat16 tensor-core products, on the CPU
+// float32 ones over the widened (exact) values. The tied LM head, a
+// matmul, takes its operands through autocast_operand below: a rounding op
+// whose gradient passes straight through (the derivative of "the same
+// number, rounded" is taken as 1), its product and gradients float32.
 #pragma once
 #include "core/dtype.h"
 #include "core/tensor.h"
@@ -34,8 +37,8 @@ DType autocast_dtype();
 // Differentiable: dL/dx = dL/dy.
 Tensor round_to_bfloat16(const Tensor& x);
 
-// An operand of a product: round_to_bfloat16(x) under bfloat16 autocast,
-// else x itself.
+// An operand of a matmul (the LM head): round_to_bfloat16(x) under
+// bfloat16 autocast, else x itself.
 Tensor autocast_operand(const Tensor& x);
 
 }  // namespace attn
