@@ -17,6 +17,7 @@
 #include "train/compare.h"
 #include "train/compare_cli.h"
 #include "train/convert.h"
+#include "train/launch.h"
 #include "train/lesson_grade.h"
 #include "train/lesson_runner.h"
 #include "train/sampling.h"
@@ -336,6 +337,16 @@ int main(int argc, char** argv) {
   EvalOptions eval_opts;
   auto* eval_cmd = add_eval_command(app, eval_opts);
 
+  LaunchOptions launch_opts;
+  std::vector<std::string> launch_command;
+  auto* launch_cmd = app.add_subcommand("launch", "start one process per rank on this machine (as torchrun does): "
+                                                  "attnlab launch --nproc N -- COMMAND ...");
+  launch_cmd->add_option("--nproc", launch_opts.ranks, "ranks (processes) to start")->check(kWholeNumber);
+  launch_cmd->add_option("--grace", launch_opts.grace_s,
+                         "seconds between SIGTERM and SIGKILL for the other ranks when one fails");
+  launch_cmd->add_flag("--nccl", launch_opts.nccl, "hand the ranks an NCCL unique id (ATTNLAB_NCCL_ID)");
+  launch_cmd->add_option("command", launch_command, "the command each rank runs (after --)");
+
   if (const std::string bad = unknown_command(app, argc, argv); !bad.empty()) {
     std::fprintf(stderr, "%s", bad.c_str());
     return static_cast<int>(CLI::ExitCodes::ExtrasError);
@@ -366,6 +377,7 @@ int main(int argc, char** argv) {
     // With several ranks, rank 0 alone prints results (every rank computes them).
     const bool speaks = comm::world().rank() == 0;
     if (demo_cmd->parsed()) return run_demo(demo_steps, demo_seed);
+    if (launch_cmd->parsed()) return launch(launch_opts, launch_command);
     if (sample_cmd->parsed()) {
       check(so.stream || (sinks_opt->count() == 0 && window_opt->count() == 0),
             "sample: --sinks and --window shape the rolling cache of --stream; add --stream");
