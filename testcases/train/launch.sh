@@ -46,7 +46,9 @@ set -e
 # 5. SIGINT to the launcher reaches every rank once; they stop on their own.
 "$bin" launch --nproc 2 -- sh -c 'trap "echo int >> $0/int$ATTNLAB_RANK; exit 0" INT; touch "$0/up$ATTNLAB_RANK"; while :; do sleep 0.1; done' "$dir" &
 launcher=$!
-(sleep 30; kill -KILL "$launcher" 2> /dev/null) &  # should the ranks never hear of it
+# A watchdog, should the ranks never hear of it. Its output goes nowhere:
+# a sleep left holding ctest's pipe would keep ctest waiting for it.
+(sleep 30; kill -KILL "$launcher") > /dev/null 2>&1 &
 watchdog=$!
 for _ in $(seq 100); do [ -e "$dir/up0" ] && [ -e "$dir/up1" ] && break; sleep 0.1; done
 kill -INT "$launcher"
