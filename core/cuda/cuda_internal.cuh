@@ -178,6 +178,22 @@ constexpr int kThreads = 256;
 // (reduce.cu) and of the norms' parameter gradients (fused.cu).
 void sum_partials(float* out, const double* part, int64_t splits, int64_t n);
 
+// Launches kernel<G> with a warp per row (rows of at most 1024 columns) or
+// a block per row, on the thread's stream: the row kernels of softmax.cu
+// and fused.cu.
+#define ATTN_ROW_LAUNCH(kernel, rows, cols, ...)                                             \
+  do {                                                                                       \
+    if ((cols) <= 1024) {                                                                    \
+      const int64_t per_block = ::attn::cuda::kThreads / 32;                                 \
+      kernel<32><<<static_cast<unsigned>(((rows) + per_block - 1) / per_block),              \
+                   ::attn::cuda::kThreads, 0, ::attn::cuda::stream()>>>(__VA_ARGS__);        \
+    } else {                                                                                 \
+      kernel<::attn::cuda::kThreads><<<static_cast<unsigned>(rows), ::attn::cuda::kThreads,  \
+                                       0, ::attn::cuda::stream()>>>(__VA_ARGS__);            \
+    }                                                                                        \
+    ATTN_CUDA_LAUNCHED(#kernel);                                                             \
+  } while (0)
+
 inline unsigned blocks_for(int64_t n, int threads = kThreads) {
   int64_t b = (n + threads - 1) / threads;
   if (b < 1) b = 1;

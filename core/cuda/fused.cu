@@ -304,18 +304,6 @@ __global__ void adamw_kernel(AdamWBatch batch, Backend::AdamW h) {
   }
 }
 
-#define ATTN_ROW_LAUNCH(kernel, rows, cols, ...)                                             \
-  do {                                                                                       \
-    if ((cols) <= 1024) {                                                                    \
-      const int64_t per_block = kThreads / 32;                                               \
-      kernel<32><<<static_cast<unsigned>(((rows) + per_block - 1) / per_block), kThreads, 0, \
-                   stream()>>>(__VA_ARGS__);                                                 \
-    } else {                                                                                 \
-      kernel<kThreads><<<static_cast<unsigned>(rows), kThreads, 0, stream()>>>(__VA_ARGS__); \
-    }                                                                                        \
-    ATTN_CUDA_LAUNCHED(#kernel);                                                             \
-  } while (0)
-
 }  // namespace
 
 void CudaBackend::layer_norm(float* y, float* mean, float* rstd, const float* x, const float* w,

@@ -220,19 +220,6 @@ __global__ void cross_entropy_backward_kernel(float* dz, const float* logits, co
   }
 }
 
-// Launches kernel<G> with a warp per row (short rows) or a block per row.
-#define ATTN_ROW_LAUNCH(kernel, rows, cols, ...)                                             \
-  do {                                                                                       \
-    if ((cols) <= 1024) {                                                                    \
-      const int64_t per_block = kThreads / 32;                                               \
-      kernel<32><<<static_cast<unsigned>(((rows) + per_block - 1) / per_block), kThreads, 0, \
-                   stream()>>>(__VA_ARGS__);                                                 \
-    } else {                                                                                 \
-      kernel<kThreads><<<static_cast<unsigned>(rows), kThreads, 0, stream()>>>(__VA_ARGS__); \
-    }                                                                                        \
-    ATTN_CUDA_LAUNCHED(#kernel);                                                             \
-  } while (0)
-
 }  // namespace
 
 void CudaBackend::softmax(bool log, float* out, const float* in, int64_t rows, int64_t cols) {

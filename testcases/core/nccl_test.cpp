@@ -4,7 +4,6 @@
 #include <gtest/gtest.h>
 
 #include <cstdlib>
-#include <functional>
 #include <string>
 #include <vector>
 
@@ -12,23 +11,16 @@
 #include "core/comm/nccl_library.h"
 #include "core/dispatch.h"
 #include "core/error.h"
+#include "testcases/error_of.h"
 #ifdef ATTNLAB_WITH_CUDA
 #include "core/comm/nccl_communicator.h"
 #endif
 
 namespace {
 
+using attn::error_of;
 using attn::comm::nccl_available;
 using attn::comm::open_nccl_library;
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const attn::Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
 
 bool has(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
 

@@ -5,7 +5,7 @@
 # and a GPU test sees only by luck. This check reads core/cuda/*.cu and
 # fails, naming the file and the statement, on any such call.
 #   cmake -DSOURCE_DIR=<repo> -P cuda_stream_check.cmake
-file(GLOB sources ${SOURCE_DIR}/core/cuda/*.cu)
+file(GLOB sources ${SOURCE_DIR}/core/cuda/*.cu ${SOURCE_DIR}/core/cuda/*.cuh)
 set(bad 0)
 foreach(file ${sources})
   file(READ ${file} text)
