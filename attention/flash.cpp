@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "autograd/autocast.h"
 #include "autograd/checks.h"
 #include "autograd/node.h"
 #include "autograd/ops.h"
@@ -133,8 +134,11 @@ Tensor flash_op(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, cons
   if (blocks) a.window = 0, a.causal = false;
   a.scale = o.scale > 0 ? o.scale : 1.0f / std::sqrt(static_cast<float>(d));
   a.alibi = o.alibi.empty() ? nullptr : o.alibi.data();
-  // Dropout's parameters travel beside FlashArgs (see core/backend.h).
+  // Dropout's parameters and the products' precision travel beside FlashArgs (see core/backend.h).
   const AttentionDropoutArgs drop = o.dropout;
+  const FlashProducts products = autocast_dtype() == DType::BFloat16 && !forward && !blocks
+                                     ? FlashProducts::BFloat16
+                                     : FlashProducts::Float32;
   if (out.numel() > 0) {
     for (const HeadGroup& g : groups) {
       if (forward)  // code of its own, which may know nothing of streams
@@ -142,14 +146,14 @@ Tensor flash_op(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, cons
       else if (blocks)
         backend_for(device).block_sparse_flash_forward(a, blocks->list(), dropping(drop));
       else
-        backend_for(device).flash_attention_forward(group_args(a, g), dropping(group_dropout(drop, g)));
+        backend_for(device).flash_attention_forward(group_args(a, g), dropping(group_dropout(drop, g)), products);
     }
   }
   if (lse_out) *lse_out = lse;
   // The backward keeps q, k, v, out and lse: O(T d), never the T x T weights.
   // With dropout, the backward regenerates the forward's decisions from drop.
   return record(out, op, {q_in, k_in, v_in},
-                [a, q, k, v, out = out.detach(), lse, alibi = o.alibi, drop, groups,
+                [a, q, k, v, out = out.detach(), lse, alibi = o.alibi, drop, products, groups,
                                           blocks](const Tensor& g) mutable {
     // dout is read in out's layout (the usual case: the gradient of the
     // output projection's input arrives in it); else copied into it.
@@ -175,24 +179,39 @@ Tensor flash_op(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, cons
         backend_for(q.device()).flash_attention_backward(
             ga, dout.data<float>() + at_q, dq.data<float>() + at_q,
             dk.data<float>() + kv0 * a.k_at.head, dv.data<float>() + kv0 * a.v_at.head,
-            dropping(group_dropout(drop, group)));
+            dropping(group_dropout(drop, group)), products);
       }
     }
     return std::vector<Tensor>{dq, dk, dv};
   });
 }
 
+// Under bfloat16 autocast the products read bfloat16 operands (FlashProducts
+// in core/backend.h), as torch.autocast's attention does; a block list or a
+// kernel passed in (chapter 14's) keeps float32. The CUDA kernels round Q,
+// K and V themselves; the CPU kernel multiplies float32, so they are
+// rounded here, with a straight-through gradient, and both devices see the
+// same operands.
+Tensor flash_autocast(const Tensor& q, const Tensor& k, const Tensor& v, const FlashOptions& o,
+                      std::vector<HeadGroup> groups, Tensor* lse_out, const FlashForward& forward) {
+  const bool bf16 = autocast_dtype() == DType::BFloat16 && !forward && !o.blocks;
+  const bool cpu = q.defined() && k.defined() && v.defined() && q.device().is_cpu();
+  if (!bf16 || !cpu) return flash_op(q, k, v, o, std::move(groups), lse_out, forward);
+  return flash_op(round_to_bfloat16(q), round_to_bfloat16(k), round_to_bfloat16(v), o,
+                  std::move(groups), lse_out, forward);
+}
+
 }  // namespace
 
 Tensor flash_attention(const Tensor& q, const Tensor& k, const Tensor& v, const FlashOptions& o,
                        Tensor* lse_out, const FlashForward& forward) {
-  return flash_op(q, k, v, o, {}, lse_out, forward);
+  return flash_autocast(q, k, v, o, {}, lse_out, forward);
 }
 
 Tensor flash_attention_groups(const Tensor& q, const Tensor& k, const Tensor& v,
                               const FlashOptions& o, const std::vector<HeadGroup>& groups) {
   check(!groups.empty(), "flash_attention: no head groups given");
-  return flash_op(q, k, v, o, groups, nullptr, {});
+  return flash_autocast(q, k, v, o, groups, nullptr, {});
 }
 
 AttentionKernel flash_kernel(int64_t window) {

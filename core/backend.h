@@ -79,6 +79,17 @@ inline FlashLayout contiguous_layout(int64_t heads, int64_t t, int64_t d) {
   return {heads * t * d, t * d, d};
 }
 
+// What flash attention's products multiply; it travels beside FlashArgs, as
+// dropout does (chapter 14's kernel implements FlashArgs alone). BFloat16
+// (bfloat16 autocast): Q, K, V, the probabilities P, dout and dS are
+// rounded to bfloat16 as the products read them, and every sum accumulates
+// in float32, as FlashAttention-2 does in bfloat16; the softmax statistics,
+// out, lse and the gradients stay float32. The CUDA kernels run it on
+// bfloat16 tensor cores (without a block list; with one, float32). The CPU
+// kernel multiplies in float32 whatever is asked: its caller rounds Q, K
+// and V first (attention/flash.cpp), and P, dout, dS stay float32 there.
+enum class FlashProducts { Float32, BFloat16 };
+
 // Flash attention on q/out [B, H, Tq, d] and k/v [B, Hkv, Tk, d], each stored
 // densely (exactly B*H*T*d floats from its pointer) in the layout given.
 // Query head h reads K/V head h / (H / Hkv). Key j is allowed for query i
@@ -302,11 +313,14 @@ class Backend {
   // over the undropped P; the backward regenerates Z. It travels beside
   // FlashArgs, not in it: chapter 14's student kernel implements FlashArgs
   // as it is and never sees dropout.
+  // `products`: see FlashProducts.
   virtual void flash_attention_forward(const FlashArgs& args,
-                                       const AttentionDropoutArgs* dropout = nullptr);
+                                       const AttentionDropoutArgs* dropout = nullptr,
+                                       FlashProducts products = FlashProducts::Float32);
   virtual void flash_attention_backward(const FlashArgs& args, const float* dout, float* dq,
                                         float* dk, float* dv,
-                                        const AttentionDropoutArgs* dropout = nullptr);
+                                        const AttentionDropoutArgs* dropout = nullptr,
+                                        FlashProducts products = FlashProducts::Float32);
   // The same over the blocks of `blocks` only, which alone say which pairs
   // are allowed (args.causal false, args.window 0): the time is that of the
   // blocks visited, not of Tq x Tk. A separate entry point, not a FlashArgs

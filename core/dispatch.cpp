@@ -16,12 +16,12 @@ bool cuda_device_present();        // false (no exception) without a GPU or driv
 std::string cuda_unavailable_reason();
 #endif
 
-void Backend::flash_attention_forward(const FlashArgs&, const AttentionDropoutArgs*) {
+void Backend::flash_attention_forward(const FlashArgs&, const AttentionDropoutArgs*, FlashProducts) {
   fail("flash_attention: this device has no flash attention kernel yet");
 }
 
 void Backend::flash_attention_backward(const FlashArgs&, const float*, float*, float*, float*,
-                                       const AttentionDropoutArgs*) {
+                                       const AttentionDropoutArgs*, FlashProducts) {
   fail("flash_attention: this device has no flash attention backward kernel yet");
 }
 

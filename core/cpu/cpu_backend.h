@@ -60,10 +60,11 @@ class CpuBackend final : public Backend {
   void adamw(const AdamWTensor* tensors, int count, const AdamW& h) override;
   void attention_dropout(float* out, const float* in, const ProbabilityBlock& block,
                          const AttentionDropoutArgs& args) override;
-  void flash_attention_forward(const FlashArgs& args,
-                               const AttentionDropoutArgs* dropout = nullptr) override;
+  void flash_attention_forward(const FlashArgs& args, const AttentionDropoutArgs* dropout = nullptr,
+                               FlashProducts products = FlashProducts::Float32) override;
   void flash_attention_backward(const FlashArgs& args, const float* dout, float* dq, float* dk,
-                                float* dv, const AttentionDropoutArgs* dropout = nullptr) override;
+                                float* dv, const AttentionDropoutArgs* dropout = nullptr,
+                                FlashProducts products = FlashProducts::Float32) override;
   void block_sparse_flash_forward(const FlashArgs& args, const BlockList& blocks,
                                   const AttentionDropoutArgs* dropout = nullptr) override;
   void block_sparse_flash_backward(const FlashArgs& args, const BlockList& blocks,

@@ -556,12 +556,15 @@ void check_block_list(const FlashArgs& a, const BlockList& l) {
 
 }  // namespace
 
-void CpuBackend::flash_attention_forward(const FlashArgs& a, const AttentionDropoutArgs* dropout) {
+// Float32 products whatever `products` asks (see FlashProducts).
+void CpuBackend::flash_attention_forward(const FlashArgs& a, const AttentionDropoutArgs* dropout,
+                                         FlashProducts) {
   forward(a, nullptr, dropout);
 }
 
 void CpuBackend::flash_attention_backward(const FlashArgs& a, const float* dout, float* dq,
-                                          float* dk, float* dv, const AttentionDropoutArgs* dropout) {
+                                          float* dk, float* dv, const AttentionDropoutArgs* dropout,
+                                          FlashProducts) {
   backward(a, nullptr, dout, dq, dk, dv, dropout);
 }
 

@@ -120,17 +120,19 @@ void CudaBackend::block_sparse_flash_backward(const FlashArgs& args, const Block
   flash_backward_launch(a, dout, delta.as<float>(), dq, dk, dv, dropout, list.view);
 }
 
-void CudaBackend::flash_attention_forward(const FlashArgs& args, const AttentionDropoutArgs* dropout) {
+void CudaBackend::flash_attention_forward(const FlashArgs& args, const AttentionDropoutArgs* dropout,
+                                          FlashProducts products) {
   if (args.batch <= 0 || args.heads <= 0 || args.tq <= 0 || args.dim <= 0) return;
   check_flash(args);
   activate();
   FlashArgs a = args;
   const DeviceSlopes slopes(this, a);
-  flash_forward_launch(a, dropout);
+  flash_forward_launch(a, dropout, {}, products);
 }
 
 void CudaBackend::flash_attention_backward(const FlashArgs& args, const float* dout, float* dq,
-                                           float* dk, float* dv, const AttentionDropoutArgs* dropout) {
+                                           float* dk, float* dv, const AttentionDropoutArgs* dropout,
+                                           FlashProducts products) {
   if (args.batch <= 0 || args.heads <= 0 || args.dim <= 0) return;
   check_flash(args);
   activate();
@@ -138,7 +140,7 @@ void CudaBackend::flash_attention_backward(const FlashArgs& args, const float* d
   const DeviceSlopes slopes(this, a);
   const int64_t q_rows = a.batch * a.heads * a.tq;
   Buffer delta(this, (q_rows > 0 ? q_rows : 1) * sizeof(float));  // D_i = dout_i . out_i
-  flash_backward_launch(a, dout, delta.as<float>(), dq, dk, dv, dropout);
+  flash_backward_launch(a, dout, delta.as<float>(), dq, dk, dv, dropout, {}, products);
 }
 
 }  // namespace attn

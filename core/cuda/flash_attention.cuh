@@ -142,6 +142,55 @@ __device__ __forceinline__ void mma3(float (&c)[4], const FragA& a, float b0, fl
   mma_tf32(c, a.x[0].hi, a.x[1].hi, a.x[2].hi, a.x[3].hi, p.hi, q.hi);
 }
 
+// ---- bfloat16 products (autocast) ----
+//
+// The m16n8k8 shape exists in bfloat16 too, with another lane layout: a lane
+// holds A[g][2t], A[g][2t+1] packed in one register and A[g+8][2t..2t+1] in
+// a second, and B[2t][g], B[2t+1][g] in one. Rename the tf32 shape's k = t
+// as 2t and k = t + 4 as 2t + 1, on A and B alike, and the product is the
+// same sum: so every product site above keeps its loads, and its a0..a3,
+// b0, b1 pack as (a0, a2), (a1, a3), (b0, b1). The float32 values in shared
+// memory are rounded to the nearest bfloat16 as they are packed; one MMA
+// replaces three, at twice the tf32 rate.
+
+// lo in the low half, hi in the high half, each rounded to nearest even.
+__device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
+  uint32_t r;
+  asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
+  return r;
+}
+
+// How a kernel multiplies: Products<false> in float32 (3xTF32, above),
+// Products<true> in bfloat16. Both take an A fragment as the tf32 layout's
+// a0..a3 and B as its b0, b1.
+template <bool BF16>
+struct Products {
+  using Frag = FragA;
+  static __device__ __forceinline__ Frag frag(float a0, float a1, float a2, float a3) {
+    return frag_a(a0, a1, a2, a3);
+  }
+  static __device__ __forceinline__ void mma(float (&c)[4], const Frag& a, float b0, float b1) {
+    mma3(c, a, b0, b1);
+  }
+};
+
+template <>
+struct Products<true> {
+  struct Frag {
+    uint32_t row_g, row_g8;  // A[g][2t..2t+1], A[g+8][2t..2t+1]
+  };
+  static __device__ __forceinline__ Frag frag(float a0, float a1, float a2, float a3) {
+    return {pack_bf16(a0, a2), pack_bf16(a1, a3)};
+  }
+  static __device__ __forceinline__ void mma(float (&c)[4], const Frag& a, float b0, float b1) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k8.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5}, {%6}, "
+        "{%0,%1,%2,%3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a.row_g), "r"(a.row_g8), "r"(pack_bf16(b0, b1)));
+  }
+};
+
 // ---- masks, biases, staging ----
 
 // How a kernel finds its tiles, fixed at compile time so that the dense
@@ -289,11 +338,15 @@ __device__ __forceinline__ void stage_tile(float* dst, const float* src, int64_t
 // Launchers (flash_forward.cu, flash_backward.cu). `a.alibi` is a device
 // pointer here.
 // `drop` (null = none) is attention dropout; `blocks` a block list (default: none).
+// `products`: FlashProducts::BFloat16 runs the bfloat16 kernels (span
+// kernels only: with a block list the products stay float32).
 void flash_forward_launch(const FlashArgs& a, const AttentionDropoutArgs* drop = nullptr,
-                          const flash::DeviceBlocks& blocks = {});
+                          const flash::DeviceBlocks& blocks = {},
+                          FlashProducts products = FlashProducts::Float32);
 void flash_backward_launch(const FlashArgs& a, const float* dout, float* delta, float* dq,
                            float* dk, float* dv, const AttentionDropoutArgs* drop = nullptr,
-                           const flash::DeviceBlocks& blocks = {});
+                           const flash::DeviceBlocks& blocks = {},
+                           FlashProducts products = FlashProducts::Float32);
 
 }  // namespace cuda
 }  // namespace attn

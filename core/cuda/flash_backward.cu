@@ -57,8 +57,9 @@ struct BackwardSmem {
 
 // One query tile against the warp's 16 keys: updates dK, dV in registers and
 // writes dS^T to shared memory. MASKED tests every (query, key) pair; DROP
-// applies the tile's dropout decisions `keep_bits` ([query][key] bits).
-template <int DP, bool MASKED, bool DROP, bool GATHER>
+// applies the tile's dropout decisions `keep_bits` ([query][key] bits);
+// BF16: the products round their operands to bfloat16 (Products<true>).
+template <int DP, bool MASKED, bool DROP, bool GATHER, bool BF16>
 __device__ __forceinline__ void backward_tile(const FlashArgs& a, const float* Ks, const float* Vs,
                                               const float* Qs, const float* Gs, const float* Ls,
                                               const float* Ds, const TileMask& mask,
@@ -66,6 +67,7 @@ __device__ __forceinline__ void backward_tile(const FlashArgs& a, const float* K
                                               float keep_scale, float* dSs, int64_t i0, int64_t j0,
                                               float scale2, float slope2, float (&dk)[DP / 8][4],
                                               float (&dv)[DP / 8][4]) {
+  using P = Products<BF16>;
   constexpr int ld = ld_for(DP), lds = BackwardSmem<DP>::kLdS;
   const int lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
   const int warp_row = (threadIdx.x / 32) * 16;
@@ -82,14 +84,14 @@ __device__ __forceinline__ void backward_tile(const FlashArgs& a, const float* K
     if (kc >= chunks) break;
     const float* kr = Ks + (warp_row + g) * ld + kc * 8 + t;
     const float* vr = Vs + (warp_row + g) * ld + kc * 8 + t;
-    const FragA ka = frag_a(kr[0], kr[8 * ld], kr[4], kr[8 * ld + 4]);
-    const FragA va = frag_a(vr[0], vr[8 * ld], vr[4], vr[8 * ld + 4]);
+    const typename P::Frag ka = P::frag(kr[0], kr[8 * ld], kr[4], kr[8 * ld + 4]);
+    const typename P::Frag va = P::frag(vr[0], vr[8 * ld], vr[4], vr[8 * ld + 4]);
 #pragma unroll
     for (int n = 0; n < 8; ++n) {
       const float* q = Qs + (n * 8 + g) * ld + kc * 8 + t;
       const float* go = Gs + (n * 8 + g) * ld + kc * 8 + t;
-      mma3(s[n], ka, q[0], q[4]);
-      mma3(dp[n], va, go[0], go[4]);
+      P::mma(s[n], ka, q[0], q[4]);
+      P::mma(dp[n], va, go[0], go[4]);
     }
   }
 
@@ -119,15 +121,15 @@ __device__ __forceinline__ void backward_tile(const FlashArgs& a, const float* K
   // in the order 2t, 2t + 1 (see the header).
 #pragma unroll
   for (int kc = 0; kc < 8; ++kc) {
-    const FragA pa = frag_a(s[kc][0], s[kc][2], s[kc][1], s[kc][3]);
-    const FragA sa = frag_a(dp[kc][0], dp[kc][2], dp[kc][1], dp[kc][3]);
+    const typename P::Frag pa = P::frag(s[kc][0], s[kc][2], s[kc][1], s[kc][3]);
+    const typename P::Frag sa = P::frag(dp[kc][0], dp[kc][2], dp[kc][1], dp[kc][3]);
     const float* go = Gs + (kc * 8 + 2 * t) * ld + g;
     const float* q = Qs + (kc * 8 + 2 * t) * ld + g;
 #pragma unroll
     for (int c = 0; c < DP / 8; ++c) {
       if (c >= chunks) break;
-      mma3(dv[c], pa, go[c * 8], go[ld + c * 8]);
-      mma3(dk[c], sa, q[c * 8], q[ld + c * 8]);
+      P::mma(dv[c], pa, go[c * 8], go[ld + c * 8]);
+      P::mma(dk[c], sa, q[c * 8], q[ld + c * 8]);
     }
   }
 
@@ -143,9 +145,10 @@ __device__ __forceinline__ void backward_tile(const FlashArgs& a, const float* K
 
 // dQ for 16 of the tile's queries per warp: dS (queries x 64 keys) K, summed
 // over keys in the order 2t, 2t + 1, then added into dq.
-template <int DP>
+template <int DP, bool BF16>
 __device__ __forceinline__ void backward_dq(const FlashArgs& a, const float* Ks, const float* dSs,
                                             int64_t i0, float* dq_rows) {
+  using P = Products<BF16>;
   constexpr int ld = ld_for(DP), lds = BackwardSmem<DP>::kLdS;
   const int lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
   const int warp_row = (threadIdx.x / 32) * 16;
@@ -157,12 +160,12 @@ __device__ __forceinline__ void backward_dq(const FlashArgs& a, const float* Ks,
   for (int kc = 0; kc < 8; ++kc) {
     // A[m = query g][k = key 2t] = dS^T[key][query].
     const float* sa = dSs + (kc * 8 + 2 * t) * lds + warp_row + g;
-    const FragA da = frag_a(sa[0], sa[8], sa[lds], sa[lds + 8]);
+    const typename P::Frag da = P::frag(sa[0], sa[8], sa[lds], sa[lds + 8]);
     const float* kr = Ks + (kc * 8 + 2 * t) * ld + g;
 #pragma unroll
     for (int c = 0; c < DP / 8; ++c) {
       if (c >= chunks) break;
-      mma3(acc[c], da, kr[c * 8], kr[ld + c * 8]);
+      P::mma(acc[c], da, kr[c * 8], kr[ld + c * 8]);
     }
   }
   const int64_t stride = a.q_at.row;
@@ -191,7 +194,7 @@ __device__ __forceinline__ void backward_dq(const FlashArgs& a, const float* Ks,
 
 // d <= 64: at most 168 registers a thread, so that three blocks (12 warps)
 // share an SM, as their shared memory allows.
-template <int DP, bool DROP, int LIST>
+template <int DP, bool DROP, int LIST, bool BF16>
 __global__ void __launch_bounds__(kBlock, DP <= 64 ? 3 : 1)
     flash_backward_kernel(FlashArgs a, const float* dout, const float* delta, float* dq, float* dk,
                           float* dv, AttentionDropoutArgs drop, DeviceBlocks blocks) {
@@ -255,13 +258,13 @@ __global__ void __launch_bounds__(kBlock, DP <= 64 ? 3 : 1)
         draw_keep_bits(keep_bits, drop, a, b, h, i0, j0);
       __syncthreads();
       if (!mask.bits && tile_is_full(a, i0, j0))
-        backward_tile<DP, false, DROP, GATHER>(a, Ks, Vs, Qs, Gs, Ls, Ds, mask, keep_bits, keep_scale, dSs,
+        backward_tile<DP, false, DROP, GATHER, BF16>(a, Ks, Vs, Qs, Gs, Ls, Ds, mask, keep_bits, keep_scale, dSs,
                                        i0, j0, scale2, slope2, dk_acc, dv_acc);
       else
-        backward_tile<DP, true, DROP, GATHER>(a, Ks, Vs, Qs, Gs, Ls, Ds, mask, keep_bits, keep_scale, dSs,
+        backward_tile<DP, true, DROP, GATHER, BF16>(a, Ks, Vs, Qs, Gs, Ls, Ds, mask, keep_bits, keep_scale, dSs,
                                       i0, j0, scale2, slope2, dk_acc, dv_acc);
       __syncthreads();  // all of dS^T is written
-      backward_dq<DP>(a, Ks, dSs, i0, dq + q_head);
+      backward_dq<DP, BF16>(a, Ks, dSs, i0, dq + q_head);
     };
     if constexpr (listed) {  // the query tiles listed for this block's keys
       const int64_t kb = j0 / kRows;
@@ -287,47 +290,49 @@ __global__ void __launch_bounds__(kBlock, DP <= 64 ? 3 : 1)
   }
 }
 
-template <int DP, bool DROP, int LIST>
+template <int DP, bool DROP, int LIST, bool BF16>
 void launch_kernel(const FlashArgs& a, const float* dout, const float* delta, float* dq, float* dk,
                    float* dv, const AttentionDropoutArgs& drop, const DeviceBlocks& blocks) {
   const int shared = BackwardSmem<DP>::kBytes;
-  ATTN_CUDA_CHECK(cudaFuncSetAttribute(flash_backward_kernel<DP, DROP, LIST>,
-                                       cudaFuncAttributeMaxDynamicSharedMemorySize, shared));
-  ATTN_CUDA_CHECK(cudaFuncSetAttribute(flash_backward_kernel<DP, DROP, LIST>,
-                                       cudaFuncAttributePreferredSharedMemoryCarveout,
+  auto* kernel = flash_backward_kernel<DP, DROP, LIST, BF16>;
+  ATTN_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, shared));
+  ATTN_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
                                        cudaSharedmemCarveoutMaxShared));
   const dim3 grid(static_cast<unsigned>((a.tk + kRows - 1) / kRows),
                   static_cast<unsigned>(a.batch * a.kv_heads));
-  flash_backward_kernel<DP, DROP, LIST>
-      <<<grid, kBlock, shared, stream()>>>(a, dout, delta, dq, dk, dv, drop, blocks);
+  kernel<<<grid, kBlock, shared, stream()>>>(a, dout, delta, dq, dk, dv, drop, blocks);
   ATTN_CUDA_LAUNCHED("flash_backward_kernel");
 }
 
-template <int DP, int LIST>
+// As in the forward, bfloat16 kernels exist for the span only.
+template <int DP, int LIST, bool BF16>
 void launch(const FlashArgs& a, const float* dout, const float* delta, float* dq, float* dk,
             float* dv, const AttentionDropoutArgs* drop, const DeviceBlocks& blocks) {
   if (drop && drop->p > 0)
-    launch_kernel<DP, true, LIST>(a, dout, delta, dq, dk, dv, *drop, blocks);
+    launch_kernel<DP, true, LIST, BF16>(a, dout, delta, dq, dk, dv, *drop, blocks);
   else
-    launch_kernel<DP, false, LIST>(a, dout, delta, dq, dk, dv, AttentionDropoutArgs{}, blocks);
+    launch_kernel<DP, false, LIST, BF16>(a, dout, delta, dq, dk, dv, AttentionDropoutArgs{}, blocks);
 }
 
 template <int DP>
 void launch(const FlashArgs& a, const float* dout, const float* delta, float* dq, float* dk,
-            float* dv, const AttentionDropoutArgs* drop, const DeviceBlocks& blocks) {
-  if (!blocks.row_begin)
-    launch<DP, kSpan>(a, dout, delta, dq, dk, dv, drop, blocks);
-  else if (!blocks.key_position)
-    launch<DP, kListed>(a, dout, delta, dq, dk, dv, drop, blocks);
+            float* dv, const AttentionDropoutArgs* drop, const DeviceBlocks& blocks,
+            FlashProducts products) {
+  if (blocks.row_begin && !blocks.key_position)
+    launch<DP, kListed, false>(a, dout, delta, dq, dk, dv, drop, blocks);
+  else if (blocks.row_begin)
+    launch<DP, kListedGathered, false>(a, dout, delta, dq, dk, dv, drop, blocks);
+  else if (products == FlashProducts::BFloat16)
+    launch<DP, kSpan, true>(a, dout, delta, dq, dk, dv, drop, blocks);
   else
-    launch<DP, kListedGathered>(a, dout, delta, dq, dk, dv, drop, blocks);
+    launch<DP, kSpan, false>(a, dout, delta, dq, dk, dv, drop, blocks);
 }
 
 }  // namespace
 
 void flash_backward_launch(const FlashArgs& a, const float* dout, float* delta, float* dq,
                            float* dk, float* dv, const AttentionDropoutArgs* drop,
-                           const DeviceBlocks& blocks) {
+                           const DeviceBlocks& blocks, FlashProducts products) {
   const int64_t q_rows = a.batch * a.heads * a.tq;
   const int d = static_cast<int>(a.dim);
   // dq is dense (its B*H*Tq*d floats from dq on, in q's layout) and summed into.
@@ -340,9 +345,9 @@ void flash_backward_launch(const FlashArgs& a, const float* dout, float* delta, 
   }
   if (a.tk <= 0) return;
   if (d <= 64)
-    launch<64>(a, dout, delta, dq, dk, dv, drop, blocks);
+    launch<64>(a, dout, delta, dq, dk, dv, drop, blocks, products);
   else
-    launch<128>(a, dout, delta, dq, dk, dv, drop, blocks);
+    launch<128>(a, dout, delta, dq, dk, dv, drop, blocks, products);
 }
 
 }  // namespace cuda

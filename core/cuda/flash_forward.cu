@@ -32,13 +32,15 @@ struct ForwardSmem {
 // One tile of 64 keys for one warp. MASKED tests every (query, key) pair;
 // DROP applies the tile's dropout decisions `keep_bits`; GATHER: the keys
 // were gathered and stand at mask.key_position (only a block list's
-// kernels are compiled with it, so the others carry none of its code).
-template <int DP, bool MASKED, bool DROP, bool GATHER>
+// kernels are compiled with it, so the others carry none of its code);
+// BF16: the products round their operands to bfloat16 (Products<true>).
+template <int DP, bool MASKED, bool DROP, bool GATHER, bool BF16>
 __device__ __forceinline__ void forward_tile(const FlashArgs& a, const TileMask& mask, const float* Qs,
                                              const float* Ks, const float* Vs,
                                              const uint32_t* keep_bits, float keep_scale, int64_t j0,
                                              int64_t i_row0, float scale2, float slope2,
                                              float (&m)[2], float (&l)[2], float (&o)[DP / 8][4]) {
+  using P = Products<BF16>;
   constexpr int ld = ForwardSmem<DP>::kLdQK, ldv = ForwardSmem<DP>::kLdV;
   const int lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
   const int warp_row = (threadIdx.x / 32) * 16;
@@ -56,11 +58,11 @@ __device__ __forceinline__ void forward_tile(const FlashArgs& a, const TileMask&
     const float* q = Qs + (warp_row + g) * ld + kc * 8 + 2 * t;
     const float2 q0 = *reinterpret_cast<const float2*>(q);
     const float2 q1 = *reinterpret_cast<const float2*>(q + 8 * ld);
-    const FragA qa = frag_a(q0.x, q1.x, q0.y, q1.y);
+    const typename P::Frag qa = P::frag(q0.x, q1.x, q0.y, q1.y);
 #pragma unroll
     for (int n = 0; n < 8; ++n) {
       const float2 k = *reinterpret_cast<const float2*>(Ks + (n * 8 + g) * ld + kc * 8 + 2 * t);
-      mma3(s[n], qa, k.x, k.y);
+      P::mma(s[n], qa, k.x, k.y);
     }
   }
 
@@ -111,12 +113,12 @@ __device__ __forceinline__ void forward_tile(const FlashArgs& a, const TileMask&
   // 2t, 2t + 1 (see the header), so the A fragment is c0, c2, c1, c3.
 #pragma unroll
   for (int kc = 0; kc < 8; ++kc) {
-    const FragA pa = frag_a(s[kc][0], s[kc][2], s[kc][1], s[kc][3]);
+    const typename P::Frag pa = P::frag(s[kc][0], s[kc][2], s[kc][1], s[kc][3]);
     const float* v = Vs + (kc * 8 + 2 * t) * ldv + g;
 #pragma unroll
     for (int c = 0; c < DP / 8; ++c) {
       if (c >= chunks) break;
-      mma3(o[c], pa, v[c * 8], v[ldv + c * 8]);
+      P::mma(o[c], pa, v[c * 8], v[ldv + c * 8]);
     }
   }
 }
@@ -126,7 +128,7 @@ __device__ __forceinline__ void forward_tile(const FlashArgs& a, const TileMask&
 // Capping it at 128 registers (4 blocks, 16 warps; the shared tiles of 4
 // blocks still fit in an H100's 228 KB) spills 24 bytes and measured
 // 1.25x faster at T = 256..4096. d = 128 would spill 200 bytes: left as is.
-template <int DP, bool DROP, int LIST>
+template <int DP, bool DROP, int LIST, bool BF16>
 __global__ void __launch_bounds__(kBlock, DP <= 64 ? 4 : 1)
     flash_forward_kernel(FlashArgs a, AttentionDropoutArgs drop, DeviceBlocks blocks) {
   extern __shared__ float smem[];
@@ -175,10 +177,10 @@ __global__ void __launch_bounds__(kBlock, DP <= 64 ? 4 : 1)
       draw_keep_bits(keep_bits, drop, a, b, h, i0, j0);
     __syncthreads();
     if (!mask.bits && tile_is_full(a, i0, j0))
-      forward_tile<DP, false, DROP, GATHER>(a, mask, Qs, Ks, Vs, keep_bits, keep_scale, j0, i_row0, scale2,
+      forward_tile<DP, false, DROP, GATHER, BF16>(a, mask, Qs, Ks, Vs, keep_bits, keep_scale, j0, i_row0, scale2,
                                     slope2, m, l, o);
     else
-      forward_tile<DP, true, DROP, GATHER>(a, mask, Qs, Ks, Vs, keep_bits, keep_scale, j0, i_row0, scale2,
+      forward_tile<DP, true, DROP, GATHER, BF16>(a, mask, Qs, Ks, Vs, keep_bits, keep_scale, j0, i_row0, scale2,
                                    slope2, m, l, o);
   };
   if constexpr (listed) {  // the key tiles the query block's list names
@@ -208,43 +210,48 @@ __global__ void __launch_bounds__(kBlock, DP <= 64 ? 4 : 1)
   }
 }
 
-template <int DP, bool DROP, int LIST>
+template <int DP, bool DROP, int LIST, bool BF16>
 void launch_kernel(const FlashArgs& a, const AttentionDropoutArgs& drop, const DeviceBlocks& blocks) {
   const int shared = ForwardSmem<DP>::kBytes;
-  ATTN_CUDA_CHECK(cudaFuncSetAttribute(flash_forward_kernel<DP, DROP, LIST>,
+  ATTN_CUDA_CHECK(cudaFuncSetAttribute(flash_forward_kernel<DP, DROP, LIST, BF16>,
                                        cudaFuncAttributeMaxDynamicSharedMemorySize, shared));
   const dim3 grid(static_cast<unsigned>((a.tq + kRows - 1) / kRows),
                   static_cast<unsigned>(a.batch * a.heads));
-  flash_forward_kernel<DP, DROP, LIST><<<grid, kBlock, shared, stream()>>>(a, drop, blocks);
+  flash_forward_kernel<DP, DROP, LIST, BF16><<<grid, kBlock, shared, stream()>>>(a, drop, blocks);
   ATTN_CUDA_LAUNCHED("flash_forward_kernel");
 }
 
-template <int DP, int LIST>
+// The bfloat16 kernels exist for the span only (no block list), so that
+// the list kernels are not compiled twice.
+template <int DP, int LIST, bool BF16>
 void launch(const FlashArgs& a, const AttentionDropoutArgs* drop, const DeviceBlocks& blocks) {
   if (drop && drop->p > 0)
-    launch_kernel<DP, true, LIST>(a, *drop, blocks);
+    launch_kernel<DP, true, LIST, BF16>(a, *drop, blocks);
   else
-    launch_kernel<DP, false, LIST>(a, AttentionDropoutArgs{}, blocks);
+    launch_kernel<DP, false, LIST, BF16>(a, AttentionDropoutArgs{}, blocks);
 }
 
 template <int DP>
-void launch(const FlashArgs& a, const AttentionDropoutArgs* drop, const DeviceBlocks& blocks) {
-  if (!blocks.row_begin)
-    launch<DP, kSpan>(a, drop, blocks);
-  else if (!blocks.key_position)
-    launch<DP, kListed>(a, drop, blocks);
+void launch(const FlashArgs& a, const AttentionDropoutArgs* drop, const DeviceBlocks& blocks,
+            FlashProducts products) {
+  if (blocks.row_begin && !blocks.key_position)
+    launch<DP, kListed, false>(a, drop, blocks);
+  else if (blocks.row_begin)
+    launch<DP, kListedGathered, false>(a, drop, blocks);
+  else if (products == FlashProducts::BFloat16)
+    launch<DP, kSpan, true>(a, drop, blocks);
   else
-    launch<DP, kListedGathered>(a, drop, blocks);
+    launch<DP, kSpan, false>(a, drop, blocks);
 }
 
 }  // namespace
 
 void flash_forward_launch(const FlashArgs& a, const AttentionDropoutArgs* drop,
-                          const DeviceBlocks& blocks) {
+                          const DeviceBlocks& blocks, FlashProducts products) {
   if (a.dim <= 64)
-    launch<64>(a, drop, blocks);
+    launch<64>(a, drop, blocks, products);
   else
-    launch<128>(a, drop, blocks);
+    launch<128>(a, drop, blocks, products);
 }
 
 }  // namespace cuda

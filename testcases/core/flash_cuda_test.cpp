@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "autograd/ops.h"
+#include "core/bfloat16.h"
 #include "core/dispatch.h"
 #include "core/error.h"
 #include "core/random.h"
@@ -82,11 +83,23 @@ struct Run {
   Tensor out, lse, dq, dk, dv;
 };
 
-// drop: attention dropout, or null.
-Run run_flash(const Case& c, const Device& dev, int seed, const AttentionDropoutArgs* drop = nullptr) {
-  const Tensor q = normal({c.B, c.H, c.Tq, c.d}, seed).to(dev),
-               k = normal({c.B, c.Hkv, c.Tk, c.d}, seed + 1).to(dev),
-               v = normal({c.B, c.Hkv, c.Tk, c.d}, seed + 2).to(dev),
+// x with every value rounded to the nearest bfloat16 (still float32).
+Tensor bf16_rounded(const Tensor& x) {
+  std::vector<float> v = x.to_vector();
+  for (float& e : v) e = bf16_to_float(bf16_from_float(e));
+  return from_vector(v, x.shape(), x.device());
+}
+
+// drop: attention dropout, or null. round_qkv: q, k and v rounded to
+// bfloat16 first (what the bfloat16 products read, for the CPU reference).
+Run run_flash(const Case& c, const Device& dev, int seed, const AttentionDropoutArgs* drop = nullptr,
+              FlashProducts products = FlashProducts::Float32, bool round_qkv = false) {
+  auto operand = [&](const Shape& s, int salt) {
+    const Tensor x = normal(s, seed + salt);
+    return (round_qkv ? bf16_rounded(x) : x).to(dev);
+  };
+  const Tensor q = operand({c.B, c.H, c.Tq, c.d}, 0), k = operand({c.B, c.Hkv, c.Tk, c.d}, 1),
+               v = operand({c.B, c.Hkv, c.Tk, c.d}, 2),
                dout = normal({c.B, c.H, c.Tq, c.d}, seed + 3).to(dev);
   std::vector<float> slopes;
   for (int64_t h = 0; h < c.H; ++h) slopes.push_back(std::pow(2.0f, -8.0f * (h + 1) / c.H));
@@ -102,9 +115,9 @@ Run run_flash(const Case& c, const Device& dev, int seed, const AttentionDropout
   a.alibi = c.alibi ? slopes.data() : nullptr;
   a.q_at = contiguous_layout(c.H, c.Tq, c.d);
   a.k_at = a.v_at = contiguous_layout(c.Hkv, c.Tk, c.d);
-  backend_for(dev).flash_attention_forward(a, drop);
+  backend_for(dev).flash_attention_forward(a, drop, products);
   backend_for(dev).flash_attention_backward(a, dout.data<float>(), r.dq.data<float>(),
-                                            r.dk.data<float>(), r.dv.data<float>(), drop);
+                                            r.dk.data<float>(), r.dv.data<float>(), drop, products);
   return r;
 }
 
@@ -190,6 +203,47 @@ TEST(CudaParity, FlashAttentionWithDropout) {
   // And the dropout does something: the output differs from the undropped one.
   const Case c = cases[1];
   EXPECT_GT(rel_error(run_flash(c, kCuda, 1).out, run_flash(c, kCuda, 1, &drop).out), 0.01);
+}
+
+// bfloat16 products (autocast): the kernels round Q, K, V, P, dout and dS to
+// bfloat16 and accumulate in float32. Reference: the CPU's float32 kernel
+// over Q, K, V rounded the same way, so what is left is the rounding of P,
+// dout and dS, 2^-9 relative each: ~1e-3 on the outputs and gradients as
+// norms. A wrong fragment packing (pairs swapped, rows mixed) is off by
+// O(1); lse, from scores whose bfloat16 products are exact in float32,
+// must agree as closely as float32's. And the products must really be
+// bfloat16: the result differs from the float32 kernel's on the unrounded
+// inputs.
+TEST(CudaParity, FlashAttentionBfloat16Products) {
+  REQUIRE_CUDA();
+  const AttentionDropoutArgs drop{0x5eed5eedULL, 3, 11, 0.2f};
+  const Case cases[] = {
+      {1, 2, 2, 200, 200, 64, 0, 0, true, false},    // d = 64, causal, full and diagonal tiles
+      {2, 4, 2, 37, 53, 40, 16, 0, true, false},     // GQA, offset, d = 40 (padded chunks)
+      {1, 4, 2, 190, 190, 80, 0, 0, true, true},     // d = 80, ALiBi
+      {1, 2, 1, 130, 130, 128, 0, 70, true, false},  // d = 128, MQA, window
+      {2, 3, 1, 19, 45, 16, 0, 0, false, false},     // not causal
+      {1, 2, 2, 140, 140, 64, -70, 0, true, false},  // rows with no key
+  };
+  int seed = 1300;
+  for (const Case& c : cases)
+    for (const AttentionDropoutArgs* d : {static_cast<const AttentionDropoutArgs*>(nullptr), &drop}) {
+      seed += 4;
+      const auto ref = run_flash(c, kCpu, seed, d, FlashProducts::Float32, /*round_qkv=*/true);
+      const auto got = run_flash(c, kCuda, seed, d, FlashProducts::BFloat16);
+      const std::string what = describe(c) + (d ? " dropout" : "");
+      const double out = rel_error(ref.out, got.out), dq = rel_error(ref.dq, got.dq),
+                   dk = rel_error(ref.dk, got.dk), dv = rel_error(ref.dv, got.dv);
+      std::cout << "[ bf16 err ] " << what << ": out " << out << " dq " << dq << " dk " << dk << " dv " << dv
+                << "\n";
+      EXPECT_LT(out, 6e-3) << what;
+      EXPECT_LT(dq, 1.2e-2) << what;
+      EXPECT_LT(dk, 1.2e-2) << what;
+      EXPECT_LT(dv, 1.2e-2) << what;
+      EXPECT_TRUE(close(ref.lse, got.lse, 1e-4, 1e-4)) << what << ": lse";
+      const auto fp32 = run_flash(c, kCuda, seed, d);
+      EXPECT_GT(rel_error(fp32.out, got.out), 5e-4) << what << ": the bfloat16 kernel multiplied in float32";
+    }
 }
 
 TEST(CudaParity, FlashAttentionHeadDimLimit) {

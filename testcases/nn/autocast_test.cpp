@@ -9,6 +9,7 @@
 #include <tuple>
 #include <vector>
 
+#include "attention/flash.h"
 #include "autograd/autocast.h"
 #include "autograd/engine.h"
 #include "autograd/ops.h"
@@ -191,5 +192,64 @@ TEST(Autocast, GpuLinearMatchesTheCpu) {
       for (std::size_t i = 0; i < results[0][r].size(); ++i)
         EXPECT_NEAR(results[1][r][i], results[0][r][i], 1e-4 * (1 + std::fabs(results[0][r][i])))
             << names[r] << " " << i << " (in " << in << ")";
+  }
+}
+
+// Flash attention under autocast reads bfloat16 operands (FlashProducts in
+// core/backend.h). On the CPU, whose kernel multiplies float32, the op
+// rounds q, k and v first: so its result is bitwise flash attention over
+// the rounded tensors, and the gradients pass straight through to the
+// unrounded ones. A block list keeps float32.
+TEST(Autocast, FlashAttentionReadsRoundedOperandsOnTheCpu) {
+  Generator gen(21);
+  const Tensor q = randn({2, 4, 37, 16}, gen), k = randn({2, 2, 37, 16}, gen), v = randn({2, 2, 37, 16}, gen);
+  const Tensor g = randn({2, 4, 37, 16}, gen);
+  FlashOptions o;
+  o.dropout = {77, 0, 3, 0.1f};
+  auto run = [&](const Tensor& q0, const Tensor& k0, const Tensor& v0, bool autocast) {
+    Tensor qd = q0.clone().set_requires_grad(), kd = k0.clone().set_requires_grad(),
+           vd = v0.clone().set_requires_grad();
+    std::vector<std::vector<float>> r;
+    {
+      const AutocastGuard guard(autocast ? DType::BFloat16 : DType::Float32);
+      const Tensor y = flash_attention(qd, kd, vd, o);
+      sum(y * g).backward();
+      r = {y.to_vector(), qd.grad().to_vector(), kd.grad().to_vector(), vd.grad().to_vector()};
+    }
+    return r;
+  };
+  const auto under_autocast = run(q, k, v, true);
+  const auto over_rounded = run(round_to_bfloat16(q).detach(), round_to_bfloat16(k).detach(),
+                                round_to_bfloat16(v).detach(), false);
+  const auto plain = run(q, k, v, false);
+  EXPECT_EQ(under_autocast, over_rounded) << "out and the three gradients, bitwise";
+  EXPECT_NE(under_autocast[0], plain[0]) << "autocast changed nothing";
+}
+
+// On a GPU the kernels also round P, dout and dS (bfloat16 tensor cores):
+// within bfloat16's rounding of the CPU's result, and not the float32 one.
+TEST(Autocast, GpuFlashAttentionMatchesTheCpu) {
+  if (!cuda_available()) GTEST_SKIP() << "no CUDA device";
+  Generator gen(22);
+  const Tensor q = randn({2, 4, 150, 64}, gen), k = randn({2, 2, 150, 64}, gen), v = randn({2, 2, 150, 64}, gen);
+  const Tensor g = randn({2, 4, 150, 64}, gen);
+  std::vector<std::vector<float>> results[3];
+  for (int d = 0; d < 3; ++d) {
+    const Device dev = d == 0 ? Device::cpu() : Device::cuda();
+    Tensor qd = q.to(dev).set_requires_grad(), kd = k.to(dev).set_requires_grad(), vd = v.to(dev).set_requires_grad();
+    const AutocastGuard on(d < 2 ? DType::BFloat16 : DType::Float32);
+    const Tensor y = flash_attention(qd, kd, vd, FlashOptions{});
+    sum(y * g.to(dev)).backward();
+    results[d] = {y.to_vector(), qd.grad().to_vector(), kd.grad().to_vector(), vd.grad().to_vector()};
+  }
+  auto rel = [](const std::vector<float>& a, const std::vector<float>& b) {
+    double num = 0, den = 0;
+    for (std::size_t i = 0; i < a.size(); ++i) num += (double{a[i]} - b[i]) * (a[i] - b[i]), den += double{a[i]} * a[i];
+    return std::sqrt(num / den);
+  };
+  const char* names[] = {"out", "dq", "dk", "dv"};
+  for (int r = 0; r < 4; ++r) {
+    EXPECT_LT(rel(results[0][r], results[1][r]), r == 0 ? 6e-3 : 1.2e-2) << names[r];
+    EXPECT_GT(rel(results[2][r], results[1][r]), 5e-4) << names[r] << ": the GPU multiplied in float32";
   }
 }
