@@ -1,10 +1,12 @@
-"""PyTorch peer of bench/flash_bench.cpp: causal attention in fp32.
+"""PyTorch peer of bench/flash_bench.cpp: causal attention, fp32 or bf16.
 
 torch.nn.functional.scaled_dot_product_attention(is_causal=True) on
-[B, H, T, D] float32 tensors, forward (no_grad) and forward+backward
+[B, H, T, D] tensors, forward (no_grad) and forward+backward
 (out.backward(dout)); median of N runs with CUDA synchronisation, and the
 peak memory above what was allocated before. In fp32 PyTorch picks its
-memory-efficient kernel (the FlashAttention kernels need fp16/bf16).
+memory-efficient kernel (the FlashAttention kernels need fp16/bf16); with
+--precision bf16 the tensors are bfloat16, as autocast's linear layers
+hand them over, and PyTorch picks FlashAttention-2.
 Prints one JSON object per length, with the same fields as flash_bench.
 """
 import argparse
@@ -37,14 +39,16 @@ def main():
     ap.add_argument("--dim", type=int, default=64)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     a = ap.parse_args()
+    dtype = torch.bfloat16 if a.precision == "bf16" else torch.float32
     dev = torch.device("cuda")
     # TF32 off: the comparison is plain fp32 on both sides.
     torch.backends.cuda.matmul.allow_tf32 = False
     for T in map(int, a.lengths.split(",")):
         g = torch.Generator(device=dev).manual_seed(T)
         shape = (a.batch, a.heads, T, a.dim)
-        q0, k0, v0, dout = (torch.randn(shape, device=dev, generator=g) for _ in range(4))
+        q0, k0, v0, dout = (torch.randn(shape, device=dev, generator=g).to(dtype) for _ in range(4))
         torch.cuda.synchronize()
         base = torch.cuda.memory_allocated()
 
@@ -63,7 +67,7 @@ def main():
         fb = median_ms(both, a.warmup, a.repeats)
         fb_peak = (torch.cuda.max_memory_allocated() - base) / 2**20
         print(json.dumps({
-            "impl": "torch sdpa", "B": a.batch, "H": a.heads, "T": T, "D": a.dim,
+            "impl": "torch sdpa", "precision": a.precision, "B": a.batch, "H": a.heads, "T": T, "D": a.dim,
             "fwd_ms": round(fwd, 3), "fwdbwd_ms": round(fb, 3),
             "fwd_peak_mib": round(fwd_peak, 1), "fwdbwd_peak_mib": round(fb_peak, 1),
             "device": torch.cuda.get_device_name(), "torch": torch.__version__}), flush=True)

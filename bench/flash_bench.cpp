@@ -1,6 +1,8 @@
-// Our flash attention (attention/flash.h) on the GPU: causal, fp32, forward
-// and forward+backward against sequence length. bench/attention_bench_torch.py
-// times torch.nn.functional.scaled_dot_product_attention on the same shapes.
+// Our flash attention (attention/flash.h) on the GPU: causal, forward and
+// forward+backward against sequence length, in fp32 or under bfloat16
+// autocast (--precision bf16: bfloat16 products, FlashProducts in
+// core/backend.h). bench/attention_bench_torch.py times
+// torch.nn.functional.scaled_dot_product_attention on the same shapes.
 //
 // Prints one JSON object per length on stdout: median milliseconds of the
 // forward (no autograd graph) and of forward+backward (out.backward(dout)),
@@ -13,6 +15,7 @@
 #include <vector>
 
 #include "attention/flash.h"
+#include "autograd/autocast.h"
 #include "autograd/engine.h"
 #include "autograd/ops.h"
 #include "core/dispatch.h"
@@ -48,7 +51,7 @@ double median_ms(const Device& dev, int warmup, int repeats, Fn fn) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"flash attention forward / forward+backward timing (causal, fp32)"};
+  CLI::App app{"flash attention forward / forward+backward timing (causal, fp32 or bf16)"};
   std::string device_name = "cuda";
   std::vector<int64_t> lengths = {1024, 4096, 16384};
   int64_t B = 4, H = 8, D = 64;
@@ -58,6 +61,10 @@ int main(int argc, char** argv) {
   app.add_option("--batch", B)->capture_default_str();
   app.add_option("--heads", H)->capture_default_str();
   app.add_option("--dim", D, "head dim")->capture_default_str();
+  std::string precision = "fp32";
+  app.add_option("--precision", precision, "fp32, or bf16 (bfloat16 products under autocast)")
+      ->check(CLI::IsMember({"fp32", "bf16"}))
+      ->capture_default_str();
   int threads = 0;
   app.add_option("--threads", threads, "CPU threads (0: the default, the physical cores)");
   app.add_option("--warmup", warmup)->capture_default_str();
@@ -67,6 +74,7 @@ int main(int argc, char** argv) {
 
   try {
     const Device dev = Device::parse(device_name);
+    const AutocastGuard autocast(precision == "bf16" ? DType::BFloat16 : DType::Float32);
     FlashOptions o;
     o.causal = true;
     for (int64_t T : lengths) {
@@ -89,9 +97,9 @@ int main(int argc, char** argv) {
       });
       const double both_peak = (device_memory_stats(dev).peak - base) / 1048576.0;
       std::printf(
-          "{\"impl\": \"attnlab flash\", \"B\": %lld, \"H\": %lld, \"T\": %lld, \"D\": %lld, "
+          "{\"impl\": \"attnlab flash\", \"precision\": \"%s\", \"B\": %lld, \"H\": %lld, \"T\": %lld, \"D\": %lld, "
           "\"fwd_ms\": %.3f, \"fwdbwd_ms\": %.3f, \"fwd_peak_mib\": %.1f, \"fwdbwd_peak_mib\": %.1f}\n",
-          static_cast<long long>(B), static_cast<long long>(H), static_cast<long long>(T),
+          precision.c_str(), static_cast<long long>(B), static_cast<long long>(H), static_cast<long long>(T),
           static_cast<long long>(D), fwd, both, fwd_peak, both_peak);
       std::fflush(stdout);
     }
