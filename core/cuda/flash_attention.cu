@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <vector>
 
+#include "core/column_pieces.h"
+
 namespace attn {
 using namespace cuda;
 
@@ -43,7 +45,11 @@ struct UploadedBlocks {
   flash::DeviceBlocks view;
 
   UploadedBlocks(CudaBackend* owner, const FlashArgs& a, const BlockList& l)
-      : buffer(owner, bytes_of(a, l)) {
+      : UploadedBlocks(owner, a, l, split_columns(l.col_begin, l.key_blocks)) {}
+
+  UploadedBlocks(CudaBackend* owner, const FlashArgs& a, const BlockList& l,
+                 const std::vector<ColumnPiece>& pieces)
+      : buffer(owner, bytes_of(a, l, pieces.size())) {
     check(l.block == flash::kRows, "block_sparse_flash: the CUDA kernel's tiles are ", flash::kRows,
           " x ", flash::kCols, "; a list of blocks of ", l.block, " does not fit them");
     check(l.query_blocks == (a.tq + l.block - 1) / l.block && l.key_blocks == (a.tk + l.block - 1) / l.block,
@@ -61,6 +67,7 @@ struct UploadedBlocks {
     put(l.col_mask, entries);
     for (int64_t w = 0; w < partial * l.block; ++w) host.push_back(static_cast<int64_t>(l.masks[w]));
     if (l.key_position) put(l.key_position, a.tk);
+    for (const ColumnPiece& p : pieces) host.insert(host.end(), {p.key_block, p.begin, p.end});
     owner->copy_from_host(buffer.ptr, host.data(), host.size() * sizeof(int64_t));
     const int64_t* at = buffer.as<int64_t>();
     auto take = [&at](int64_t n) {
@@ -77,6 +84,8 @@ struct UploadedBlocks {
     view.masks = reinterpret_cast<const uint64_t*>(take(partial * l.block));
     view.key_position = l.key_position ? take(a.tk) : nullptr;
     view.key_span = l.key_span;
+    view.pieces = take(3 * static_cast<int64_t>(pieces.size()));
+    view.piece_count = static_cast<int64_t>(pieces.size());
   }
 
   // Partial entries: one past the largest mask index any entry names.
@@ -85,10 +94,11 @@ struct UploadedBlocks {
     for (int64_t e = 0; e < l.row_begin[l.query_blocks]; ++e) n = std::max(n, l.row_mask[e] + 1);
     return n;
   }
-  static std::size_t bytes_of(const FlashArgs& a, const BlockList& l) {
+  static std::size_t bytes_of(const FlashArgs& a, const BlockList& l, std::size_t pieces) {
     const int64_t entries = l.row_begin[l.query_blocks];
     const int64_t words = l.query_blocks + 1 + l.key_blocks + 1 + 4 * entries +
-                          partial_entries(l) * l.block + (l.key_position ? a.tk : 0);
+                          partial_entries(l) * l.block + (l.key_position ? a.tk : 0) +
+                          3 * static_cast<int64_t>(pieces);
     return static_cast<std::size_t>(words) * sizeof(int64_t);
   }
 };

@@ -68,7 +68,9 @@
 //
 // The list's blocks are these 64 x 64 tiles. A forward block walks the key
 // tiles its query block lists instead of a span, a backward block the query
-// tiles listed for its keys. A partial entry's bits (a 64-bit word per query
+// tiles listed for its keys, or a piece of them where that column is long
+// (core/column_pieces.h: the pieces of one key block add their dK and dV
+// into zeroed rows with atomics). A partial entry's bits (a 64-bit word per query
 // row, read from global memory, where every lane of a quad reads the same
 // word) join the MASKED test; gathered keys (key_position) take their
 // position for ALiBi and draw their dropout decisions one by one.
@@ -209,6 +211,10 @@ struct DeviceBlocks {
   const uint64_t* masks = nullptr;
   const int64_t* key_position = nullptr;
   int64_t key_span = 0;
+  // The backward's work: (key block, first entry, end) triples, a CUDA block
+  // each (ColumnPiece, core/column_pieces.h), and how many.
+  const int64_t* pieces = nullptr;
+  int64_t piece_count = 0;
   __device__ bool on() const { return row_begin != nullptr; }
   // The bits of entry mask m (null: the entry allows every pair).
   __device__ const uint64_t* bits(int64_t m) const { return m < 0 ? nullptr : masks + m * kRows; }

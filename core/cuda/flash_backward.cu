@@ -213,7 +213,14 @@ __global__ void __launch_bounds__(kBlock, DP <= 64 ? 3 : 1)
   const int d = static_cast<int>(a.dim);
   const int lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
   const int warp_row = (threadIdx.x / 32) * 16;
-  const int64_t j0 = int64_t{blockIdx.x} * kRows;
+  // The span: key block blockIdx.x. A list: the piece blockIdx.x of a
+  // column, entries [e_begin, e_end) of its key block (core/column_pieces.h).
+  int64_t key_block = blockIdx.x, e_begin = 0, e_end = 0;
+  if constexpr (listed) {
+    const int64_t* piece = blocks.pieces + 3 * int64_t{blockIdx.x};
+    key_block = piece[0], e_begin = piece[1], e_end = piece[2];
+  }
+  const int64_t j0 = key_block * kRows;
   const int64_t kvh = blockIdx.y % a.kv_heads, b = blockIdx.y / a.kv_heads;
   const int64_t group = a.heads / a.kv_heads;
   const int64_t k_head = head_start(a.k_at, b, kvh), v_head = head_start(a.v_at, b, kvh);
@@ -266,9 +273,8 @@ __global__ void __launch_bounds__(kBlock, DP <= 64 ? 3 : 1)
       __syncthreads();  // all of dS^T is written
       backward_dq<DP, BF16>(a, Ks, dSs, i0, dq + q_head);
     };
-    if constexpr (listed) {  // the query tiles listed for this block's keys
-      const int64_t kb = j0 / kRows;
-      for (int64_t e = blocks.col_begin[kb]; e < blocks.col_begin[kb + 1]; ++e)
+    if constexpr (listed) {  // this piece of the query tiles listed for this block's keys
+      for (int64_t e = e_begin; e < e_end; ++e)
         visit(blocks.col_query[e] * kCols, TileMask{blocks.bits(blocks.col_mask[e]), blocks.key_position});
     } else {
       for (int64_t i0 = i_begin; i0 < i_end; i0 += kCols) visit(i0, TileMask{nullptr, nullptr});
@@ -279,13 +285,18 @@ __global__ void __launch_bounds__(kBlock, DP <= 64 ? 3 : 1)
   for (int r = 0; r < 2; ++r) {
     const int64_t j = j0 + warp_row + g + r * 8;
     if (j >= a.tk) continue;
+    float* dkr = dk + k_head + j * a.k_at.row;
+    float* dvr = dv + v_head + j * a.v_at.row;
 #pragma unroll
     for (int c = 0; c < DP / 8; ++c) {
       const int col = c * 8 + 2 * t;
-      float* dkr = dk + k_head + j * a.k_at.row;
-      float* dvr = dv + v_head + j * a.v_at.row;
-      if (col < d) dkr[col] = dk_acc[c][2 * r], dvr[col] = dv_acc[c][2 * r];
-      if (col + 1 < d) dkr[col + 1] = dk_acc[c][2 * r + 1], dvr[col + 1] = dv_acc[c][2 * r + 1];
+      if constexpr (listed) {  // a column's pieces sum into rows zeroed by the launcher
+        if (col < d) atomicAdd(dkr + col, dk_acc[c][2 * r]), atomicAdd(dvr + col, dv_acc[c][2 * r]);
+        if (col + 1 < d) atomicAdd(dkr + col + 1, dk_acc[c][2 * r + 1]), atomicAdd(dvr + col + 1, dv_acc[c][2 * r + 1]);
+      } else {
+        if (col < d) dkr[col] = dk_acc[c][2 * r], dvr[col] = dv_acc[c][2 * r];
+        if (col + 1 < d) dkr[col + 1] = dk_acc[c][2 * r + 1], dvr[col + 1] = dv_acc[c][2 * r + 1];
+      }
     }
   }
 }
@@ -298,8 +309,8 @@ void launch_kernel(const FlashArgs& a, const float* dout, const float* delta, fl
   ATTN_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, shared));
   ATTN_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
                                        cudaSharedmemCarveoutMaxShared));
-  const dim3 grid(static_cast<unsigned>((a.tk + kRows - 1) / kRows),
-                  static_cast<unsigned>(a.batch * a.kv_heads));
+  const int64_t x = LIST == kSpan ? (a.tk + kRows - 1) / kRows : blocks.piece_count;
+  const dim3 grid(static_cast<unsigned>(x), static_cast<unsigned>(a.batch * a.kv_heads));
   kernel<<<grid, kBlock, shared, stream()>>>(a, dout, delta, dq, dk, dv, drop, blocks);
   ATTN_CUDA_LAUNCHED("flash_backward_kernel");
 }
@@ -337,6 +348,11 @@ void flash_backward_launch(const FlashArgs& a, const float* dout, float* delta, 
   const int d = static_cast<int>(a.dim);
   // dq is dense (its B*H*Tq*d floats from dq on, in q's layout) and summed into.
   ATTN_CUDA_CHECK(cudaMemsetAsync(dq, 0, q_rows * d * sizeof(float), stream()));
+  if (blocks.row_begin) {  // a list's column pieces sum into dk and dv (dense, as dq is)
+    const int64_t kv_floats = a.batch * a.kv_heads * a.tk * d;
+    ATTN_CUDA_CHECK(cudaMemsetAsync(dk, 0, kv_floats * sizeof(float), stream()));
+    ATTN_CUDA_CHECK(cudaMemsetAsync(dv, 0, kv_floats * sizeof(float), stream()));
+  }
   if (q_rows > 0) {
     const int per_block = kThreads / 32;
     flash_delta_kernel<<<static_cast<unsigned>((q_rows + per_block - 1) / per_block), kThreads, 0,

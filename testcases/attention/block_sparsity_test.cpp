@@ -355,9 +355,15 @@ TEST(BlockSparsityCuda, ListsRunOnTheGpuKernelAsOnTheCpu) {
       {"bigbird", T, 0, std::make_shared<const BlockSparsity>(bigbird_blocks(pat, T, T, 0))},
       {"late even keys", T, 0, std::make_shared<const BlockSparsity>(T, T, 0, 64, late_even_rule())},
       {"late even keys after a cache", 70, 130,
-       std::make_shared<const BlockSparsity>(70, T, 130, 64, late_even_rule())}};
+       std::make_shared<const BlockSparsity>(70, T, 130, 64, late_even_rule())},
+      // Key block 0 is listed by all 16 query blocks, the others by 2 or 3:
+      // its column is cut into pieces that sum into the same dK, dV rows
+      // (core/column_pieces.h).
+      {"blocksparse, a long first column", 1024, 0,
+       std::make_shared<const BlockSparsity>(block_sparse_blocks(1024, 1024, 0, 64))}};
   for (const Named& l : lists) {
-    const Inputs in = inputs(1, 4, 2, l.tq, T, 64, 23);
+    const int64_t tk = l.tq + l.offset;
+    const Inputs in = inputs(1, 4, 2, l.tq, tk, 64, 23);
     auto on = [&](const Device& dev) {
       const Inputs x{in.q.to(dev), in.k.to(dev), in.v.to(dev), in.dout.to(dev)};
       return run_with_grads(x, [&](const Tensor& q, const Tensor& k, const Tensor& v) {
