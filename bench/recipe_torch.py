@@ -1,5 +1,6 @@
 """PyTorch peer of the recipe benchmark (bench/run_recipe_bench.sh): nanoGPT's
-shakespeare_char recipe, trained end to end on a text file, in eager fp32.
+shakespeare_char recipe, trained end to end on a text file (eager fp32 by
+default; --precision bf16 and --compile for nanoGPT's own fast settings).
 
 The same settings as `attnlab train` in run_recipe_bench.sh, written the way a
 nanoGPT user would run them: a char-level GPT (learned positions, pre-norm
@@ -17,7 +18,11 @@ characters, the first 90% of the text trains and the last 10% validates,
 and a batch is `batch` windows drawn at uniform random offsets of its split.
 
 TF32 is off for products and cuDNN (`allow_tf32 = False`): this is the fp32
-side of the comparison. Prints one JSON line at the end with wall time
+side of the comparison. --precision bf16 runs forward and loss under
+torch.autocast(bfloat16), as nanoGPT does (fp32 weights and optimizer
+state; SDPA then runs FlashAttention-2 in bf16); --compile wraps the model
+in torch.compile (its compile time is in the wall time and in the first
+steps' train time, as a user pays it). Prints one JSON line at the end with wall time
 (everything after the model is built), train time (steps only), ms per
 step, peak memory and the best and final validation loss.
 """
@@ -100,7 +105,12 @@ def main():
     ap.add_argument("--grad-clip", type=float, default=1.0)
     ap.add_argument("--eval-every", type=int, default=500)
     ap.add_argument("--eval-batches", type=int, default=200)
+    ap.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
+    ap.add_argument("--compile", action="store_true")
     a = ap.parse_args()
+    import contextlib
+    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if a.precision == "bf16" \
+        else contextlib.nullcontext
 
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
@@ -121,6 +131,9 @@ def main():
         return x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
 
     model = GPT(len(chars), a.block, a.layers, a.heads, a.embd, a.dropout, a.attn_dropout).to(dev)
+    raw_model = model
+    if a.compile:
+        model = torch.compile(model)
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": a.weight_decay},
@@ -137,8 +150,11 @@ def main():
     def evaluate(split):
         model.eval()
         gen = torch.Generator().manual_seed(a.seed + (2 if split == "val" else 1))
-        total = sum(F.cross_entropy(model(x).view(-1, len(chars)), y.view(-1)).item()
-                    for x, y in (batch(split, gen) for _ in range(a.eval_batches)))
+        total = 0.0
+        for _ in range(a.eval_batches):
+            x, y = batch(split, gen)
+            with autocast():
+                total += F.cross_entropy(model(x).view(-1, len(chars)), y.view(-1)).item()
         model.train()
         return total / a.eval_batches
 
@@ -155,7 +171,8 @@ def main():
         for g in opt.param_groups:
             g["lr"] = lr_at(step)
         x, y = batch("train", gen)
-        loss = F.cross_entropy(model(x).view(-1, len(chars)), y.view(-1))
+        with autocast():
+            loss = F.cross_entropy(model(x).view(-1, len(chars)), y.view(-1))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), a.grad_clip)
@@ -168,12 +185,12 @@ def main():
             evaluate("train")
             vals.append((done, round(val, 4)))
             best = min(best, val)
-            torch.save({"model": model.state_dict(), "optim": opt.state_dict(), "step": done}, ckpt + ".tmp")
+            torch.save({"model": raw_model.state_dict(), "optim": opt.state_dict(), "step": done}, ckpt + ".tmp")
             os.replace(ckpt + ".tmp", ckpt)
             print(f"step {done} val {val:.4f} train-time {train_s:.1f} s", flush=True)
     wall = time.perf_counter() - wall0
     print(json.dumps({
-        "impl": "torch eager fp32 (sdpa)", "seed": a.seed, "torch": torch.__version__,
+        "impl": f"torch {'compile' if a.compile else 'eager'} {a.precision} (sdpa)", "seed": a.seed, "torch": torch.__version__,
         "device": torch.cuda.get_device_name(), "steps": a.steps, "wall_s": round(wall, 1),
         "train_s": round(train_s, 1), "ms_per_step": round(1000 * train_s / a.steps, 2),
         "peak_mib": round(torch.cuda.max_memory_allocated() / 2**20, 1),
