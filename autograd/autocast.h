@@ -1,9 +1,9 @@
 // Mixed precision, as torch.autocast does it: inside an AutocastGuard for
-// bfloat16, the model's matrix products (every Linear layer and the tied LM
-// head) take their operands rounded to bfloat16 and accumulate in float32,
+// bfloat16, the model's matrix products (every Linear layer, flash
+// attention and the tied LM head) take their operands rounded to bfloat16 and accumulate in float32,
 // as bfloat16 tensor cores do. Everything else stays float32: the master
 // weights and the optimizer's moments (a small update added to a bfloat16
-// weight would round away), norms, softmax, attention scores, the loss.
+// weight would round away), norms, softmax statistics, the loss.
 //
 // Linear layers (autograd/ops_matmul.cpp, linear()) read the guard
 // themselves: their three products (forward, dx, dw) multiply bfloat16
@@ -13,6 +13,9 @@
 // matmul, takes its operands through autocast_operand below: a rounding op
 // whose gradient passes straight through (the derivative of "the same
 // number, rounded" is taken as 1), its product and gradients float32.
+// Flash attention (attention/flash.cpp) reads the guard too: its products
+// take bfloat16 operands (FlashProducts in core/backend.h), the softmax's
+// statistics and the output stay float32.
 #pragma once
 #include "core/dtype.h"
 #include "core/tensor.h"
