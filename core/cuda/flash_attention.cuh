@@ -162,22 +162,32 @@ __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
   return r;
 }
 
-// How a kernel multiplies: Products<false> in float32 (3xTF32, above),
-// Products<true> in bfloat16. Both take an A fragment as the tf32 layout's
-// a0..a3 and B as its b0, b1.
-template <bool BF16>
+// How a kernel multiplies (FlashProducts, plus the GPU's TF32 setting):
+//   kFp32  3xTF32 (above): float32's accuracy;
+//   kTf32  one tf32 MMA on the rounded values (hi alone), when the TF32
+//          setting (set_cuda_tf32) lets float32 products use TF32, as it
+//          lets cuBLAS;
+//   kBf16  bfloat16 (below).
+// Each takes an A fragment as the tf32 layout's a0..a3 and B as its b0, b1.
+enum Mma : int { kFp32 = 0, kTf32 = 1, kBf16 = 2 };
+
+template <int MMA>
 struct Products {
   using Frag = FragA;
   static __device__ __forceinline__ Frag frag(float a0, float a1, float a2, float a3) {
     return frag_a(a0, a1, a2, a3);
   }
   static __device__ __forceinline__ void mma(float (&c)[4], const Frag& a, float b0, float b1) {
-    mma3(c, a, b0, b1);
+    if constexpr (MMA == kTf32) {  // the lo parts go unused: the compiler drops them
+      mma_tf32(c, a.x[0].hi, a.x[1].hi, a.x[2].hi, a.x[3].hi, split(b0).hi, split(b1).hi);
+    } else {
+      mma3(c, a, b0, b1);
+    }
   }
 };
 
 template <>
-struct Products<true> {
+struct Products<kBf16> {
   struct Frag {
     uint32_t row_g, row_g8;  // A[g][2t..2t+1], A[g+8][2t..2t+1]
   };
@@ -344,8 +354,9 @@ __device__ __forceinline__ void stage_tile(float* dst, const float* src, int64_t
 // Launchers (flash_forward.cu, flash_backward.cu). `a.alibi` is a device
 // pointer here.
 // `drop` (null = none) is attention dropout; `blocks` a block list (default: none).
-// `products`: FlashProducts::BFloat16 runs the bfloat16 kernels (span
-// kernels only: with a block list the products stay float32).
+// `products`: FlashProducts::BFloat16 runs the bfloat16 kernels, Float32
+// the 3xTF32 ones or, with the TF32 setting on, the tf32 ones (span kernels
+// only: with a block list the products stay 3xTF32).
 void flash_forward_launch(const FlashArgs& a, const AttentionDropoutArgs* drop = nullptr,
                           const flash::DeviceBlocks& blocks = {},
                           FlashProducts products = FlashProducts::Float32);

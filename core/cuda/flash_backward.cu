@@ -18,6 +18,7 @@
 //        dV += (P^T * Z^T) dO          dS^T = P^T (dP^T * Z^T - D) scale
 //   D stays dout_i . out_i: out is the dropped output, and
 //   sum_j P_ij (dP_ij Z_ij) = dout_i . sum_j P_ij Z_ij v_j = dout_i . out_i.
+#include "core/cuda/cuda_settings.h"
 #include "core/cuda/flash_attention.cuh"
 
 namespace attn {
@@ -58,8 +59,8 @@ struct BackwardSmem {
 // One query tile against the warp's 16 keys: updates dK, dV in registers and
 // writes dS^T to shared memory. MASKED tests every (query, key) pair; DROP
 // applies the tile's dropout decisions `keep_bits` ([query][key] bits);
-// BF16: the products round their operands to bfloat16 (Products<true>).
-template <int DP, bool MASKED, bool DROP, bool GATHER, bool BF16>
+// MMA: how the products multiply (Products, flash_attention.cuh).
+template <int DP, bool MASKED, bool DROP, bool GATHER, int MMA>
 __device__ __forceinline__ void backward_tile(const FlashArgs& a, const float* Ks, const float* Vs,
                                               const float* Qs, const float* Gs, const float* Ls,
                                               const float* Ds, const TileMask& mask,
@@ -67,7 +68,7 @@ __device__ __forceinline__ void backward_tile(const FlashArgs& a, const float* K
                                               float keep_scale, float* dSs, int64_t i0, int64_t j0,
                                               float scale2, float slope2, float (&dk)[DP / 8][4],
                                               float (&dv)[DP / 8][4]) {
-  using P = Products<BF16>;
+  using P = Products<MMA>;
   constexpr int ld = ld_for(DP), lds = BackwardSmem<DP>::kLdS;
   const int lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
   const int warp_row = (threadIdx.x / 32) * 16;
@@ -145,10 +146,10 @@ __device__ __forceinline__ void backward_tile(const FlashArgs& a, const float* K
 
 // dQ for 16 of the tile's queries per warp: dS (queries x 64 keys) K, summed
 // over keys in the order 2t, 2t + 1, then added into dq.
-template <int DP, bool BF16>
+template <int DP, int MMA>
 __device__ __forceinline__ void backward_dq(const FlashArgs& a, const float* Ks, const float* dSs,
                                             int64_t i0, float* dq_rows) {
-  using P = Products<BF16>;
+  using P = Products<MMA>;
   constexpr int ld = ld_for(DP), lds = BackwardSmem<DP>::kLdS;
   const int lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
   const int warp_row = (threadIdx.x / 32) * 16;
@@ -194,7 +195,7 @@ __device__ __forceinline__ void backward_dq(const FlashArgs& a, const float* Ks,
 
 // d <= 64: at most 168 registers a thread, so that three blocks (12 warps)
 // share an SM, as their shared memory allows.
-template <int DP, bool DROP, int LIST, bool BF16>
+template <int DP, bool DROP, int LIST, int MMA>
 __global__ void __launch_bounds__(kBlock, DP <= 64 ? 3 : 1)
     flash_backward_kernel(FlashArgs a, const float* dout, const float* delta, float* dq, float* dk,
                           float* dv, AttentionDropoutArgs drop, DeviceBlocks blocks) {
@@ -265,13 +266,13 @@ __global__ void __launch_bounds__(kBlock, DP <= 64 ? 3 : 1)
         draw_keep_bits(keep_bits, drop, a, b, h, i0, j0);
       __syncthreads();
       if (!mask.bits && tile_is_full(a, i0, j0))
-        backward_tile<DP, false, DROP, GATHER, BF16>(a, Ks, Vs, Qs, Gs, Ls, Ds, mask, keep_bits, keep_scale, dSs,
+        backward_tile<DP, false, DROP, GATHER, MMA>(a, Ks, Vs, Qs, Gs, Ls, Ds, mask, keep_bits, keep_scale, dSs,
                                        i0, j0, scale2, slope2, dk_acc, dv_acc);
       else
-        backward_tile<DP, true, DROP, GATHER, BF16>(a, Ks, Vs, Qs, Gs, Ls, Ds, mask, keep_bits, keep_scale, dSs,
+        backward_tile<DP, true, DROP, GATHER, MMA>(a, Ks, Vs, Qs, Gs, Ls, Ds, mask, keep_bits, keep_scale, dSs,
                                       i0, j0, scale2, slope2, dk_acc, dv_acc);
       __syncthreads();  // all of dS^T is written
-      backward_dq<DP, BF16>(a, Ks, dSs, i0, dq + q_head);
+      backward_dq<DP, MMA>(a, Ks, dSs, i0, dq + q_head);
     };
     if constexpr (listed) {  // this piece of the query tiles listed for this block's keys
       for (int64_t e = e_begin; e < e_end; ++e)
@@ -301,11 +302,11 @@ __global__ void __launch_bounds__(kBlock, DP <= 64 ? 3 : 1)
   }
 }
 
-template <int DP, bool DROP, int LIST, bool BF16>
+template <int DP, bool DROP, int LIST, int MMA>
 void launch_kernel(const FlashArgs& a, const float* dout, const float* delta, float* dq, float* dk,
                    float* dv, const AttentionDropoutArgs& drop, const DeviceBlocks& blocks) {
   const int shared = BackwardSmem<DP>::kBytes;
-  auto* kernel = flash_backward_kernel<DP, DROP, LIST, BF16>;
+  auto* kernel = flash_backward_kernel<DP, DROP, LIST, MMA>;
   ATTN_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, shared));
   ATTN_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
                                        cudaSharedmemCarveoutMaxShared));
@@ -315,14 +316,14 @@ void launch_kernel(const FlashArgs& a, const float* dout, const float* delta, fl
   ATTN_CUDA_LAUNCHED("flash_backward_kernel");
 }
 
-// As in the forward, bfloat16 kernels exist for the span only.
-template <int DP, int LIST, bool BF16>
+// As in the forward, tf32 and bfloat16 kernels exist for the span only.
+template <int DP, int LIST, int MMA>
 void launch(const FlashArgs& a, const float* dout, const float* delta, float* dq, float* dk,
             float* dv, const AttentionDropoutArgs* drop, const DeviceBlocks& blocks) {
   if (drop && drop->p > 0)
-    launch_kernel<DP, true, LIST, BF16>(a, dout, delta, dq, dk, dv, *drop, blocks);
+    launch_kernel<DP, true, LIST, MMA>(a, dout, delta, dq, dk, dv, *drop, blocks);
   else
-    launch_kernel<DP, false, LIST, BF16>(a, dout, delta, dq, dk, dv, AttentionDropoutArgs{}, blocks);
+    launch_kernel<DP, false, LIST, MMA>(a, dout, delta, dq, dk, dv, AttentionDropoutArgs{}, blocks);
 }
 
 template <int DP>
@@ -330,13 +331,15 @@ void launch(const FlashArgs& a, const float* dout, const float* delta, float* dq
             float* dv, const AttentionDropoutArgs* drop, const DeviceBlocks& blocks,
             FlashProducts products) {
   if (blocks.row_begin && !blocks.key_position)
-    launch<DP, kListed, false>(a, dout, delta, dq, dk, dv, drop, blocks);
+    launch<DP, kListed, kFp32>(a, dout, delta, dq, dk, dv, drop, blocks);
   else if (blocks.row_begin)
-    launch<DP, kListedGathered, false>(a, dout, delta, dq, dk, dv, drop, blocks);
+    launch<DP, kListedGathered, kFp32>(a, dout, delta, dq, dk, dv, drop, blocks);
   else if (products == FlashProducts::BFloat16)
-    launch<DP, kSpan, true>(a, dout, delta, dq, dk, dv, drop, blocks);
+    launch<DP, kSpan, kBf16>(a, dout, delta, dq, dk, dv, drop, blocks);
+  else if (cuda_tf32())
+    launch<DP, kSpan, kTf32>(a, dout, delta, dq, dk, dv, drop, blocks);
   else
-    launch<DP, kSpan, false>(a, dout, delta, dq, dk, dv, drop, blocks);
+    launch<DP, kSpan, kFp32>(a, dout, delta, dq, dk, dv, drop, blocks);
 }
 
 }  // namespace

@@ -11,6 +11,7 @@
 // Scores are kept in log2 units (scale * log2 e folded in) so every
 // exponential is one exp2. With attention dropout (DROP), P is summed into l
 // as it is and then multiplied by Z before O += P V.
+#include "core/cuda/cuda_settings.h"
 #include "core/cuda/flash_attention.cuh"
 
 namespace attn {
@@ -33,14 +34,14 @@ struct ForwardSmem {
 // DROP applies the tile's dropout decisions `keep_bits`; GATHER: the keys
 // were gathered and stand at mask.key_position (only a block list's
 // kernels are compiled with it, so the others carry none of its code);
-// BF16: the products round their operands to bfloat16 (Products<true>).
-template <int DP, bool MASKED, bool DROP, bool GATHER, bool BF16>
+// MMA: how the products multiply (Products, flash_attention.cuh).
+template <int DP, bool MASKED, bool DROP, bool GATHER, int MMA>
 __device__ __forceinline__ void forward_tile(const FlashArgs& a, const TileMask& mask, const float* Qs,
                                              const float* Ks, const float* Vs,
                                              const uint32_t* keep_bits, float keep_scale, int64_t j0,
                                              int64_t i_row0, float scale2, float slope2,
                                              float (&m)[2], float (&l)[2], float (&o)[DP / 8][4]) {
-  using P = Products<BF16>;
+  using P = Products<MMA>;
   constexpr int ld = ForwardSmem<DP>::kLdQK, ldv = ForwardSmem<DP>::kLdV;
   const int lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
   const int warp_row = (threadIdx.x / 32) * 16;
@@ -128,7 +129,7 @@ __device__ __forceinline__ void forward_tile(const FlashArgs& a, const TileMask&
 // Capping it at 128 registers (4 blocks, 16 warps; the shared tiles of 4
 // blocks still fit in an H100's 228 KB) spills 24 bytes and measured
 // 1.25x faster at T = 256..4096. d = 128 would spill 200 bytes: left as is.
-template <int DP, bool DROP, int LIST, bool BF16>
+template <int DP, bool DROP, int LIST, int MMA>
 __global__ void __launch_bounds__(kBlock, DP <= 64 ? 4 : 1)
     flash_forward_kernel(FlashArgs a, AttentionDropoutArgs drop, DeviceBlocks blocks) {
   extern __shared__ float smem[];
@@ -177,10 +178,10 @@ __global__ void __launch_bounds__(kBlock, DP <= 64 ? 4 : 1)
       draw_keep_bits(keep_bits, drop, a, b, h, i0, j0);
     __syncthreads();
     if (!mask.bits && tile_is_full(a, i0, j0))
-      forward_tile<DP, false, DROP, GATHER, BF16>(a, mask, Qs, Ks, Vs, keep_bits, keep_scale, j0, i_row0, scale2,
+      forward_tile<DP, false, DROP, GATHER, MMA>(a, mask, Qs, Ks, Vs, keep_bits, keep_scale, j0, i_row0, scale2,
                                     slope2, m, l, o);
     else
-      forward_tile<DP, true, DROP, GATHER, BF16>(a, mask, Qs, Ks, Vs, keep_bits, keep_scale, j0, i_row0, scale2,
+      forward_tile<DP, true, DROP, GATHER, MMA>(a, mask, Qs, Ks, Vs, keep_bits, keep_scale, j0, i_row0, scale2,
                                    slope2, m, l, o);
   };
   if constexpr (listed) {  // the key tiles the query block's list names
@@ -210,38 +211,40 @@ __global__ void __launch_bounds__(kBlock, DP <= 64 ? 4 : 1)
   }
 }
 
-template <int DP, bool DROP, int LIST, bool BF16>
+template <int DP, bool DROP, int LIST, int MMA>
 void launch_kernel(const FlashArgs& a, const AttentionDropoutArgs& drop, const DeviceBlocks& blocks) {
   const int shared = ForwardSmem<DP>::kBytes;
-  ATTN_CUDA_CHECK(cudaFuncSetAttribute(flash_forward_kernel<DP, DROP, LIST, BF16>,
+  ATTN_CUDA_CHECK(cudaFuncSetAttribute(flash_forward_kernel<DP, DROP, LIST, MMA>,
                                        cudaFuncAttributeMaxDynamicSharedMemorySize, shared));
   const dim3 grid(static_cast<unsigned>((a.tq + kRows - 1) / kRows),
                   static_cast<unsigned>(a.batch * a.heads));
-  flash_forward_kernel<DP, DROP, LIST, BF16><<<grid, kBlock, shared, stream()>>>(a, drop, blocks);
+  flash_forward_kernel<DP, DROP, LIST, MMA><<<grid, kBlock, shared, stream()>>>(a, drop, blocks);
   ATTN_CUDA_LAUNCHED("flash_forward_kernel");
 }
 
-// The bfloat16 kernels exist for the span only (no block list), so that
-// the list kernels are not compiled twice.
-template <int DP, int LIST, bool BF16>
+// The tf32 and bfloat16 kernels exist for the span only (no block list),
+// so that the list kernels are not compiled three times.
+template <int DP, int LIST, int MMA>
 void launch(const FlashArgs& a, const AttentionDropoutArgs* drop, const DeviceBlocks& blocks) {
   if (drop && drop->p > 0)
-    launch_kernel<DP, true, LIST, BF16>(a, *drop, blocks);
+    launch_kernel<DP, true, LIST, MMA>(a, *drop, blocks);
   else
-    launch_kernel<DP, false, LIST, BF16>(a, AttentionDropoutArgs{}, blocks);
+    launch_kernel<DP, false, LIST, MMA>(a, AttentionDropoutArgs{}, blocks);
 }
 
 template <int DP>
 void launch(const FlashArgs& a, const AttentionDropoutArgs* drop, const DeviceBlocks& blocks,
             FlashProducts products) {
   if (blocks.row_begin && !blocks.key_position)
-    launch<DP, kListed, false>(a, drop, blocks);
+    launch<DP, kListed, kFp32>(a, drop, blocks);
   else if (blocks.row_begin)
-    launch<DP, kListedGathered, false>(a, drop, blocks);
+    launch<DP, kListedGathered, kFp32>(a, drop, blocks);
   else if (products == FlashProducts::BFloat16)
-    launch<DP, kSpan, true>(a, drop, blocks);
+    launch<DP, kSpan, kBf16>(a, drop, blocks);
+  else if (cuda_tf32())
+    launch<DP, kSpan, kTf32>(a, drop, blocks);
   else
-    launch<DP, kSpan, false>(a, drop, blocks);
+    launch<DP, kSpan, kFp32>(a, drop, blocks);
 }
 
 }  // namespace

@@ -20,6 +20,9 @@
 
 #include "autograd/ops.h"
 #include "core/bfloat16.h"
+#ifdef ATTNLAB_WITH_CUDA
+#include "core/cuda/cuda_settings.h"
+#endif
 #include "core/dispatch.h"
 #include "core/error.h"
 #include "core/random.h"
@@ -79,7 +82,7 @@ std::string describe(const Case& c) {
   return s.str();
 }
 
-struct Run {
+struct FlashRun {
   Tensor out, lse, dq, dk, dv;
 };
 
@@ -92,7 +95,7 @@ Tensor bf16_rounded(const Tensor& x) {
 
 // drop: attention dropout, or null. round_qkv: q, k and v rounded to
 // bfloat16 first (what the bfloat16 products read, for the CPU reference).
-Run run_flash(const Case& c, const Device& dev, int seed, const AttentionDropoutArgs* drop = nullptr,
+FlashRun run_flash(const Case& c, const Device& dev, int seed, const AttentionDropoutArgs* drop = nullptr,
               FlashProducts products = FlashProducts::Float32, bool round_qkv = false) {
   auto operand = [&](const Shape& s, int salt) {
     const Tensor x = normal(s, seed + salt);
@@ -103,7 +106,7 @@ Run run_flash(const Case& c, const Device& dev, int seed, const AttentionDropout
                dout = normal({c.B, c.H, c.Tq, c.d}, seed + 3).to(dev);
   std::vector<float> slopes;
   for (int64_t h = 0; h < c.H; ++h) slopes.push_back(std::pow(2.0f, -8.0f * (h + 1) / c.H));
-  Run r{empty(q.shape(), DType::Float32, dev), empty({c.B, c.H, c.Tq}, DType::Float32, dev),
+  FlashRun r{empty(q.shape(), DType::Float32, dev), empty({c.B, c.H, c.Tq}, DType::Float32, dev),
         empty(q.shape(), DType::Float32, dev), empty(k.shape(), DType::Float32, dev),
         empty(v.shape(), DType::Float32, dev)};
   FlashArgs a;
@@ -135,7 +138,7 @@ double rel_error(const Tensor& cpu, const Tensor& cuda) {
 }
 
 void expect_parity(const Case& c, int seed, const AttentionDropoutArgs* drop = nullptr) {
-  const Run rc = run_flash(c, kCpu, seed, drop), rg = run_flash(c, kCuda, seed, drop);
+  const FlashRun rc = run_flash(c, kCpu, seed, drop), rg = run_flash(c, kCuda, seed, drop);
   const std::string what = describe(c) + (drop ? " dropout" : "");
   std::cout << "[ rel err  ] " << what << ": out " << rel_error(rc.out, rg.out) << " dq "
             << rel_error(rc.dq, rg.dq) << " dk " << rel_error(rc.dk, rg.dk) << " dv "
@@ -245,6 +248,42 @@ TEST(CudaParity, FlashAttentionBfloat16Products) {
       EXPECT_GT(rel_error(fp32.out, got.out), 5e-4) << what << ": the bfloat16 kernel multiplied in float32";
     }
 }
+
+#ifdef ATTNLAB_WITH_CUDA  // the TF32 setting exists in CUDA builds only
+// With the TF32 setting on, float32 products run as one tf32 MMA (10
+// mantissa bits, 2^-11 relative per operand) instead of 3xTF32: within
+// ~1e-3 of the CPU's float32 and no longer within float32's rounding.
+TEST(CudaParity, FlashAttentionTf32Products) {
+  REQUIRE_CUDA();
+  struct Tf32On {
+    Tf32On() { set_cuda_tf32(true); }
+    ~Tf32On() { set_cuda_tf32(false); }
+  };
+  const Case cases[] = {
+      {1, 2, 2, 200, 200, 64, 0, 0, true, false},
+      {1, 4, 2, 190, 190, 80, 0, 0, true, true},
+      {1, 2, 1, 130, 130, 128, 0, 70, true, false},
+  };
+  int seed = 1700;
+  for (const Case& c : cases) {
+    seed += 4;
+    const auto ref = run_flash(c, kCpu, seed), fp32 = run_flash(c, kCuda, seed);
+    FlashRun tf32;
+    {
+      const Tf32On on;
+      tf32 = run_flash(c, kCuda, seed);
+    }
+    const std::string what = describe(c);
+    const double out = rel_error(ref.out, tf32.out), dq = rel_error(ref.dq, tf32.dq),
+                 dk = rel_error(ref.dk, tf32.dk), dv = rel_error(ref.dv, tf32.dv);
+    std::cout << "[ tf32 err ] " << what << ": out " << out << " dq " << dq << " dk " << dk << " dv " << dv
+              << "\n";
+    EXPECT_LT(out, 2e-3) << what;
+    EXPECT_LT(std::max({dq, dk, dv}), 4e-3) << what;
+    EXPECT_GT(rel_error(fp32.out, tf32.out), 2e-5) << what << ": the TF32 setting changed nothing";
+  }
+}
+#endif
 
 TEST(CudaParity, FlashAttentionHeadDimLimit) {
   REQUIRE_CUDA();
