@@ -285,6 +285,9 @@ int main(int argc, char** argv) {
   bench_attn->add_option("--max-dense-gib", bench_opts.max_dense_gib, "skip T x T methods above this")->capture_default_str();
   bench_attn->add_option("--device", bench_opts.device, "cpu or cuda[:N]")->capture_default_str();
   bench_attn->add_option("--out", bench_opts.out, "folder for report.md and plots")->capture_default_str();
+  bench_attn->add_option("--precision", bench_opts.precision,
+                         "products in fp32, tf32 (GPU tensor cores) or bf16 (bfloat16 operands, float32 sums)")
+      ->capture_default_str();
   bool forward_only = false;
   bench_attn->add_flag("--forward-only", forward_only, "skip the backward pass");
 

@@ -19,9 +19,13 @@
 #include "attention/performer.h"
 #include "attention/sparse.h"
 #include "attention/window.h"
+#include "autograd/autocast.h"
 #include "autograd/engine.h"
 #include "autograd/ops.h"
 #include "core/dispatch.h"
+#ifdef ATTNLAB_WITH_CUDA
+#include "core/cuda/cuda_settings.h"
+#endif
 #include "core/error.h"
 #include "train/files.h"
 #include "train/plot.h"
@@ -139,12 +143,24 @@ std::vector<BenchRow> bench_attention(const BenchAttentionOptions& o) {
   check(o.sparse_local >= 0, "bench attention: --sparse-local must be >= 0 (0 = --window), got ", o.sparse_local);
   check(o.sparse_stride >= 1, "bench attention: --sparse-stride must be >= 1, got ", o.sparse_stride);
   check(o.sparse_block >= 1, "bench attention: --sparse-block must be >= 1, got ", o.sparse_block);
+  check(o.precision == "fp32" || o.precision == "tf32" || o.precision == "bf16",
+        "bench attention: --precision must be fp32, tf32 or bf16, got '", o.precision, "'");
   const bool multiscale = o.methods.empty() ||
                           std::find(o.methods.begin(), o.methods.end(), "multiscale") != o.methods.end();
   check(!multiscale || o.heads % 2 == 0, "bench attention: method multiscale gives half the heads ",
         "--window and half the full context, so --heads must be even, got ", o.heads);
-  make_output_folder(o.out, "bench attention: --out");  // before the run, not after it
   const Device device = Device::parse(o.device);
+  check(o.precision != "tf32" || device.is_cuda(), "bench attention: --precision tf32 is a GPU tensor-core ",
+        "mode; the CPU runs fp32");
+  make_output_folder(o.out, "bench attention: --out");  // before the run, not after it
+  const AutocastGuard autocast(o.precision == "bf16" ? DType::BFloat16 : DType::Float32);
+#ifdef ATTNLAB_WITH_CUDA
+  struct Tf32Setting {  // on for this run only
+    explicit Tf32Setting(bool on) : before(cuda_tf32()) { set_cuda_tf32(on); }
+    ~Tf32Setting() { set_cuda_tf32(before); }
+    bool before;
+  } tf32(device.is_cuda() && o.precision == "tf32");
+#endif
   std::vector<std::pair<const Method*, AttentionKernel>> chosen;
   for (const Method& m : methods())
     if (o.methods.empty() || std::find(o.methods.begin(), o.methods.end(), m.name) != o.methods.end())
@@ -227,12 +243,11 @@ std::vector<BenchRow> bench_attention(const BenchAttentionOptions& o) {
   make_output_folder(o.out, "bench attention: --out");
   std::ostringstream md;
   md << "# attention benchmark\n\nheads " << o.heads << ", head dim " << o.dim << ", window "
-     << o.window << ", device " << o.device << ", best of " << o.repeats
+     << o.window << ", device " << o.device << ", precision " << o.precision << ", best of " << o.repeats
      << " runs; memory is the allocator's peak above what was live before the call.\n\n"
      << "sparse: strided, local " << sparse_local(o) << ", stride " << o.sparse_stride
      << "; blocksparse: block " << o.sparse_block << "; both in blocks of 64 x 64 through the "
-     << "block-skipping flash kernel on the CPU (as masks on a GPU), their -masked twins the "
-     << "masked-dense reference.\n\n"
+     << "block-skipping flash kernel, their -masked twins the masked-dense reference.\n\n"
      << "| method | T | forward ms | forward peak MiB | fwd+bwd ms | fwd+bwd peak MiB | note |\n"
      << "| --- | ---: | ---: | ---: | ---: | ---: | --- |\n";
   for (const BenchRow& r : rows) {

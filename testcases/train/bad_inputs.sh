@@ -113,6 +113,8 @@ expect "attnlab: bench attention: lengths must be >= 1, got 0" bench attention -
 expect "attnlab: bench attention: --heads must be >= 1, got 0" bench attention --heads 0 --out "$dir/bench"
 expect "attnlab: bench attention: --sparse-stride must be >= 1, got 0" bench attention --sparse-stride 0 --out "$dir/bench"
 expect "attnlab: bench attention: --sparse-local must be >= 0 (0 = --window), got -1" bench attention --sparse-local -1 --out "$dir/bench"
+expect "attnlab: bench attention: --precision must be fp32, tf32 or bf16, got 'fp16'" bench attention --precision fp16 --out "$dir/bench"
+expect "attnlab: bench attention: --precision tf32 is a GPU tensor-core mode; the CPU runs fp32" bench attention --precision tf32 --out "$dir/bench"
 expect "attnlab: bench attention: method multiscale gives half the heads --window and half the full context, so --heads must be even, got 3" bench attention --heads 3 --lengths 8 --out "$dir/bench"
 expect "attnlab: demo: --steps must be in 1..1000000, got 0" demo --steps 0
 
