@@ -266,11 +266,11 @@ __global__ void __launch_bounds__(kBlock, DP <= 64 ? 3 : 1)
         draw_keep_bits(keep_bits, drop, a, b, h, i0, j0);
       __syncthreads();
       if (!mask.bits && tile_is_full(a, i0, j0))
-        backward_tile<DP, false, DROP, GATHER, MMA>(a, Ks, Vs, Qs, Gs, Ls, Ds, mask, keep_bits, keep_scale, dSs,
-                                       i0, j0, scale2, slope2, dk_acc, dv_acc);
+        backward_tile<DP, false, DROP, GATHER, MMA>(a, Ks, Vs, Qs, Gs, Ls, Ds, mask, keep_bits, keep_scale,
+                                                    dSs, i0, j0, scale2, slope2, dk_acc, dv_acc);
       else
-        backward_tile<DP, true, DROP, GATHER, MMA>(a, Ks, Vs, Qs, Gs, Ls, Ds, mask, keep_bits, keep_scale, dSs,
-                                      i0, j0, scale2, slope2, dk_acc, dv_acc);
+        backward_tile<DP, true, DROP, GATHER, MMA>(a, Ks, Vs, Qs, Gs, Ls, Ds, mask, keep_bits, keep_scale,
+                                                   dSs, i0, j0, scale2, slope2, dk_acc, dv_acc);
       __syncthreads();  // all of dS^T is written
       backward_dq<DP, MMA>(a, Ks, dSs, i0, dq + q_head);
     };
@@ -293,7 +293,8 @@ __global__ void __launch_bounds__(kBlock, DP <= 64 ? 3 : 1)
       const int col = c * 8 + 2 * t;
       if constexpr (listed) {  // a column's pieces sum into rows zeroed by the launcher
         if (col < d) atomicAdd(dkr + col, dk_acc[c][2 * r]), atomicAdd(dvr + col, dv_acc[c][2 * r]);
-        if (col + 1 < d) atomicAdd(dkr + col + 1, dk_acc[c][2 * r + 1]), atomicAdd(dvr + col + 1, dv_acc[c][2 * r + 1]);
+        if (col + 1 < d)
+          atomicAdd(dkr + col + 1, dk_acc[c][2 * r + 1]), atomicAdd(dvr + col + 1, dv_acc[c][2 * r + 1]);
       } else {
         if (col < d) dkr[col] = dk_acc[c][2 * r], dvr[col] = dv_acc[c][2 * r];
         if (col + 1 < d) dkr[col + 1] = dk_acc[c][2 * r + 1], dvr[col + 1] = dv_acc[c][2 * r + 1];

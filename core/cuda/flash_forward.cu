@@ -178,11 +178,11 @@ __global__ void __launch_bounds__(kBlock, DP <= 64 ? 4 : 1)
       draw_keep_bits(keep_bits, drop, a, b, h, i0, j0);
     __syncthreads();
     if (!mask.bits && tile_is_full(a, i0, j0))
-      forward_tile<DP, false, DROP, GATHER, MMA>(a, mask, Qs, Ks, Vs, keep_bits, keep_scale, j0, i_row0, scale2,
-                                    slope2, m, l, o);
+      forward_tile<DP, false, DROP, GATHER, MMA>(a, mask, Qs, Ks, Vs, keep_bits, keep_scale, j0, i_row0,
+                                                 scale2, slope2, m, l, o);
     else
-      forward_tile<DP, true, DROP, GATHER, MMA>(a, mask, Qs, Ks, Vs, keep_bits, keep_scale, j0, i_row0, scale2,
-                                   slope2, m, l, o);
+      forward_tile<DP, true, DROP, GATHER, MMA>(a, mask, Qs, Ks, Vs, keep_bits, keep_scale, j0, i_row0,
+                                                scale2, slope2, m, l, o);
   };
   if constexpr (listed) {  // the key tiles the query block's list names
     const int64_t qb = i0 / kRows;
