@@ -86,7 +86,7 @@ inline FlashLayout contiguous_layout(int64_t heads, int64_t t, int64_t d) {
 // in float32, as FlashAttention-2 does in bfloat16; the softmax statistics,
 // out, lse and the gradients stay float32. The CUDA kernels run it on
 // bfloat16 tensor cores (without a block list; with one, float32), and
-// Float32 in 3xTF32 or, with the GPU's TF32 setting on, in TF32. The CPU
+// Float32 in 3xTF32 whatever the TF32 setting. The CPU
 // kernel multiplies in float32 whatever is asked: its caller rounds Q, K
 // and V first (attention/flash.cpp), and P, dout, dS stay float32 there.
 enum class FlashProducts { Float32, BFloat16 };

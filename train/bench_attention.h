@@ -19,8 +19,8 @@ struct BenchAttentionOptions {
   int repeats = 3;
   double max_dense_gib = 4.0;  // skip methods whose T x T buffers would exceed this
   std::string device = "cpu";
-  // Products: fp32, tf32 (a GPU's TF32 setting: cuBLAS and flash attention)
-  // or bf16 (bfloat16 autocast, autograd/autocast.h).
+  // Products: fp32, tf32 (a GPU's TF32 setting, for cuBLAS; flash attention
+  // stays 3xTF32) or bf16 (bfloat16 autocast, autograd/autocast.h).
   std::string precision = "fp32";
   std::string out = "runs/bench_attention";
 };

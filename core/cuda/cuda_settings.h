@@ -10,10 +10,10 @@
 
 namespace attn {
 
-// TF32 tensor cores for float32 matrix products (cuBLAS's, and flash
-// attention's, which otherwise multiply in 3xTF32): faster on Ampere and
+// TF32 tensor cores for float32 matrix products: faster on Ampere and
 // Hopper, with ~1e-3 relative error instead of float32's ~1e-6. Off by
-// default, so that GPU results match the CPU's closely.
+// default, so that GPU results match the CPU's closely. (Flash attention's
+// kernels multiply in 3xTF32, float32's accuracy, either way.)
 void set_cuda_tf32(bool on);
 bool cuda_tf32();
 

@@ -162,14 +162,11 @@ __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
   return r;
 }
 
-// How a kernel multiplies (FlashProducts, plus the GPU's TF32 setting):
-//   kFp32  3xTF32 (above): float32's accuracy;
-//   kTf32  one tf32 MMA on the rounded values (hi alone), when the TF32
-//          setting (set_cuda_tf32) lets float32 products use TF32, as it
-//          lets cuBLAS;
-//   kBf16  bfloat16 (below).
-// Each takes an A fragment as the tf32 layout's a0..a3 and B as its b0, b1.
-enum Mma : int { kFp32 = 0, kTf32 = 1, kBf16 = 2 };
+// How a kernel multiplies (FlashProducts): kFp32 in 3xTF32 (above), at
+// float32's accuracy whatever the GPU's TF32 setting; kBf16 in bfloat16
+// (below). Each takes an A fragment as the tf32 layout's a0..a3 and B as
+// its b0, b1.
+enum Mma : int { kFp32 = 0, kBf16 = 1 };
 
 template <int MMA>
 struct Products {
@@ -178,11 +175,7 @@ struct Products {
     return frag_a(a0, a1, a2, a3);
   }
   static __device__ __forceinline__ void mma(float (&c)[4], const Frag& a, float b0, float b1) {
-    if constexpr (MMA == kTf32) {  // the lo parts go unused: the compiler drops them
-      mma_tf32(c, a.x[0].hi, a.x[1].hi, a.x[2].hi, a.x[3].hi, split(b0).hi, split(b1).hi);
-    } else {
-      mma3(c, a, b0, b1);
-    }
+    mma3(c, a, b0, b1);
   }
 };
 
@@ -354,9 +347,8 @@ __device__ __forceinline__ void stage_tile(float* dst, const float* src, int64_t
 // Launchers (flash_forward.cu, flash_backward.cu). `a.alibi` is a device
 // pointer here.
 // `drop` (null = none) is attention dropout; `blocks` a block list (default: none).
-// `products`: FlashProducts::BFloat16 runs the bfloat16 kernels, Float32
-// the 3xTF32 ones or, with the TF32 setting on, the tf32 ones (span kernels
-// only: with a block list the products stay 3xTF32).
+// `products`: FlashProducts::BFloat16 runs the bfloat16 kernels (span
+// kernels only: with a block list the products stay 3xTF32).
 void flash_forward_launch(const FlashArgs& a, const AttentionDropoutArgs* drop = nullptr,
                           const flash::DeviceBlocks& blocks = {},
                           FlashProducts products = FlashProducts::Float32);

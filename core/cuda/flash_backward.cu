@@ -18,7 +18,6 @@
 //        dV += (P^T * Z^T) dO          dS^T = P^T (dP^T * Z^T - D) scale
 //   D stays dout_i . out_i: out is the dropped output, and
 //   sum_j P_ij (dP_ij Z_ij) = dout_i . sum_j P_ij Z_ij v_j = dout_i . out_i.
-#include "core/cuda/cuda_settings.h"
 #include "core/cuda/flash_attention.cuh"
 
 namespace attn {
@@ -317,7 +316,7 @@ void launch_kernel(const FlashArgs& a, const float* dout, const float* delta, fl
   ATTN_CUDA_LAUNCHED("flash_backward_kernel");
 }
 
-// As in the forward, tf32 and bfloat16 kernels exist for the span only.
+// As in the forward, bfloat16 kernels exist for the span only.
 template <int DP, int LIST, int MMA>
 void launch(const FlashArgs& a, const float* dout, const float* delta, float* dq, float* dk,
             float* dv, const AttentionDropoutArgs* drop, const DeviceBlocks& blocks) {
@@ -337,8 +336,6 @@ void launch(const FlashArgs& a, const float* dout, const float* delta, float* dq
     launch<DP, kListedGathered, kFp32>(a, dout, delta, dq, dk, dv, drop, blocks);
   else if (products == FlashProducts::BFloat16)
     launch<DP, kSpan, kBf16>(a, dout, delta, dq, dk, dv, drop, blocks);
-  else if (cuda_tf32())
-    launch<DP, kSpan, kTf32>(a, dout, delta, dq, dk, dv, drop, blocks);
   else
     launch<DP, kSpan, kFp32>(a, dout, delta, dq, dk, dv, drop, blocks);
 }

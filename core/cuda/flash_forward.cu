@@ -11,7 +11,6 @@
 // Scores are kept in log2 units (scale * log2 e folded in) so every
 // exponential is one exp2. With attention dropout (DROP), P is summed into l
 // as it is and then multiplied by Z before O += P V.
-#include "core/cuda/cuda_settings.h"
 #include "core/cuda/flash_attention.cuh"
 
 namespace attn {
@@ -222,8 +221,8 @@ void launch_kernel(const FlashArgs& a, const AttentionDropoutArgs& drop, const D
   ATTN_CUDA_LAUNCHED("flash_forward_kernel");
 }
 
-// The tf32 and bfloat16 kernels exist for the span only (no block list),
-// so that the list kernels are not compiled three times.
+// The bfloat16 kernels exist for the span only (no block list), so that
+// the list kernels are not compiled twice.
 template <int DP, int LIST, int MMA>
 void launch(const FlashArgs& a, const AttentionDropoutArgs* drop, const DeviceBlocks& blocks) {
   if (drop && drop->p > 0)
@@ -241,8 +240,6 @@ void launch(const FlashArgs& a, const AttentionDropoutArgs* drop, const DeviceBl
     launch<DP, kListedGathered, kFp32>(a, drop, blocks);
   else if (products == FlashProducts::BFloat16)
     launch<DP, kSpan, kBf16>(a, drop, blocks);
-  else if (cuda_tf32())
-    launch<DP, kSpan, kTf32>(a, drop, blocks);
   else
     launch<DP, kSpan, kFp32>(a, drop, blocks);
 }

@@ -20,9 +20,6 @@
 
 #include "autograd/ops.h"
 #include "core/bfloat16.h"
-#ifdef ATTNLAB_WITH_CUDA
-#include "core/cuda/cuda_settings.h"
-#endif
 #include "core/dispatch.h"
 #include "core/error.h"
 #include "core/random.h"
@@ -249,41 +246,6 @@ TEST(CudaParity, FlashAttentionBfloat16Products) {
     }
 }
 
-#ifdef ATTNLAB_WITH_CUDA  // the TF32 setting exists in CUDA builds only
-// With the TF32 setting on, float32 products run as one tf32 MMA (10
-// mantissa bits, 2^-11 relative per operand) instead of 3xTF32: within
-// ~1e-3 of the CPU's float32 and no longer within float32's rounding.
-TEST(CudaParity, FlashAttentionTf32Products) {
-  REQUIRE_CUDA();
-  struct Tf32On {
-    Tf32On() { set_cuda_tf32(true); }
-    ~Tf32On() { set_cuda_tf32(false); }
-  };
-  const Case cases[] = {
-      {1, 2, 2, 200, 200, 64, 0, 0, true, false},
-      {1, 4, 2, 190, 190, 80, 0, 0, true, true},
-      {1, 2, 1, 130, 130, 128, 0, 70, true, false},
-  };
-  int seed = 1700;
-  for (const Case& c : cases) {
-    seed += 4;
-    const auto ref = run_flash(c, kCpu, seed), fp32 = run_flash(c, kCuda, seed);
-    FlashRun tf32;
-    {
-      const Tf32On on;
-      tf32 = run_flash(c, kCuda, seed);
-    }
-    const std::string what = describe(c);
-    const double out = rel_error(ref.out, tf32.out), dq = rel_error(ref.dq, tf32.dq),
-                 dk = rel_error(ref.dk, tf32.dk), dv = rel_error(ref.dv, tf32.dv);
-    std::cout << "[ tf32 err ] " << what << ": out " << out << " dq " << dq << " dk " << dk << " dv " << dv
-              << "\n";
-    EXPECT_LT(out, 2e-3) << what;
-    EXPECT_LT(std::max({dq, dk, dv}), 4e-3) << what;
-    EXPECT_GT(rel_error(fp32.out, tf32.out), 2e-5) << what << ": the TF32 setting changed nothing";
-  }
-}
-#endif
 
 TEST(CudaParity, FlashAttentionHeadDimLimit) {
   REQUIRE_CUDA();
