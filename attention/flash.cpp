@@ -79,9 +79,11 @@ void check_groups(const std::vector<HeadGroup>& groups, int64_t heads, int64_t k
 }
 
 // Flash attention as one autograd op over head groups (empty: one group of
-// every head with o.window), one kernel call per group.
+// every head with o.window), one kernel call per group, its products as
+// flash_autocast (below) chose them.
 Tensor flash_op(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, const FlashOptions& o,
-                std::vector<HeadGroup> groups, Tensor* lse_out, const FlashForward& forward) {
+                std::vector<HeadGroup> groups, Tensor* lse_out, const FlashForward& forward,
+                FlashProducts products) {
   const char* op = "flash_attention";
   for (const Tensor* t : {&q_in, &k_in, &v_in}) {
     require_defined(op, *t);
@@ -136,9 +138,6 @@ Tensor flash_op(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, cons
   a.alibi = o.alibi.empty() ? nullptr : o.alibi.data();
   // Dropout's parameters and the products' precision travel beside FlashArgs (see core/backend.h).
   const AttentionDropoutArgs drop = o.dropout;
-  const FlashProducts products = autocast_dtype() == DType::BFloat16 && !forward && !blocks
-                                     ? FlashProducts::BFloat16
-                                     : FlashProducts::Float32;
   if (out.numel() > 0) {
     for (const HeadGroup& g : groups) {
       if (forward)  // code of its own, which may know nothing of streams
@@ -195,10 +194,11 @@ Tensor flash_op(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, cons
 Tensor flash_autocast(const Tensor& q, const Tensor& k, const Tensor& v, const FlashOptions& o,
                       std::vector<HeadGroup> groups, Tensor* lse_out, const FlashForward& forward) {
   const bool bf16 = autocast_dtype() == DType::BFloat16 && !forward && !o.blocks;
+  const FlashProducts products = bf16 ? FlashProducts::BFloat16 : FlashProducts::Float32;
   const bool cpu = q.defined() && k.defined() && v.defined() && q.device().is_cpu();
-  if (!bf16 || !cpu) return flash_op(q, k, v, o, std::move(groups), lse_out, forward);
+  if (!bf16 || !cpu) return flash_op(q, k, v, o, std::move(groups), lse_out, forward, products);
   return flash_op(round_to_bfloat16(q), round_to_bfloat16(k), round_to_bfloat16(v), o,
-                  std::move(groups), lse_out, forward);
+                  std::move(groups), lse_out, forward, products);
 }
 
 }  // namespace
