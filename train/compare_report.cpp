@@ -10,6 +10,7 @@
 #include <fstream>
 #include <limits>
 #include <sstream>
+#include <utility>
 
 #include "attention/registry.h"
 #include "autograd/engine.h"
@@ -61,6 +62,29 @@ std::vector<double> values(const VariantReport& v, double SeedRun::*field) {
   std::vector<double> out;
   for (const SeedRun& r : v.runs) out.push_back(r.*field);
   return out;
+}
+
+// The final val losses of the seeds both variants ran, in the baseline's
+// order: the pairs of the paired t-test.
+std::pair<std::vector<double>, std::vector<double>> seed_pairs(const VariantReport& base, const VariantReport& v) {
+  std::pair<std::vector<double>, std::vector<double>> pairs;
+  for (const SeedRun& b : base.runs)
+    for (const SeedRun& r : v.runs)
+      if (r.seed == b.seed) {
+        pairs.first.push_back(b.final_val);
+        pairs.second.push_back(r.final_val);
+      }
+  return pairs;
+}
+
+stats::TTestResult paired_test(const VariantReport& base, const VariantReport& v) {
+  const auto [a, b] = seed_pairs(base, v);
+  return stats::paired_t_test(a, b);
+}
+
+std::string test_cell(const stats::TTestResult& t, const char* df_format) {
+  if (!t.valid) return "n/a (1 seed)";
+  return format_p(t.p) + fmt(" (t = %.2f", t.t) + fmt(df_format, t.df);
 }
 
 // "2.1234 ± 0.0056" (mean ± sample std over seeds), "2.1234" for one seed.
@@ -158,17 +182,17 @@ std::string table_row(const CompareOptions& o, const VariantReport& v, const Var
     peak = std::max(peak, r.peak_bytes);
   }
   const std::vector<double> final_val = values(v, &SeedRun::final_val);
-  std::string delta = "baseline", p = "—";
+  std::string delta = "baseline", welch = "—", paired = "—";
   if (&v != &base) {
-    const stats::WelchResult w = stats::welch_t_test(values(base, &SeedRun::final_val), final_val);
     delta = fmt("%+.4f", stats::summarize(final_val).mean - stats::summarize(values(base, &SeedRun::final_val)).mean);
-    p = w.valid ? format_p(w.p) + fmt(" (t = %.2f", w.t) + fmt(", df = %.1f)", w.df) : "n/a (1 seed)";
+    welch = test_cell(stats::welch_t_test(values(base, &SeedRun::final_val), final_val), ", df = %.1f)");
+    paired = test_cell(paired_test(base, v), ", df = %.0f)");
   }
   std::ostringstream row;
   row << "| `" << v.spec << "` | " << (o.budget == "seconds" ? mean_std(steps, 0) : fixed(steps.front(), 0)) << " | "
       << human_count(stats::summarize(steps).mean * o.base.batch * o.base.model.block_size) << " | "
       << mean_std(final_val) << " | " << mean_std(values(v, &SeedRun::best_val)) << " | " << mean_std(bits) << " | "
-      << delta << " | " << p << " | " << fixed(stats::summarize(tps).mean, 0) << " | " << v.runs.front().parameters
+      << delta << " | " << welch << " | " << paired << " | " << fixed(stats::summarize(tps).mean, 0) << " | " << v.runs.front().parameters
       << " | " << (v.kv_bytes_per_token ? human_bytes(v.kv_bytes_per_token) : "no cache") << " | "
       << (peak ? human_bytes(peak) : "—") << " |\n";
   return row.str();
@@ -178,8 +202,8 @@ std::string results_table(const CompareOptions& o, const CompareResult& r) {
   const VariantReport& base = r.variants.front();
   std::ostringstream s;
   s << "| variant | steps | tokens | final val loss | best val loss | final bits/char | Δ final vs `" << base.spec
-    << "` | Welch test | train tokens/s | parameters | KV cache / token | peak memory |\n"
-    << "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n";
+    << "` | Welch test | paired test | train tokens/s | parameters | KV cache / token | peak memory |\n"
+    << "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n";
   for (const VariantReport& v : r.variants) s << table_row(o, v, base);
   s << "\nLosses are mean ± standard deviation over the seeds (nats/char unless marked). Best is the lowest of "
        "the run's evaluations (every "
@@ -211,6 +235,29 @@ std::string significance_section(const CompareResult& r) {
     const double diff = stats::summarize(final_val).mean - stats::summarize(base_final).mean;
     s << "- " << significance_sentence(r.variants[i].spec, base.spec, stats::welch_t_test(base_final, final_val), diff)
       << "\n";
+  }
+  if (base.runs.size() < 2) return s.str() + "\n";
+  const std::size_t m = r.variants.size() - 1;
+  s << "\nPaired by seed. A seed gives every variant the same batches in the same order and the same "
+       "evaluation windows, so part of the seed-to-seed spread is shared: a lucky seed lowers every variant's "
+       "loss. The paired t-test takes the difference seed by seed, d = loss(variant) − loss(`"
+    << base.spec << "`), where that shared part cancels (± is sd(d) / √n, df = n − 1). ";
+  if (m > 1)
+    s << "Holm's adjustment then accounts for the " << m << " comparisons made at once: an adjusted p below 0.05 "
+      << "keeps the chance of any false \"significant\" among them under 5 %.";
+  s << "\n\n";
+  std::vector<stats::TTestResult> paired;
+  std::vector<double> p;
+  for (std::size_t i = 1; i < r.variants.size(); ++i) {
+    paired.push_back(paired_test(base, r.variants[i]));
+    p.push_back(paired.back().valid ? paired.back().p : 1.0);
+  }
+  const std::vector<double> holm = stats::holm_adjust(p);
+  for (std::size_t i = 1; i < r.variants.size(); ++i) {
+    const stats::TTestResult& t = paired[i - 1];
+    s << "- " << significance_sentence(r.variants[i].spec, base.spec, t, t.diff);
+    if (m > 1 && t.valid) s << " Holm-adjusted " << format_p(holm[i - 1]) << ".";
+    s << "\n";
   }
   return s.str() + "\n";
 }

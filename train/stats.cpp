@@ -1,10 +1,12 @@
-// Mean, spread and Welch's t-test (stats.h). The p-value comes from the
+// Mean, spread, Welch's and the paired t-test, Holm's adjustment (stats.h). The p-value comes from the
 // Student-t CDF, written through the regularized incomplete beta function,
 // which is evaluated as a continued fraction with Lentz's method.
 #include "train/stats.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
+#include <numeric>
 
 #include "core/error.h"
 
@@ -80,6 +82,17 @@ double student_t_cdf(double t, double df) {
   return t >= 0 ? 1 - tail : tail;
 }
 
+namespace {
+
+// A difference with no noise around it: certain when nonzero, no evidence
+// when zero.
+void no_spread(TTestResult& r) {
+  r.t = r.diff == 0 ? 0 : std::copysign(std::numeric_limits<double>::infinity(), r.diff);
+  r.p = r.diff == 0 ? 1 : 0;
+}
+
+}  // namespace
+
 WelchResult welch_t_test(const std::vector<double>& a, const std::vector<double>& b) {
   WelchResult r;
   const Summary sa = summarize(a), sb = summarize(b);
@@ -89,16 +102,58 @@ WelchResult welch_t_test(const std::vector<double>& a, const std::vector<double>
   const double va = sa.std * sa.std / sa.n, vb = sb.std * sb.std / sb.n;
   r.se = std::sqrt(va + vb);
   if (r.se == 0) {
-    // No noise at all: any difference is certain, none is no evidence.
-    r.t = r.diff == 0 ? 0 : std::copysign(std::numeric_limits<double>::infinity(), r.diff);
     r.df = sa.n + sb.n - 2;
-    r.p = r.diff == 0 ? 1 : 0;
+    no_spread(r);
     return r;
   }
   r.t = r.diff / r.se;
   r.df = (va + vb) * (va + vb) / (va * va / (sa.n - 1) + vb * vb / (sb.n - 1));
   r.p = student_t_two_sided_p(r.t, r.df);
   return r;
+}
+
+TTestResult paired_t_test(const std::vector<double>& a, const std::vector<double>& b) {
+  check(a.size() == b.size(), "stats: a paired t-test needs one value of each side per seed, got ", a.size(),
+        " and ", b.size());
+  std::vector<double> d(a.size());
+  for (std::size_t i = 0; i < a.size(); ++i) d[i] = b[i] - a[i];
+  const Summary sd = summarize(d);
+  TTestResult r;
+  if (sd.n < 2) return r;
+  r.valid = true;
+  r.diff = sd.mean;
+  r.se = sd.std / std::sqrt(static_cast<double>(sd.n));
+  r.df = sd.n - 1;
+  if (r.se == 0) {
+    no_spread(r);
+    return r;
+  }
+  r.t = r.diff / r.se;
+  r.p = student_t_two_sided_p(r.t, r.df);
+  return r;
+}
+
+std::vector<double> holm_adjust(const std::vector<double>& p) {
+  const std::size_t m = p.size();
+  std::vector<std::size_t> order(m);
+  std::iota(order.begin(), order.end(), std::size_t{0});
+  // A NaN (a test on a diverged run) sorts last, stays NaN and still counts
+  // in m: leaving it out would make the others look stronger than they are.
+  auto key = [&](std::size_t i) { return std::isnan(p[i]) ? 2.0 : p[i]; };
+  std::stable_sort(order.begin(), order.end(), [&](std::size_t i, std::size_t j) { return key(i) < key(j); });
+  std::vector<double> adjusted(m);
+  double running = 0;  // the adjusted values may not decrease down the sorted list
+  for (std::size_t k = 0; k < m; ++k) {
+    const double q = p[order[k]];
+    check(std::isnan(q) || (q >= 0 && q <= 1), "stats: holm_adjust needs p-values in [0, 1], got ", q);
+    if (std::isnan(q)) {
+      adjusted[order[k]] = q;
+      continue;
+    }
+    running = std::max(running, std::min(1.0, static_cast<double>(m - k) * q));
+    adjusted[order[k]] = running;
+  }
+  return adjusted;
 }
 
 }  // namespace attn::stats

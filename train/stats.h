@@ -1,11 +1,19 @@
 // The statistics `compare` needs to say whether two attention variants
-// really differ: mean and spread over seeds, and Welch's t-test with its
-// p-value, computed here in double precision from first principles (no
+// really differ: mean and spread over seeds, Welch's and the paired t-test
+// with their p-values, and Holm's adjustment for testing several variants
+// at once, computed here in double precision from first principles (no
 // statistics library), so a student can read every step.
 //
 // Why Welch and not Student's t-test: two variants need not be equally
 // noisy across seeds (a variant that trains less stably has a larger
 // spread), and Welch's test does not assume they are.
+//
+// Why also a paired test: in `compare` a seed fixes more than the initial
+// weights. Runs of the same seed see the same batches in the same order and
+// are evaluated on the same windows, so part of the seed-to-seed spread is
+// shared by every variant (a lucky batch order helps them all). Welch's
+// test counts that shared spread as noise; the paired test takes the
+// difference seed by seed, where it cancels.
 #pragma once
 #include <vector>
 
@@ -29,11 +37,31 @@ Summary summarize(const std::vector<double>& values);
 // Needs at least two values on each side (valid = false otherwise). When
 // both sides have no spread at all, t is 0 (p = 1) for equal means and
 // +-infinity (p = 0) for different ones.
-struct WelchResult {
+struct TTestResult {
   bool valid = false;
   double diff = 0, se = 0, t = 0, df = 0, p = 1;
 };
+using WelchResult = TTestResult;
 WelchResult welch_t_test(const std::vector<double>& a, const std::vector<double>& b);
+
+// The paired t-test of b - a, where a[i] and b[i] come from the same seed.
+//   d_i  = b_i - a_i
+//   diff = mean(d)
+//   se   = sd(d) / sqrt(n)     sd with n - 1, as in summarize
+//   t    = diff / se, df = n - 1
+//   p    = P(|T_df| >= |t|), two-sided
+// Needs two or more pairs (valid = false otherwise) and fails on sides of
+// different lengths. No spread in d: as Welch's test, t = 0 (p = 1) for no
+// difference, +-infinity (p = 0) for any other.
+TTestResult paired_t_test(const std::vector<double>& a, const std::vector<double>& b);
+
+// Holm's step-down adjustment of m p-values tested together: sort them,
+// multiply the k-th smallest (k = 1..m) by m - k + 1, keep the sequence
+// from decreasing, cap at 1. Rejecting where the adjusted p < alpha keeps
+// the chance of any false "significant" among all m at most alpha, whatever
+// the tests' dependence (Bonferroni's guarantee, with more power). Returns
+// the adjusted values in the order given.
+std::vector<double> holm_adjust(const std::vector<double>& p);
 
 // P(T <= t) for Student's t distribution with df > 0 degrees of freedom.
 double student_t_cdf(double t, double df);

@@ -119,6 +119,14 @@ TEST(Compare, SignificanceSeparatesNoiseFromRealDifferences) {
   const std::string md = read_text(dir / "cmp" / "report.md");
   EXPECT_NE(md.find("`flash` is within noise of `mha`"), std::string::npos) << md;
   EXPECT_NE(md.find("nats/char worse than `mha` (t = "), std::string::npos) << md;
+  // The paired test over the same seeds, with Holm's adjustment for the two comparisons.
+  const stats::TTestResult paired = stats::paired_t_test(base, final_losses(r.variants[2]));
+  EXPECT_LT(paired.p, 0.05);
+  EXPECT_NE(md.find("| Welch test | paired test |"), std::string::npos) << md;
+  EXPECT_NE(md.find("Paired by seed."), std::string::npos) << md;
+  EXPECT_NE(md.find("for the 2 comparisons made at once"), std::string::npos) << md;
+  const std::string crippled_paired = significance_sentence("window:size=1", "mha", paired, paired.diff);
+  EXPECT_NE(md.find("- " + crippled_paired + " Holm-adjusted p"), std::string::npos) << md;
   for (const char* png : {"loss_steps.png", "loss_time.png"}) EXPECT_TRUE(fs::exists(dir / "cmp" / png)) << png;
   fs::remove_all(dir);
 }

@@ -3,6 +3,9 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <exception>
+#include <string>
+#include <vector>
 
 #include "train/stats.h"
 
@@ -74,4 +77,72 @@ TEST(Stats, WelchEdgeCases) {
   const WelchResult apart = welch_t_test({2, 2, 2}, {3, 3, 3});
   EXPECT_EQ(apart.p, 0);
   EXPECT_TRUE(std::isinf(apart.t) && apart.t > 0);
+}
+
+TEST(Stats, PairedTTestByHand) {
+  // d = {0.1, 0.3, 0.2, 0.4}: mean 0.25, squares about it 0.05, sd^2 = 0.05 / 3.
+  const TTestResult t = paired_t_test({1, 2, 3, 4}, {1.1, 2.3, 3.2, 4.4});
+  ASSERT_TRUE(t.valid);
+  EXPECT_NEAR(t.diff, 0.25, 1e-12);
+  EXPECT_NEAR(t.se, std::sqrt(0.05 / 3) / 2, 1e-12);
+  EXPECT_NEAR(t.t, 0.25 / (std::sqrt(0.05 / 3) / 2), 1e-9);
+  EXPECT_EQ(t.df, 3);
+  EXPECT_NEAR(t.p, student_t_two_sided_p(t.t, 3), 1e-15);
+  // t = 3.87 on 3 df: between the tables' 5 % (3.182) and 1 % (5.841) points.
+  EXPECT_LT(t.p, 0.05);
+  EXPECT_GT(t.p, 0.01);
+  const TTestResult back = paired_t_test({1.1, 2.3, 3.2, 4.4}, {1, 2, 3, 4});
+  EXPECT_NEAR(back.t, -t.t, 1e-9);
+  EXPECT_NEAR(back.p, t.p, 1e-12);
+}
+
+TEST(Stats, PairingFindsWhatTheSeedSpreadHides) {
+  // Three seeds whose losses spread by a whole nat; the variant is 0.1 worse
+  // on every one of them (give or take 0.02).
+  const std::vector<double> a = {1.0, 2.0, 3.0}, b = {1.1, 2.1, 3.12};
+  EXPECT_GT(welch_t_test(a, b).p, 0.5) << "unpaired, the shared spread swamps the difference";
+  const TTestResult paired = paired_t_test(a, b);
+  // d = {0.1, 0.1, 0.12}: mean 0.32/3, sd = 0.02/sqrt(3), se = 0.02/3, t = 16 on 2 df.
+  EXPECT_NEAR(paired.t, 16, 1e-6);
+  EXPECT_NEAR(paired.p, 1 - 16 / std::sqrt(16.0 * 16 + 2), 1e-8);  // df = 2: p = 1 - t / sqrt(t^2 + 2)
+  EXPECT_LT(paired.p, 0.01);
+}
+
+TEST(Stats, PairedEdgeCases) {
+  EXPECT_FALSE(paired_t_test({1.0}, {2.0}).valid);  // one seed: no spread of differences
+  EXPECT_FALSE(paired_t_test({}, {}).valid);
+  try {
+    paired_t_test({1, 2, 3}, {1, 2});
+    ADD_FAILURE() << "expected an error";
+  } catch (const std::exception& e) {
+    EXPECT_NE(std::string(e.what()).find("one value of each side per seed, got 3 and 2"), std::string::npos)
+        << e.what();
+  }
+  // The same shift on every seed: no noise, a certain difference.
+  const TTestResult shifted = paired_t_test({1, 2, 3}, {1.5, 2.5, 3.5});
+  EXPECT_TRUE(shifted.valid);
+  EXPECT_EQ(shifted.p, 0);
+  EXPECT_TRUE(std::isinf(shifted.t) && shifted.t > 0);
+  EXPECT_EQ(paired_t_test({1, 2, 3}, {1, 2, 3}).p, 1);
+}
+
+TEST(Stats, HolmAdjustsInStepsAndKeepsTheOrder) {
+  // Sorted 0.01, 0.03, 0.04 -> x3, x2, x1 = 0.03, 0.06, 0.04 -> never decreasing: 0.03, 0.06, 0.06.
+  const std::vector<double> adjusted = holm_adjust({0.01, 0.04, 0.03});
+  ASSERT_EQ(adjusted.size(), 3u);
+  EXPECT_NEAR(adjusted[0], 0.03, 1e-15);
+  EXPECT_NEAR(adjusted[1], 0.06, 1e-15);
+  EXPECT_NEAR(adjusted[2], 0.06, 1e-15);
+  EXPECT_EQ(holm_adjust({0.5}), std::vector<double>{0.5});  // one test: unchanged
+  EXPECT_EQ(holm_adjust({0.6, 0.9}), (std::vector<double>{1.0, 1.0}));  // 1.2 capped at 1
+  EXPECT_TRUE(holm_adjust({}).empty());
+  const std::vector<double> with_nan = holm_adjust({NAN, 0.02});  // a diverged run still counts in m
+  EXPECT_TRUE(std::isnan(with_nan[0]));
+  EXPECT_NEAR(with_nan[1], 0.04, 1e-15);
+  try {
+    holm_adjust({0.2, 1.5});
+    ADD_FAILURE() << "expected an error";
+  } catch (const std::exception& e) {
+    EXPECT_NE(std::string(e.what()).find("p-values in [0, 1], got 1.5"), std::string::npos) << e.what();
+  }
 }
