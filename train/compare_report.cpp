@@ -241,7 +241,9 @@ std::string significance_section(const CompareResult& r) {
   s << "\nPaired by seed. A seed gives every variant the same batches in the same order and the same "
        "evaluation windows, so part of the seed-to-seed spread is shared: a lucky seed lowers every variant's "
        "loss. The paired t-test takes the difference seed by seed, d = loss(variant) − loss(`"
-    << base.spec << "`), where that shared part cancels (± is sd(d) / √n, df = n − 1). ";
+    << base.spec << "`), where that shared part cancels (± is sd(d) / √n, df = n − 1; the interval is mean(d) ± t(0.975, df) · sd(d) / √n, "
+       "positive meaning worse than `"
+    << base.spec << "`). ";
   if (m > 1)
     s << "Holm's adjustment then accounts for the " << m << " comparisons made at once: an adjusted p below 0.05 "
       << "keeps the chance of any false \"significant\" among them under 5 %.";
@@ -256,6 +258,12 @@ std::string significance_section(const CompareResult& r) {
   for (std::size_t i = 1; i < r.variants.size(); ++i) {
     const stats::TTestResult& t = paired[i - 1];
     s << "- " << significance_sentence(r.variants[i].spec, base.spec, t, t.diff);
+    if (t.valid && t.se > 0) {
+      const double half = stats::student_t_quantile(0.975, t.df) * t.se;
+      const int d = decimals_for(t.se);
+      s << " 95 % interval of the difference: [" << fixed(t.diff - half, d) << ", " << fixed(t.diff + half, d)
+        << "] nats/char.";
+    }
     if (m > 1 && t.valid) s << " Holm-adjusted " << format_p(holm[i - 1]) << ".";
     s << "\n";
   }

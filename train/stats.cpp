@@ -73,13 +73,32 @@ double student_t_two_sided_p(double t, double df) {
   if (std::isnan(t)) return std::numeric_limits<double>::quiet_NaN();
   if (std::isinf(t)) return 0;
   // P(|T| >= |t|) = I_{df/(df+t^2)}(df/2, 1/2): the t statistic squared is
-  // an F(1, df) variable, whose tail is this beta function.
-  return regularized_incomplete_beta(df / 2, 0.5, df / (df + t * t));
+  // an F(1, df) variable, whose tail is this beta function. Near t = 0,
+  // df/(df+t^2) rounds to 1 and t is lost; there the complement
+  // P(|T| < |t|) = I_{t^2/(df+t^2)}(1/2, df/2) keeps it.
+  const double x = df / (df + t * t), y = t * t / (df + t * t);
+  if (x > 0.5) return 1 - regularized_incomplete_beta(0.5, df / 2, y);
+  return regularized_incomplete_beta(df / 2, 0.5, x);
 }
 
 double student_t_cdf(double t, double df) {
   const double tail = student_t_two_sided_p(t, df) / 2;  // P(T >= |t|), by symmetry
   return t >= 0 ? 1 - tail : tail;
+}
+
+double student_t_quantile(double prob, double df) {
+  check(prob > 0 && prob < 1, "stats: a t quantile needs a probability in (0, 1), got ", prob);
+  check(df > 0, "stats: the t distribution needs df > 0, got ", df);
+  // Widen the bracket until it holds the answer (df = 1, prob = 1e-12 needs
+  // t near -3e11), then halve it until it is as narrow as doubles allow.
+  double lo = -1, hi = 1;
+  while (student_t_cdf(lo, df) > prob) lo *= 2;
+  while (student_t_cdf(hi, df) < prob) hi *= 2;
+  for (int i = 0; i < 200 && hi - lo > 1e-12 * std::max(1.0, std::fabs(lo)); ++i) {
+    const double mid = (lo + hi) / 2;
+    (student_t_cdf(mid, df) < prob ? lo : hi) = mid;
+  }
+  return (lo + hi) / 2;
 }
 
 namespace {

@@ -67,6 +67,11 @@ std::vector<double> holm_adjust(const std::vector<double>& p);
 double student_t_cdf(double t, double df);
 // Two-sided p-value P(|T| >= |t|).
 double student_t_two_sided_p(double t, double df);
+// The t with P(T <= t) = prob, prob in (0, 1): the inverse of student_t_cdf,
+// found by bisection (the CDF only grows, so halving a bracket that holds
+// the answer always closes in on it). The 95 % confidence interval of a
+// difference is diff ± student_t_quantile(0.975, df) * se.
+double student_t_quantile(double prob, double df);
 
 // The regularized incomplete beta function I_x(a, b), a, b > 0, x in [0, 1]:
 // the CDF of the Beta(a, b) distribution, through which the t distribution's

@@ -126,7 +126,10 @@ TEST(Compare, SignificanceSeparatesNoiseFromRealDifferences) {
   EXPECT_NE(md.find("Paired by seed."), std::string::npos) << md;
   EXPECT_NE(md.find("for the 2 comparisons made at once"), std::string::npos) << md;
   const std::string crippled_paired = significance_sentence("window:size=1", "mha", paired, paired.diff);
-  EXPECT_NE(md.find("- " + crippled_paired + " Holm-adjusted p"), std::string::npos) << md;
+  EXPECT_NE(md.find("- " + crippled_paired + " 95 % interval of the difference: ["), std::string::npos) << md;
+  // A real difference: the interval lies wholly on the worse side of zero.
+  EXPECT_GT(paired.diff - stats::student_t_quantile(0.975, paired.df) * paired.se, 0);
+  EXPECT_NE(md.find("] nats/char. Holm-adjusted p"), std::string::npos) << md;
   for (const char* png : {"loss_steps.png", "loss_time.png"}) EXPECT_TRUE(fs::exists(dir / "cmp" / png)) << png;
   fs::remove_all(dir);
 }

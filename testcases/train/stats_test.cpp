@@ -146,3 +146,28 @@ TEST(Stats, HolmAdjustsInStepsAndKeepsTheOrder) {
     EXPECT_NE(std::string(e.what()).find("p-values in [0, 1], got 1.5"), std::string::npos) << e.what();
   }
 }
+
+TEST(Stats, StudentTQuantilesMatchTables) {
+  // The 97.5 % points of t tables: the half-width of a 95 % interval is this times se.
+  EXPECT_NEAR(student_t_quantile(0.975, 1), 12.706, 1e-3);
+  EXPECT_NEAR(student_t_quantile(0.975, 2), 4.303, 1e-3);
+  EXPECT_NEAR(student_t_quantile(0.975, 4), 2.776, 1e-3);
+  EXPECT_NEAR(student_t_quantile(0.975, 10), 2.228, 1e-3);
+  EXPECT_NEAR(student_t_quantile(0.995, 10), 3.169, 1e-3);
+  EXPECT_NEAR(student_t_quantile(0.975, 1e7), 1.959964, 1e-5);
+  // Closed form for df = 1 (Cauchy): tan(pi (p - 1/2)); symmetry; the median.
+  EXPECT_NEAR(student_t_quantile(0.9, 1), std::tan(M_PI * 0.4), 1e-9);
+  EXPECT_NEAR(student_t_quantile(0.025, 4), -student_t_quantile(0.975, 4), 1e-9);
+  EXPECT_NEAR(student_t_quantile(0.5, 3), 0, 1e-12);
+  // Inverse of the CDF, far into a tail too.
+  for (double p : {1e-9, 0.01, 0.3, 0.77, 0.999999})
+    EXPECT_NEAR(student_t_cdf(student_t_quantile(p, 2.5), 2.5), p, 1e-9 * std::max(1.0, p / 1e-3)) << p;
+  for (double bad : {0.0, 1.0, -0.5, std::nan("")}) {
+    try {
+      student_t_quantile(bad, 3);
+      ADD_FAILURE() << "expected an error for " << bad;
+    } catch (const std::exception& e) {
+      EXPECT_NE(std::string(e.what()).find("a probability in (0, 1)"), std::string::npos) << e.what();
+    }
+  }
+}
