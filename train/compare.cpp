@@ -27,6 +27,7 @@
 #include "train/run_lock.h"
 #include "train/stop_signals.h"
 #include "train/tokenizer.h"
+#include "train/warm_up.h"
 
 namespace attn {
 
@@ -366,6 +367,16 @@ CompareResult compare(const CompareOptions& options) {
     }
   }
   ranks.barrier();
+  // Untimed steps first, so no run pays the process's first-use costs
+  // (warm_up.h); not when every run is finished and only reused.
+  bool to_train = false;
+  for (const std::vector<RunPlan>& variant_plans : plans)
+    for (const RunPlan& p : variant_plans) to_train = to_train || p.how != "reused";
+  if (to_train) {
+    if (!o.base.quiet && ranks.rank() == 0)
+      std::fprintf(stderr, "== warming up: 2 untimed steps of each variant\n");
+    warm_up(o.base, o.variants);
+  }
   for (std::size_t vi = 0; vi < result.variants.size() && result.interrupted_by == 0; ++vi) {
     VariantReport& v = result.variants[vi];
     for (int64_t i = 0; i < o.seeds && result.interrupted_by == 0; ++i) {

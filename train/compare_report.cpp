@@ -192,7 +192,7 @@ std::string table_row(const CompareOptions& o, const VariantReport& v, const Var
   row << "| `" << v.spec << "` | " << (o.budget == "seconds" ? mean_std(steps, 0) : fixed(steps.front(), 0)) << " | "
       << human_count(stats::summarize(steps).mean * o.base.batch * o.base.model.block_size) << " | "
       << mean_std(final_val) << " | " << mean_std(values(v, &SeedRun::best_val)) << " | " << mean_std(bits) << " | "
-      << delta << " | " << welch << " | " << paired << " | " << fixed(stats::summarize(tps).mean, 0) << " | " << v.runs.front().parameters
+      << delta << " | " << welch << " | " << paired << " | " << mean_std(tps, 0) << " | " << v.runs.front().parameters
       << " | " << (v.kv_bytes_per_token ? human_bytes(v.kv_bytes_per_token) : "no cache") << " | "
       << (peak ? human_bytes(peak) : "—") << " |\n";
   return row.str();
@@ -207,7 +207,9 @@ std::string results_table(const CompareOptions& o, const CompareResult& r) {
   for (const VariantReport& v : r.variants) s << table_row(o, v, base);
   s << "\nLosses are mean ± standard deviation over the seeds (nats/char unless marked). Best is the lowest of "
        "the run's evaluations (every "
-    << o.base.eval_every << " steps and at the end). Train tokens/s counts training time only. KV cache per token is "
+    << o.base.eval_every
+    << " steps and at the end). Train tokens/s counts training time only (mean ± standard deviation over "
+       "the seeds: on a shared machine speed is noisy too). KV cache per token is "
     << "measured from a cache the model allocates (all layers, one sequence); peak memory is the training "
        "device's allocator peak ("
     << o.base.device << ").\n\n";

@@ -9,9 +9,11 @@
 #include "core/error.h"
 #include "testcases/error_of.h"
 #include "train/compare.h"
+#include "train/checkpoint.h"
 #include "train/compare_report.h"
 #include "train/convert.h"
 #include "train/stats.h"
+#include "train/warm_up.h"
 
 using namespace attn;
 namespace fs = std::filesystem;
@@ -279,6 +281,35 @@ TEST(CompareOptions, BadValuesAreOneLineErrors) {
   EXPECT_EQ(error([](CompareOptions& o) { o.budget = "seconds"; }),
             "compare: --seconds must be in (0, 10000000] with --budget seconds (training seconds per run), got 0");
   EXPECT_FALSE(fs::exists(dir / "cmp"));  // checked before anything is written
+  fs::remove_all(dir);
+}
+
+// The warm-up's steps are thrown away and draw on no generator of a run's:
+// a run trained after it is bitwise the run trained without it.
+TEST(WarmUp, LeavesTheRunsThatFollowUnchanged) {
+  const fs::path dir = temp_dir("warm_up");
+  TrainOptions o = tiny(dir);
+  o.model.dropout = 0.1f;
+  o.model.attn_dropout = 0.1f;
+  o.out = (dir / "before").string();
+  const TrainResult before = train(o);
+  warm_up(o, {"mha", "gqa:kv_heads=2", "window:size=4"});
+  o.out = (dir / "after").string();
+  const TrainResult after = train(o);
+  EXPECT_EQ(before.final_val_loss, after.final_val_loss);
+  EXPECT_EQ(before.final_train_loss, after.final_train_loss);
+  // Every weight and optimizer moment bitwise (the files differ in the --out they record).
+  const CheckpointData a = load_checkpoint((dir / "before" / "checkpoint.safetensors").string());
+  const CheckpointData b = load_checkpoint((dir / "after" / "checkpoint.safetensors").string());
+  ASSERT_EQ(a.model.size(), b.model.size());
+  for (const auto& [name, t] : a.model) EXPECT_EQ(t.to_vector(), b.model.at(name).to_vector()) << name;
+  ASSERT_EQ(a.optimizer.size(), b.optimizer.size());
+  for (std::size_t i = 0; i < a.optimizer.size(); ++i)
+    EXPECT_EQ(a.optimizer[i].second.to_vector(), b.optimizer[i].second.to_vector()) << a.optimizer[i].first;
+  EXPECT_EQ(a.batch_rng, b.batch_rng);
+  EXPECT_EQ(a.dropout_stream, b.dropout_stream);
+  // A variant that does not exist fails naming it, as a run would.
+  EXPECT_NE(error_of([&] { warm_up(o, {"nosuch"}); }).find("nosuch"), std::string::npos);
   fs::remove_all(dir);
 }
 
