@@ -5,6 +5,7 @@
 #include "autograd/autocast.h"
 #include "autograd/ops.h"
 #include "core/dispatch.h"
+#include "core/error.h"
 #include "nn/gpt.h"
 #include "train/optim.h"
 
@@ -14,14 +15,10 @@
 
 namespace attn {
 
-void warm_up(const TrainOptions& base, const std::vector<std::string>& variants, int steps) {
-  const Device device = Device::parse(base.device);
-  const AutocastGuard autocast(base.precision == "bf16" ? DType::BFloat16 : DType::Float32);
-#ifdef ATTNLAB_WITH_CUDA
-  if (device.is_cuda()) set_cuda_tf32(base.precision == "tf32");
-#endif
-  // Its own generator: the runs' seeds draw nothing here.
-  Generator gen(0x5eed);
+namespace {
+
+void warm_up_each(const TrainOptions& base, const std::vector<std::string>& variants, int steps,
+                  const Device& device, Generator& gen) {
   for (const std::string& spec : variants) {
     GPTConfig config = base.model;
     config.attention = spec;
@@ -41,6 +38,25 @@ void warm_up(const TrainOptions& base, const std::vector<std::string>& variants,
       opt.step();
     }
     device_synchronize(device);
+  }
+}
+
+}  // namespace
+
+void warm_up(const TrainOptions& base, const std::vector<std::string>& variants, int steps) {
+  const Device device = Device::parse(base.device);
+  const AutocastGuard autocast(base.precision == "bf16" ? DType::BFloat16 : DType::Float32);
+#ifdef ATTNLAB_WITH_CUDA
+  if (device.is_cuda()) set_cuda_tf32(base.precision == "tf32");
+#endif
+  // Its own generator: the runs' seeds draw nothing here.
+  Generator gen(0x5eed);
+  // A model too large for the device stops the warm-up, not the comparison:
+  // its first run then meets the same limit and says so as any run does
+  // (which step, which checkpoint is intact, what to lower).
+  try {
+    warm_up_each(base, variants, steps, device, gen);
+  } catch (const OutOfMemory&) {
   }
 }
 

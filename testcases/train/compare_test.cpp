@@ -6,10 +6,12 @@
 #include <filesystem>
 #include <fstream>
 
+#include "core/allocator.h"
+#include "core/dispatch.h"
 #include "core/error.h"
 #include "testcases/error_of.h"
-#include "train/compare.h"
 #include "train/checkpoint.h"
+#include "train/compare.h"
 #include "train/compare_report.h"
 #include "train/convert.h"
 #include "train/stats.h"
@@ -293,7 +295,10 @@ TEST(WarmUp, LeavesTheRunsThatFollowUnchanged) {
   o.model.attn_dropout = 0.1f;
   o.out = (dir / "before").string();
   const TrainResult before = train(o);
+  reset_device_peak(Device::cpu());
   warm_up(o, {"mha", "gqa:kv_heads=2", "window:size=4"});
+  // It did train: its steps held about what the run's did at their peak.
+  EXPECT_GT(device_memory_stats(Device::cpu()).peak, before.peak_bytes / 2);
   o.out = (dir / "after").string();
   const TrainResult after = train(o);
   EXPECT_EQ(before.final_val_loss, after.final_val_loss);
@@ -310,6 +315,14 @@ TEST(WarmUp, LeavesTheRunsThatFollowUnchanged) {
   EXPECT_EQ(a.dropout_stream, b.dropout_stream);
   // A variant that does not exist fails naming it, as a run would.
   EXPECT_NE(error_of([&] { warm_up(o, {"nosuch"}); }).find("nosuch"), std::string::npos);
+  // Running out of memory ends the warm-up quietly: the first run then meets
+  // the limit and reports it as runs do (step, checkpoint, what to lower).
+  TrainOptions big = o;
+  big.batch = 64;  // a step needs about 2 MB
+  cpu_allocator().set_limit(400000);
+  const std::string oom = error_of([&] { warm_up(big, {"mha"}); });
+  cpu_allocator().set_limit(0);
+  EXPECT_EQ(oom, "(no error)");
   fs::remove_all(dir);
 }
 
