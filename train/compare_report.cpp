@@ -243,8 +243,9 @@ std::string significance_section(const CompareResult& r) {
   s << "\nPaired by seed. A seed gives every variant the same batches in the same order and the same "
        "evaluation windows, so part of the seed-to-seed spread is shared: a lucky seed lowers every variant's "
        "loss. The paired t-test takes the difference seed by seed, d = loss(variant) − loss(`"
-    << base.spec << "`), where that shared part cancels (± is sd(d) / √n, df = n − 1; the interval is mean(d) ± t(0.975, df) · sd(d) / √n, "
-       "positive meaning worse than `"
+    << base.spec
+    << "`), where that shared part cancels (± is sd(d) / √n, df = n − 1; the interval is "
+       "mean(d) ± t(0.975, df) · sd(d) / √n, positive meaning worse than `"
     << base.spec << "`). ";
   if (m > 1)
     s << "Holm's adjustment then accounts for the " << m << " comparisons made at once: an adjusted p below 0.05 "
