@@ -3,7 +3,8 @@
 # compares attention variants on small char-level GPTs as an experiment:
 # every variant trains with 3 seeds on the same data, model size and steps
 # (only the attention differs), the report tests each difference against
-# the noise between seeds (Welch, and paired over seeds with Holm), and every model is also read at 2x and 4x its
+# the noise between seeds (Welch's test, and the paired test over seeds
+# with Holm's adjustment), and every model is also read at 2x and 4x its
 # training block (length generalisation). Report: runs/compare/report.md.
 # The comparison took 8 min 20 s on 2 cores (README, "What the main job shows"); run again,
 # it reuses the finished runs and resumes an interrupted one.
