@@ -93,7 +93,7 @@ Tensor bf16_rounded(const Tensor& x) {
 // drop: attention dropout, or null. round_qkv: q, k and v rounded to
 // bfloat16 first (what the bfloat16 products read, for the CPU reference).
 FlashRun run_flash(const Case& c, const Device& dev, int seed, const AttentionDropoutArgs* drop = nullptr,
-              FlashProducts products = FlashProducts::Float32, bool round_qkv = false) {
+                   FlashProducts products = FlashProducts::Float32, bool round_qkv = false) {
   auto operand = [&](const Shape& s, int salt) {
     const Tensor x = normal(s, seed + salt);
     return (round_qkv ? bf16_rounded(x) : x).to(dev);
@@ -104,8 +104,8 @@ FlashRun run_flash(const Case& c, const Device& dev, int seed, const AttentionDr
   std::vector<float> slopes;
   for (int64_t h = 0; h < c.H; ++h) slopes.push_back(std::pow(2.0f, -8.0f * (h + 1) / c.H));
   FlashRun r{empty(q.shape(), DType::Float32, dev), empty({c.B, c.H, c.Tq}, DType::Float32, dev),
-        empty(q.shape(), DType::Float32, dev), empty(k.shape(), DType::Float32, dev),
-        empty(v.shape(), DType::Float32, dev)};
+             empty(q.shape(), DType::Float32, dev), empty(k.shape(), DType::Float32, dev),
+             empty(v.shape(), DType::Float32, dev)};
   FlashArgs a;
   a.q = q.data<float>(), a.k = k.data<float>(), a.v = v.data<float>();
   a.out = r.out.data<float>(), a.lse = r.lse.data<float>();
@@ -245,7 +245,6 @@ TEST(CudaParity, FlashAttentionBfloat16Products) {
       EXPECT_GT(rel_error(fp32.out, got.out), 5e-4) << what << ": the bfloat16 kernel multiplied in float32";
     }
 }
-
 
 TEST(CudaParity, FlashAttentionHeadDimLimit) {
   REQUIRE_CUDA();
